@@ -1,0 +1,1 @@
+"""Agent logic without widgets: decisions, outbox, uploader, scheduler, health."""

@@ -1,0 +1,46 @@
+"""Where agent state lives. Honours DESKWARDEN_HOME so tests and several agents never share state.
+
+Pure functions; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+ENV_HOME = "DESKWARDEN_HOME"
+
+
+def state_dir() -> Path:
+    """The agent's private state directory, created with mode 0700 if missing."""
+    override = os.environ.get(ENV_HOME)
+    path = Path(override).expanduser() if override else Path(platformdirs.user_data_dir("DeskWarden", "DeskWarden"))
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return path
+
+
+def outbox_path(home: Path) -> Path:
+    return home / "outbox.db"
+
+
+def policy_dir(home: Path) -> Path:
+    return home / "policy"
+
+
+def quarantine_dir(home: Path) -> Path:
+    return home / "quarantine"
+
+
+def config_path(home: Path) -> Path:
+    return home / "agent.json"
+
+
+def log_dir(home: Path) -> Path:
+    return home / "logs"
+
+
+def status_path(home: Path) -> Path:
+    """Snapshot the running agent writes for `deskwarden status`."""
+    return home / "status.json"

@@ -1,0 +1,1 @@
+"""The reference central endpoint: agent API, store, alert routing, console and reports."""

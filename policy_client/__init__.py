@@ -1,0 +1,1 @@
+"""Talks to the central endpoint: wire schema, enrolment, signed policy, event upload, secrets."""

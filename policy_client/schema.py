@@ -1,0 +1,390 @@
+"""The wire contract shared by agent and endpoint: event envelope, policy document, API bodies.
+
+Pure data and pure functions; safe to call from any thread. `central` imports this module and
+nothing else from the agent side, so it must stay free of agent imports.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
+
+SCHEMA_VERSION = 1
+"""Version of this wire contract; sent by agents as the `X-DeskWarden-Schema` header."""
+
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 1_000_000
+MAX_DATA_BYTES = 16_384
+"""Upper bound of one event's `data` when serialised; bigger events are a client bug."""
+
+
+class Severity(StrEnum):
+    info = "info"
+    low = "low"
+    medium = "medium"
+    high = "high"
+    critical = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {Severity.info: 0, Severity.low: 1, Severity.medium: 2, Severity.high: 3, Severity.critical: 4}
+
+
+class EventKind(StrEnum):
+    usb_mounted = "usb.mounted"
+    usb_blocked = "usb.blocked"
+    usb_removed = "usb.removed"
+    usb_exception_requested = "usb.exception_requested"
+    download_detected = "download.detected"
+    download_quarantined = "download.quarantined"
+    clipboard_sensitive = "clipboard.sensitive"
+    capture_tool_started = "capture.tool_started"
+    capture_tool_terminated = "capture.tool_terminated"
+    capture_hotkey = "capture.hotkey"
+    policy_updated = "policy.updated"
+    policy_rejected = "policy.rejected"
+    policy_acknowledged = "policy.acknowledged"
+    cleandesk_prompted = "cleandesk.prompted"
+    cleandesk_attested = "cleandesk.attested"
+    cleandesk_missed = "cleandesk.missed"
+    violation_justified = "violation.justified"
+    agent_started = "agent.started"
+    agent_stopped = "agent.stopped"
+    agent_heartbeat = "agent.heartbeat"
+    agent_collector_failed = "agent.collector_failed"
+    agent_tamper = "agent.tamper"
+    agent_loss = "agent.loss"
+    agent_dead_letter = "agent.dead_letter"
+    """A batch the endpoint refused with a non-retryable 4xx; the refused seqs are in `data`."""
+
+
+class Action(StrEnum):
+    observed = "observed"
+    warned = "warned"
+    blocked = "blocked"
+    masked = "masked"
+    cleared = "cleared"
+    quarantined = "quarantined"
+    deleted = "deleted"
+    terminated = "terminated"
+    allowed = "allowed"
+    failed = "failed"
+    """Enforcement was attempted and did not succeed; the event says why in `data.error`."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RuleRef(_Frozen):
+    id: str = Field(max_length=128)
+    policy_version: int = Field(ge=0)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventDraft(_Frozen):
+    """What a collector or the agent raises: an event before the outbox gives it seq, id and mac."""
+
+    kind: EventKind
+    ts: datetime = Field(default_factory=utc_now)
+    severity: Severity = Severity.info
+    user: str = Field(default="", max_length=256)
+    action: Action = Action.observed
+    rule: RuleRef | None = None
+    data: dict[str, JsonValue] = Field(default_factory=dict)
+
+
+class Event(_Frozen):
+    """The envelope that leaves the device (ARCHITECTURE.md section 4)."""
+
+    id: uuid.UUID
+    device_id: str = Field(max_length=64)
+    seq: int = Field(ge=1)
+    ts: datetime
+    kind: EventKind
+    severity: Severity
+    user: str = Field(max_length=256)
+    action: Action
+    rule: RuleRef | None = None
+    data: dict[str, JsonValue]
+    mac: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+    @field_validator("ts")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("ts must carry a UTC offset (RFC 3339)")
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _bounded(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if len(json.dumps(value, separators=(",", ":"))) > MAX_DATA_BYTES:
+            raise ValueError(f"data is larger than {MAX_DATA_BYTES} bytes")
+        return value
+
+
+# --- tamper-evident chain (ARCHITECTURE.md section 6) -------------------------------------------
+
+GENESIS_MAC = "0" * 64
+_CHAINED_FIELDS = ("id", "seq", "ts", "kind", "severity", "user", "action", "rule", "data")
+
+
+def event_digest(body: dict[str, Any]) -> bytes:
+    """SHA-256 over the canonical JSON of an event's chained fields (everything but device_id and mac).
+
+    `body` is the JSON-mode dump of an event; device_id is left out because events raised before
+    enrolment are chained before the device has an id.
+    """
+    canonical = {name: body.get(name) for name in _CHAINED_FIELDS}
+    return hashlib.sha256(
+        json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    ).digest()
+
+
+def chain_link(key: bytes, prev_mac: str, seq: int, digest: bytes) -> str:
+    """mac = HMAC-SHA256(key, prev_mac || seq || digest), hex encoded."""
+    return hmac.new(key, bytes.fromhex(prev_mac) + seq.to_bytes(8, "big") + digest, hashlib.sha256).hexdigest()
+
+
+def verify_link(key: bytes, prev_mac: str, event: Event) -> bool:
+    body = event.model_dump(mode="json")
+    expected = chain_link(key, prev_mac, event.seq, event_digest(body))
+    return hmac.compare_digest(expected, event.mac)
+
+
+def new_event_id() -> uuid.UUID:
+    """A time-ordered UUID (version 7 layout) so ids sort by creation time."""
+    ms = int(utc_now().timestamp() * 1000)
+    rand = uuid.uuid4().int & ((1 << 74) - 1)
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1))
+    return uuid.UUID(int=value)
+
+
+# --- policy (ARCHITECTURE.md section 5) ---------------------------------------------------------
+
+HexId = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{4}$")]
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class UsbDeviceId(_Frozen):
+    vendor_id: HexId
+    product_id: HexId
+    serial: str | None = Field(default=None, max_length=128)
+
+    def matches(self, vendor_id: str | None, product_id: str | None, serial: str | None) -> bool:
+        if vendor_id is None or product_id is None:
+            return False
+        if (self.vendor_id.lower(), self.product_id.lower()) != (vendor_id.lower(), product_id.lower()):
+            return False
+        return self.serial is None or self.serial == serial
+
+
+class UsbException(UsbDeviceId):
+    """A time-boxed exception approved in the console; travels with policy."""
+
+    expires_at: datetime
+    device_id: str | None = None
+    """The agent device it applies to; None means every device the policy reaches."""
+    reviewed_at: datetime | None = None
+
+
+class UsbControl(_Frozen):
+    mode: Literal["off", "audit", "warn", "block", "read_only"] = "audit"
+    allow: list[UsbDeviceId] = Field(default_factory=list)
+    exceptions: list[UsbException] = Field(default_factory=list)
+    exceptions_allowed: bool = True
+    media_roots: list[str] = Field(default_factory=lambda: ["/media", "/run/media"])
+
+
+class DownloadsControl(_Frozen):
+    mode: Literal["off", "audit", "warn", "quarantine", "delete"] = "audit"
+    paths: list[str] = Field(default_factory=lambda: ["~/Downloads"])
+    blocked_extensions: list[str] = Field(default_factory=list)
+    max_size_mb: float | None = Field(default=None, gt=0)
+    scan_content: bool = True
+    quarantine_on: Literal["any", "blocked", "sensitive"] = "blocked"
+    """Which downloads quarantine/delete mode acts on: every file, blocked extension/size only, or
+    blocked plus files with sensitive content."""
+
+    @field_validator("blocked_extensions")
+    @classmethod
+    def _dotted(cls, value: list[str]) -> list[str]:
+        return [ext.lower() if ext.startswith(".") else "." + ext.lower() for ext in value]
+
+
+Detector = Literal["card", "aadhaar", "pan", "iban", "ssn", "email", "phone"]
+ALL_DETECTORS: tuple[Detector, ...] = ("card", "aadhaar", "pan", "iban", "ssn", "email", "phone")
+
+
+class ClipboardControl(_Frozen):
+    mode: Literal["off", "audit", "warn", "clear", "mask"] = "audit"
+    detectors: list[Detector] = Field(default_factory=lambda: list(ALL_DETECTORS))
+
+
+class ScreenCaptureControl(_Frozen):
+    mode: Literal["off", "audit", "warn", "block"] = "audit"
+    process_names: list[str] = Field(default_factory=list)
+    """Added to the built-in list for the OS."""
+    executable_paths: list[str] = Field(default_factory=list)
+    hotkeys: bool = True
+
+
+class CleanDeskControl(_Frozen):
+    times: list[str] = Field(default_factory=list)
+    after_idle_minutes: int | None = Field(default=None, ge=1, le=24 * 60)
+    shift_end: str | None = None
+    checklist: list[str] = Field(
+        default_factory=lambda: [
+            "No customer documents or notes left on the desk",
+            "Screen locked when you step away",
+            "No phones or cameras pointed at the screen",
+        ]
+    )
+    grace_minutes: int = Field(default=15, ge=1, le=240)
+    snooze_minutes: int = Field(default=5, ge=1, le=60)
+    max_snoozes: int = Field(default=2, ge=0, le=10)
+
+    @field_validator("times")
+    @classmethod
+    def _times(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if not _HHMM.match(item):
+                raise ValueError(f"clean-desk time {item!r} is not HH:MM")
+        return value
+
+    @field_validator("shift_end")
+    @classmethod
+    def _shift_end(cls, value: str | None) -> str | None:
+        if value is not None and not _HHMM.match(value):
+            raise ValueError(f"shift_end {value!r} is not HH:MM")
+        return value
+
+
+DEFAULT_ACK_TEXT = (
+    "# Acceptable use of customer data\n\n"
+    "You handle customer data on behalf of our clients. DeskWarden records when removable storage, "
+    "downloads, the clipboard or screen-capture tools touch that data, and tells you when it acts.\n"
+)
+
+
+class AcknowledgementControl(_Frozen):
+    required: bool = True
+    text_markdown: str = Field(default=DEFAULT_ACK_TEXT, max_length=200_000)
+    reack_days: int = Field(default=90, ge=1, le=3650)
+
+
+class JustificationControl(_Frozen):
+    min_length: int = Field(default=15, ge=0, le=1000)
+    reasons: list[str] = Field(
+        default_factory=lambda: ["Customer requested it", "Supervisor approved it", "Business need"]
+    )
+    timeout_seconds: int = Field(default=120, ge=10, le=3600)
+    default_on_timeout: str = Field(default="No justification given", max_length=200)
+
+
+class ReportingControl(_Frozen):
+    heartbeat_seconds: int = Field(default=60, ge=5, le=3600)
+    queue_quota_mb: int = Field(default=512, ge=1, le=100_000)
+    retention_days: int = Field(default=30, ge=1, le=3650)
+    """How long the agent keeps already-sent events for the 'what was reported' view."""
+
+
+class AgentControl(_Frozen):
+    allow_quit: bool = False
+
+
+class Controls(_Frozen):
+    usb: UsbControl = Field(default_factory=UsbControl)
+    downloads: DownloadsControl = Field(default_factory=DownloadsControl)
+    clipboard: ClipboardControl = Field(default_factory=ClipboardControl)
+    screen_capture: ScreenCaptureControl = Field(default_factory=ScreenCaptureControl)
+    clean_desk: CleanDeskControl = Field(default_factory=CleanDeskControl)
+    acknowledgement: AcknowledgementControl = Field(default_factory=AcknowledgementControl)
+    justification: JustificationControl = Field(default_factory=JustificationControl)
+    reporting: ReportingControl = Field(default_factory=ReportingControl)
+    agent: AgentControl = Field(default_factory=AgentControl)
+
+
+class PolicyDocument(_Frozen):
+    """What admins write and the endpoint signs. Unknown fields are an error, not ignored."""
+
+    version: int = Field(ge=0)
+    issued_at: datetime = Field(default_factory=utc_now)
+    org: str = Field(default="", max_length=200)
+    controls: Controls = Field(default_factory=Controls)
+
+
+class PolicyEnvelope(_Frozen):
+    """Signed policy as served by `GET /v1/policy`; the signature covers the base64-decoded payload bytes."""
+
+    key_id: str = Field(max_length=64)
+    payload: str
+    signature: str
+
+
+# --- API bodies (ARCHITECTURE.md section 7) -----------------------------------------------------
+
+
+class EnrollRequest(_Frozen):
+    token: str = Field(min_length=8, max_length=256)
+    hostname: str = Field(max_length=255)
+    os: str = Field(max_length=64)
+    user: str = Field(default="", max_length=256)
+    agent_version: str = Field(default="", max_length=64)
+    chain_key: str = Field(min_length=40, max_length=128)
+    """Base64 of the agent's HMAC chain key, so the endpoint can verify the event chain."""
+
+
+class EnrollResponse(_Frozen):
+    device_id: str
+    credential: str
+    team: str
+    policy_key_id: str
+    policy_public_key: str
+    """Base64 of the raw 32-byte Ed25519 public key."""
+
+
+class EventBatch(_Frozen):
+    device_id: str = Field(max_length=64)
+    events: list[Event] = Field(max_length=MAX_BATCH_EVENTS)
+
+
+class IngestResult(_Frozen):
+    accepted: int
+    duplicates: int
+
+
+class Heartbeat(_Frozen):
+    ts: datetime = Field(default_factory=utc_now)
+    user: str = Field(default="", max_length=256)
+    agent_version: str = Field(default="", max_length=64)
+    policy_version: int = Field(default=0, ge=0)
+    queue_depth: int = Field(default=0, ge=0)
+    oldest_unsent_age_s: float | None = Field(default=None, ge=0)
+    collectors: dict[str, str] = Field(default_factory=dict)
+    rss_bytes: int | None = Field(default=None, ge=0)
+    cpu_percent: float | None = Field(default=None, ge=0)
+
+
+class HeartbeatResponse(_Frozen):
+    policy_version: int
+    """The newest policy version the endpoint serves; the agent fetches policy when it is newer."""
+
+
+class ErrorBody(_Frozen):
+    detail: str
