@@ -20,7 +20,7 @@ from policy_client.schema import Action, EventDraft, PolicyDocument, Severity
 
 log = logging.getLogger(__name__)
 
-DecisionAction = Literal["ignore", "audit", "warn", "block", "mask", "clear", "quarantine", "delete", "terminate"]
+DecisionAction = Literal["ignore", "audit", "warn", "block", "read_only", "mask", "clear", "quarantine", "delete", "terminate"]
 
 
 @dataclass(frozen=True, slots=True)
