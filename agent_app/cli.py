@@ -1,0 +1,218 @@
+"""The `deskwarden` command line: argument parsing only; each sub-command calls one function elsewhere.
+
+Runs on the main thread of whatever process was started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from agent_app import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _duration(text: str) -> timedelta:
+    """`90s`, `15m`, `8h`, `7d` or a plain number of seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    try:
+        if text and text[-1] in units:
+            return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+        return timedelta(seconds=float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (use e.g. 30m, 8h, 7d)") from None
+
+
+def _server_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, default=None, help="endpoint state directory")
+    parser.add_argument("--db", default=None, help="database URL (default: SQLite in the data dir)")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from central.settings import ServerSettings, default_data_dir
+
+    kwargs: dict[str, Any] = {"data_dir": args.data_dir or default_data_dir(), "db_url": args.db}
+    for name in ("host", "port"):
+        if getattr(args, name, None) is not None:
+            kwargs[name] = getattr(args, name)
+    return ServerSettings(**kwargs)
+
+
+# --- handlers: one call each --------------------------------------------------------------------
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from agent_app.demo import run_demo
+
+    return run_demo(state=args.state, headless=args.headless, port=args.port)
+
+
+def _cmd_server(args: argparse.Namespace) -> int:
+    from central.commands import run_server
+
+    run_server(_settings(args))
+    return 0
+
+
+def _cmd_enroll_token(args: argparse.Namespace) -> int:
+    from central.commands import issue_enroll_token
+
+    print(issue_enroll_token(_settings(args), args.team, args.ttl))
+    return 0
+
+
+def _cmd_api_token(args: argparse.Namespace) -> int:
+    from central.commands import create_api_token
+
+    print(create_api_token(_settings(args), args.name, args.role))
+    return 0
+
+
+def _cmd_create_user(args: argparse.Namespace) -> int:
+    from central.commands import create_user
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    create_user(_settings(args), args.name, role=args.role, teams=args.team or [], password=password)
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from central.commands import publish_policy
+
+    print(publish_policy(_settings(args), args.file.read_bytes(), author=args.author))
+    return 0
+
+
+def _cmd_enroll(args: argparse.Namespace) -> int:
+    from agent_app.core.enrol import enrol_here
+
+    device_id = enrol_here(args.url, args.token, ca_bundle=args.ca)
+    print(device_id)
+    return 0
+
+
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from agent_app.run import run_agent
+
+    return run_agent(headless=args.headless, supervisor=args.supervisor)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from agent_app.core.status import print_status
+
+    return print_status(as_json=args.json)
+
+
+def _cmd_scan(args: argparse.Namespace) -> int:
+    from collectors.pii.report import run_scan
+
+    return run_scan(args.file, as_json=args.json)
+
+
+def _cmd_install(args: argparse.Namespace) -> int:
+    from agent_app.core.autostart import install
+
+    return install(server=args.server, token=args.token, ca=args.ca, all_users=args.all_users)
+
+
+def _cmd_uninstall(args: argparse.Namespace) -> int:
+    from agent_app.core.autostart import uninstall
+
+    return uninstall(unlock_code=args.unlock_code)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deskwarden", description="DeskWarden desktop compliance monitor")
+    parser.add_argument("--version", action="version", version=f"deskwarden {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="run a local endpoint and an enrolled agent on this machine")
+    demo.add_argument("--state", type=Path, default=None, help="demo state directory (default: ./.deskwarden-demo)")
+    demo.add_argument("--headless", action="store_true", help="no tray even when a display exists")
+    demo.add_argument("--port", type=int, default=0, help="endpoint port (default: a free one)")
+    demo.set_defaults(handler=_cmd_demo)
+
+    server = sub.add_parser("server", help="run the central endpoint")
+    _server_args(server)
+    server.add_argument("--host", default=None)
+    server.add_argument("--port", type=int, default=None)
+    server.set_defaults(handler=_cmd_server)
+
+    admin = sub.add_parser("admin", help="endpoint administration").add_subparsers(dest="admin", required=True)
+    token = admin.add_parser("enroll-token", help="print an enrolment token for a team")
+    _server_args(token)
+    token.add_argument("--team", required=True)
+    token.add_argument("--ttl", type=_duration, default=timedelta(days=7))
+    token.set_defaults(handler=_cmd_enroll_token)
+    api = admin.add_parser("api-token", help="print a token for the read API")
+    _server_args(api)
+    api.add_argument("name")
+    api.add_argument("--role", choices=["admin", "auditor"], required=True)
+    api.set_defaults(handler=_cmd_api_token)
+    user = admin.add_parser("create-user", help="create a console user")
+    _server_args(user)
+    user.add_argument("name")
+    user.add_argument("--role", choices=["admin", "supervisor", "auditor"], required=True)
+    user.add_argument("--team", action="append", help="team a supervisor looks after (repeatable)")
+    user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    user.set_defaults(handler=_cmd_create_user)
+
+    policy = sub.add_parser("policy", help="policy administration").add_subparsers(dest="policy", required=True)
+    publish = policy.add_parser("publish", help="validate, sign and publish a policy file; prints the version")
+    _server_args(publish)
+    publish.add_argument("file", type=Path)
+    publish.add_argument("--author", default="cli")
+    publish.set_defaults(handler=_cmd_publish)
+
+    enroll = sub.add_parser("enroll", help="enrol this agent with an endpoint")
+    enroll.add_argument("url")
+    enroll.add_argument("--token", required=True)
+    enroll.add_argument("--ca", default=None, help="CA bundle that signs the endpoint's certificate")
+    enroll.set_defaults(handler=_cmd_enroll)
+
+    agent = sub.add_parser("agent", help="run the agent (tray when a display exists)")
+    agent.add_argument("--headless", action="store_true")
+    agent.add_argument("--supervisor", action="store_true", help="also show supervisor alert notifications")
+    agent.set_defaults(handler=_cmd_agent)
+
+    status = sub.add_parser("status", help="print the agent's state")
+    status.add_argument("--json", action="store_true")
+    status.set_defaults(handler=_cmd_status)
+
+    scan = sub.add_parser("scan", help="show what the PII detectors find in a file or standard input")
+    scan.add_argument("file", nargs="?", default="-")
+    scan.add_argument("--json", action="store_true")
+    scan.set_defaults(handler=_cmd_scan)
+
+    install = sub.add_parser("install", help="enrol (optional) and register autostart")
+    install.add_argument("--server", default=None)
+    install.add_argument("--token", default=None)
+    install.add_argument("--ca", default=None)
+    install.add_argument("--all-users", action="store_true")
+    install.set_defaults(handler=_cmd_install)
+    uninstall = sub.add_parser("uninstall", help="remove autostart")
+    uninstall.add_argument("--unlock-code", default=None)
+    uninstall.set_defaults(handler=_cmd_uninstall)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from agent_app.core.logs import configure_logging
+
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose, to_file=args.command in ("agent", "demo"))
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"deskwarden: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,117 @@
+"""Policy decisions: `decide(observation, policy)` maps what a collector saw to what the agent does.
+
+A pure function of its inputs; called on the pipeline thread.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from collectors.base import Decision, DecisionAction
+from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, UsbDeviceId, utc_now
+
+_MESSAGES: dict[tuple[str, str], str] = {
+    ("usb", "warn"): "This USB storage device is not approved for customer data. Explain why you need it.",
+    ("usb", "block"): "This USB storage device is not approved, so DeskWarden removed it.",
+    ("usb", "read_only"): "This USB storage device is not approved, so DeskWarden made it read-only.",
+    ("downloads", "warn"): "This download breaks the download policy. Explain why you need it.",
+    ("downloads", "quarantine"): "This download broke the download policy, so DeskWarden moved it to quarantine.",
+    ("downloads", "delete"): "This download broke the download policy, so DeskWarden deleted it.",
+    ("clipboard", "warn"): "You copied customer data. Explain why you need it on the clipboard.",
+    ("clipboard", "mask"): "You copied customer data, so DeskWarden masked it on the clipboard.",
+    ("clipboard", "clear"): "You copied customer data, so DeskWarden cleared the clipboard.",
+    ("screen_capture", "warn"): "A screen-capture tool was used. Explain why you need it.",
+    ("screen_capture", "terminate"): "Screen-capture tools are not allowed on this desk, so DeskWarden closed it.",
+    ("screen_capture", "clear"): "Screenshots are not allowed on this desk, so DeskWarden cleared the screenshot.",
+}
+
+
+def message_for(control: str, action: str) -> str:
+    return _MESSAGES.get((control, action), "")
+
+
+def _decision(
+    control: str, action: DecisionAction, policy: PolicyDocument, severity: Severity, *, suffix: str = ""
+) -> Decision:
+    return Decision(
+        action=action,
+        rule_id=f"{control}.{suffix or action}",
+        policy_version=policy.version,
+        severity=severity,
+        message=message_for(control, action),
+        exception_allowed=control == "usb" and action in ("block", "read_only") and policy.controls.usb.exceptions_allowed,
+    )
+
+
+def _usb(draft: EventDraft, policy: PolicyDocument, device_id: str, now: datetime) -> Decision:
+    usb = policy.controls.usb
+    if usb.mode == "off":
+        return _decision("usb", "ignore", policy, Severity.info, suffix="off")
+    vendor, product, serial = (_str(draft.data.get(k)) for k in ("vendor_id", "product_id", "serial"))
+    allowed: list[UsbDeviceId] = list(usb.allow)
+    allowed += [e for e in usb.exceptions if e.expires_at > now and e.device_id in (None, device_id)]
+    if any(entry.matches(vendor, product, serial) for entry in allowed):
+        return _decision("usb", "audit", policy, Severity.info, suffix="allowed")
+    severity = Severity.medium if usb.mode in ("audit", "warn") else Severity.high
+    return _decision("usb", "audit" if usb.mode == "audit" else usb.mode, policy, severity)
+
+
+def _downloads(draft: EventDraft, policy: PolicyDocument) -> Decision:
+    control = policy.controls.downloads
+    blocked = bool(draft.data.get("blocked_extension")) or bool(draft.data.get("oversize"))
+    sensitive = bool(draft.data.get("findings"))
+    severity = Severity.high if sensitive else Severity.medium if blocked else Severity.info
+    if control.mode == "off":
+        return _decision("downloads", "ignore", policy, Severity.info, suffix="off")
+    if control.mode in ("quarantine", "delete"):
+        hit = {"any": True, "blocked": blocked, "sensitive": blocked or sensitive}[control.quarantine_on]
+        if hit:
+            return _decision("downloads", control.mode, policy, max(severity, Severity.medium, key=_rank))
+        return _decision("downloads", "audit", policy, severity)
+    if control.mode == "warn" and (blocked or sensitive):
+        return _decision("downloads", "warn", policy, severity)
+    return _decision("downloads", "audit", policy, severity)
+
+
+def _clipboard(policy: PolicyDocument) -> Decision:
+    mode = policy.controls.clipboard.mode
+    if mode == "off":
+        return _decision("clipboard", "ignore", policy, Severity.info, suffix="off")
+    severity = Severity.medium if mode in ("audit", "warn") else Severity.low
+    return _decision("clipboard", mode, policy, severity)
+
+
+def _capture(draft: EventDraft, policy: PolicyDocument) -> Decision:
+    control = policy.controls.screen_capture
+    if control.mode == "off" or (draft.kind is EventKind.capture_hotkey and not control.hotkeys):
+        return _decision("screen_capture", "ignore", policy, Severity.info, suffix="off")
+    if control.mode == "block":
+        action: DecisionAction = "clear" if draft.kind is EventKind.capture_hotkey else "terminate"
+        return _decision("screen_capture", action, policy, Severity.high)
+    return _decision("screen_capture", control.mode, policy, Severity.medium)
+
+
+def decide(
+    draft: EventDraft, policy: PolicyDocument, *, device_id: str = "", now: datetime | None = None
+) -> Decision:
+    """What the agent does about `draft` under `policy`. Kinds without a control are recorded as they come."""
+    now = now or utc_now()
+    kind = draft.kind
+    if kind is EventKind.usb_mounted:
+        return _usb(draft, policy, device_id, now)
+    if kind is EventKind.download_detected:
+        return _downloads(draft, policy)
+    if kind is EventKind.clipboard_sensitive:
+        return _clipboard(policy)
+    if kind in (EventKind.capture_tool_started, EventKind.capture_hotkey):
+        return _capture(draft, policy)
+    return Decision(action="audit", rule_id="", policy_version=policy.version, severity=draft.severity)
+
+
+def _rank(severity: Severity) -> int:
+    return severity.rank
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

@@ -1,0 +1,202 @@
+"""The pipeline thread: decide, enforce and durably record every observation (ARCHITECTURE.md section 3).
+
+Collectors call `emit` from their own threads (non-blocking); the agent calls `record` for its own events.
+The pipeline thread owns its outbox connection and commits in groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from agent_app.core.decide import decide
+from collectors.base import Collector, Decision, Observation, Outcome
+from policy_client.schema import Action, EventDraft, PolicyDocument, RuleRef
+
+log = logging.getLogger(__name__)
+
+MAX_GROUP = 1000
+RETRY_WAIT_S = 1.0
+
+
+class OutboxWriter(Protocol):
+    def append(self, drafts: Sequence[EventDraft]) -> list[int]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the person at the desk must be told; crosses to the GUI thread."""
+
+    seq: int
+    kind: str
+    control: str
+    decision: Decision
+    outcome: Action
+    summary: dict[str, Any]
+    """Metadata safe to show (the event's `data`); never raw sensitive content."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    done: threading.Event
+
+
+_Item = Observation | EventDraft | _Flush
+
+
+class Pipeline:
+    """Queue in, outbox out. `emit`/`record` are thread-safe and never block or raise."""
+
+    def __init__(
+        self,
+        *,
+        outbox_factory: Callable[[], OutboxWriter],
+        policy: Callable[[], PolicyDocument],
+        collector: Callable[[str], Collector | None],
+        user: str,
+        device_id: Callable[[], str] = str,
+        on_written: Callable[[Sequence[int]], None] = lambda seqs: None,
+        on_notice: Callable[[Notice], None] = lambda notice: None,
+    ) -> None:
+        self._outbox_factory = outbox_factory
+        self._policy = policy
+        self._collector = collector
+        self._user = user
+        self._device_id = device_id
+        self._on_written = on_written
+        self._on_notice = on_notice
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0
+
+    # --- producers (any thread) -----------------------------------------------------------------
+
+    def emit(self, observation: Observation) -> None:
+        self._queue.put(observation)
+
+    def record(self, draft: EventDraft) -> None:
+        self._queue.put(draft)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued before this call is committed. False on timeout."""
+        done = threading.Event()
+        self._queue.put(_Flush(done))
+        return done.wait(timeout)
+
+    # --- lifecycle (main thread) ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="pipeline", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Commit what is queued, then stop."""
+        self._stopping.set()
+        self._queue.put(_Flush(threading.Event()))
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    # --- pipeline thread ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        outbox = self._outbox_factory()
+        try:
+            while True:
+                items = self._take()
+                self._process(outbox, items)
+                if self._stopping.is_set() and self._queue.empty():
+                    return
+        finally:
+            outbox.close()
+
+    def _take(self) -> list[_Item]:
+        items = [self._queue.get()]
+        while len(items) < MAX_GROUP:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _process(self, outbox: OutboxWriter, items: list[_Item]) -> None:
+        drafts: list[EventDraft] = []
+        notices: list[tuple[int, Notice]] = []
+        flushes: list[threading.Event] = []
+        for item in items:
+            if isinstance(item, _Flush):
+                flushes.append(item.done)
+            elif isinstance(item, Observation):
+                handled = self._handle(item)
+                if handled is not None:
+                    draft, notice = handled
+                    if notice is not None:
+                        notices.append((len(drafts), notice))
+                    drafts.append(draft)
+            else:
+                drafts.append(item if item.user else item.model_copy(update={"user": self._user}))
+        seqs = self._commit(outbox, drafts) if drafts else []
+        for done in flushes:
+            done.set()
+        if seqs:
+            self.written += len(seqs)
+            self._on_written(seqs)
+        for index, notice in notices:
+            if index < len(seqs):
+                self._safe_notice(Notice(seqs[index], notice.kind, notice.control, notice.decision, notice.outcome, notice.summary))
+
+    def _commit(self, outbox: OutboxWriter, drafts: list[EventDraft]) -> list[int]:
+        """Write the group; on an unexpected error keep retrying until stopped (violations are never dropped)."""
+        while True:
+            try:
+                return outbox.append(drafts)
+            except Exception:  # noqa: BLE001 - the outbox handles known faults; anything else must not lose events
+                log.exception("outbox append failed; %d events wait in memory", len(drafts))
+                if self._stopping.is_set():
+                    return []
+                self._stopping.wait(RETRY_WAIT_S)
+
+    def _handle(self, observation: Observation) -> tuple[EventDraft, Notice | None] | None:
+        policy = self._policy()
+        draft = observation.draft
+        decision = decide(draft, policy, device_id=self._device_id())
+        if decision.action == "ignore":
+            return None
+        outcome = Outcome(Action.observed)
+        collector = self._collector(observation.collector_id)
+        if decision.action not in ("audit",) and collector is not None:
+            try:
+                outcome = collector.enforce(observation.target, decision)
+            except Exception as exc:  # noqa: BLE001 - enforce must not raise; record the failure instead
+                log.exception("enforcement by %s failed", observation.collector_id)
+                outcome = Outcome(Action.failed, {"error": type(exc).__name__})
+        data = {**draft.data, **outcome.data}
+        final = draft.model_copy(
+            update={
+                "action": outcome.action,
+                "severity": max(decision.severity, draft.severity, key=lambda s: s.rank),
+                "rule": RuleRef(id=decision.rule_id, policy_version=decision.policy_version)
+                if decision.rule_id
+                else None,
+                "data": data,
+                "user": draft.user or self._user,
+            }
+        )
+        notice = None
+        if decision.message or outcome.action is Action.failed:
+            notice = Notice(0, draft.kind.value, observation.collector_id, decision, outcome.action, data)
+        return final, notice
+
+    def _safe_notice(self, notice: Notice) -> None:
+        try:
+            self._on_notice(notice)
+        except Exception:  # noqa: BLE001 - a UI callback must not stop the pipeline
+            log.exception("notice callback failed")

@@ -1,0 +1,48 @@
+"""Settings of the central endpoint, built once by the CLI (or a test) and passed to `create_app`.
+
+A frozen value; read from any thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import platformdirs
+
+
+def default_data_dir() -> Path:
+    """Where `deskwarden server` keeps its database and signing key unless told otherwise."""
+    return Path(platformdirs.user_data_dir("DeskWarden", appauthor=False)) / "server"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    data_dir: Path
+    db_url: str | None = None
+    """SQLAlchemy URL; None means the embedded SQLite file data_dir/central.db."""
+    host: str = "127.0.0.1"
+    port: int = 8443
+    max_concurrent_ingest: int = 8
+    """Event batches processed at once; beyond this `POST /v1/events` answers 429 with Retry-After."""
+    retry_after_s: int = 2
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Cap on a request body after gzip decompression; larger bodies get 413."""
+    offline_after: timedelta = timedelta(minutes=3)
+    """A device not seen for this long is reported offline by the read API."""
+    log_level: str = "info"
+
+    @property
+    def database_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.data_dir / 'central.db'}"
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.data_dir / "policy_signing.key"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
