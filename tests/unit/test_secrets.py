@@ -21,10 +21,10 @@ pytestmark = pytest.mark.skipif(os.name == "nt", reason="POSIX file modes")
 class MemoryKeyring(KeyringBackend):
     """A working in-memory keyring backend (stands in for the OS store)."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.entries: dict[tuple[str, str], str] = {}
 
     def get_password(self, service: str, username: str) -> str | None:
@@ -45,6 +45,18 @@ class SetRaisesKeyring(MemoryKeyring):
 class GetRaisesKeyring(MemoryKeyring):
     def get_password(self, service: str, username: str) -> str | None:
         raise OSError("dbus went away")
+
+
+def _fail() -> Any:
+    return fail.Keyring()  # type: ignore[no-untyped-call]
+
+
+def _null() -> Any:
+    return null.Keyring()  # type: ignore[no-untyped-call]
+
+
+def _reason(store: SecretStore) -> str | None:
+    return store.fallback_reason
 
 
 def _mode(path: Path) -> int:
@@ -73,7 +85,7 @@ def test_service_name_differs_per_home(tmp_path: Path) -> None:
     assert SecretStore(b, backend=backend).get("x") is None
 
 
-@pytest.mark.parametrize("backend", [fail.Keyring(), null.Keyring()], ids=["fail", "null"])
+@pytest.mark.parametrize("backend", [_fail(), _null()], ids=["fail", "null"])
 def test_unusable_backend_falls_back_to_private_file(tmp_path: Path, backend: Any) -> None:
     store = SecretStore(tmp_path, backend=backend)
     assert store.fallback_reason is not None
@@ -96,7 +108,7 @@ def test_backend_whose_set_raises_falls_back(tmp_path: Path) -> None:
     store = SecretStore(tmp_path, backend=SetRaisesKeyring())
     assert store.fallback_reason is None  # the read probe worked
     store.set("chain_key", "v")
-    assert store.fallback_reason == "keyring set failed: RuntimeError"
+    assert _reason(store) == "keyring set failed: RuntimeError"
     assert store.get("chain_key") == "v"
     assert _mode(tmp_path / "secrets.json") == 0o600
 
@@ -112,7 +124,7 @@ def test_world_readable_file_is_repaired_and_recorded(tmp_path: Path) -> None:
     path = tmp_path / "secrets.json"
     path.write_text('{"data_key": "x"}')
     path.chmod(0o644)
-    store = SecretStore(tmp_path, backend=fail.Keyring())
+    store = SecretStore(tmp_path, backend=_fail())
     assert _mode(path) == 0o600
     assert store.mode_repaired
     assert store.fallback_reason is not None
@@ -121,7 +133,7 @@ def test_world_readable_file_is_repaired_and_recorded(tmp_path: Path) -> None:
 
 
 def test_file_written_while_keyring_was_missing_stays_readable(tmp_path: Path) -> None:
-    SecretStore(tmp_path, backend=fail.Keyring()).set("data_key", "old")
+    SecretStore(tmp_path, backend=_fail()).set("data_key", "old")
     store = SecretStore(tmp_path, backend=MemoryKeyring())
     assert store.fallback_reason is None
     assert store.get("data_key") == "old"
@@ -131,7 +143,7 @@ def test_corrupt_secret_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "secrets.json").write_text("{nope")
     (tmp_path / "secrets.json").chmod(0o600)
     with pytest.raises(ValueError, match="not valid JSON"):
-        SecretStore(tmp_path, backend=fail.Keyring())
+        SecretStore(tmp_path, backend=_fail())
 
 
 def test_keys_are_created_once_and_stable(tmp_path: Path) -> None:
@@ -146,12 +158,12 @@ def test_keys_are_created_once_and_stable(tmp_path: Path) -> None:
     assert again == keys
     stored = backend.entries[(service_name(tmp_path), "data_key")]
     assert base64.b64decode(stored) == keys.data_key
-    assert "data_key" not in repr(keys.data_key.hex()) or keys.data_key.hex() not in repr(keys)
+    assert keys.data_key.hex() not in repr(keys)
 
 
 def test_keys_in_file_fallback(tmp_path: Path) -> None:
-    keys = load_or_create_keys(SecretStore(tmp_path, backend=fail.Keyring()))
-    assert load_or_create_keys(SecretStore(tmp_path, backend=fail.Keyring())) == keys
+    keys = load_or_create_keys(SecretStore(tmp_path, backend=_fail()))
+    assert load_or_create_keys(SecretStore(tmp_path, backend=_fail())) == keys
     assert _mode(tmp_path / "secrets.json") == 0o600
 
 
