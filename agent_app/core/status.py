@@ -1,0 +1,108 @@
+"""The agent's health snapshot: built by the runtime on the main thread, written to status.json for
+`deskwarden status`, and shown by the tray."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from agent_app.core.paths import state_dir, status_path
+from policy_client.agent_config import AgentConfig, load_config
+
+
+class TrayState(StrEnum):
+    """What the tray icon shows, worst first."""
+
+    needs_reenrolment = "needs_reenrolment"
+    attention = "attention"
+    offline = "offline"
+    protected = "protected"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentStatus:
+    device_id: str | None
+    policy_version: int
+    queue_depth: int
+    last_upload: datetime | None
+    collectors: dict[str, str]
+    connection: str
+    """Uploader state: online / offline / needs_reenrolment / not_enrolled."""
+    attention: tuple[str, ...] = field(default_factory=tuple)
+    """Plain-language reasons the person must act (overdue acknowledgement, missed clean desk...)."""
+    server_url: str | None = None
+    pid: int | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def tray_state(self) -> TrayState:
+        if self.connection == "needs_reenrolment":
+            return TrayState.needs_reenrolment
+        if self.attention or any(state == "failed" for state in self.collectors.values()):
+            return TrayState.attention
+        if self.connection != "online":
+            return TrayState.offline
+        return TrayState.protected
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("last_upload", "updated_at"):
+            value = data[key]
+            data[key] = value.isoformat() if value is not None else None
+        data["attention"] = list(self.attention)
+        data["tray_state"] = self.tray_state.value
+        return data
+
+
+def write_status(home: Path, status: AgentStatus) -> None:
+    path = status_path(home)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status.to_json(), indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_status(home: Path) -> dict[str, Any]:
+    """The last snapshot of a running (or stopped) agent, completed from config and outbox when missing."""
+    from agent_app.core.outbox import read_depth
+
+    path = status_path(home)
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+    config: AgentConfig | None = None
+    try:
+        config = load_config(home / "agent.json")
+    except Exception:  # noqa: BLE001 - status must print something even with a damaged config
+        config = None
+    data.setdefault("device_id", config.device_id if config else None)
+    data.setdefault("policy_version", None)
+    data.setdefault("last_upload", None)
+    data.setdefault("collectors", {})
+    data["queue_depth"] = read_depth(home / "outbox.db")
+    return data
+
+
+def print_status(*, as_json: bool) -> int:
+    data = read_status(state_dir())
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return 0
+    lines = [
+        f"device id:       {data['device_id'] or 'not enrolled'}",
+        f"policy version:  {data['policy_version'] if data['policy_version'] is not None else 'unknown'}",
+        f"queue depth:     {data['queue_depth']}",
+        f"last upload:     {data['last_upload'] or 'never'}",
+        f"connection:      {data.get('connection', 'agent not running')}",
+        "collectors:      "
+        + (", ".join(f"{name}={state}" for name, state in sorted(data["collectors"].items())) or "none running"),
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
