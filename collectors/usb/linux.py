@@ -73,10 +73,7 @@ def parse_mountinfo(text: str) -> list[MountEntry]:
 
 def under_roots(path: str, roots: list[str]) -> bool:
     """True when `path` lies strictly below one of `roots` (a root itself is never a volume)."""
-    for root in roots:
-        if path != root and path.startswith(root.rstrip("/") + "/"):
-            return True
-    return False
+    return any(path != root and path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def _canonical_roots(media_roots: list[str]) -> list[str]:
