@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import getpass
+import json
 import logging
 import platform
 import socket
@@ -95,7 +96,7 @@ def enroll(
         raise EnrollmentError(f"the endpoint refused enrolment (403){_suffix(detail)}")
     if status >= 400:
         raise EnrollmentError(f"enrolment failed with HTTP {status}{_suffix(detail)}")
-    if status != 200 and status != 201:
+    if status not in (200, 201):
         raise EnrollmentError(f"unexpected HTTP {status} from {http.base_url}/v1/enroll")
     try:
         answer = EnrollResponse.model_validate_json(response.content)
@@ -136,8 +137,6 @@ def _login_name() -> str:
 
 def _detail(content: bytes) -> str:
     """The endpoint's short `detail` message, if the body is an ErrorBody-like JSON object."""
-    import json
-
     try:
         data = json.loads(content[:4096])
     except (ValueError, RecursionError):
