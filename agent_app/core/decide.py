@@ -40,7 +40,9 @@ def _decision(
         policy_version=policy.version,
         severity=severity,
         message=message_for(control, action),
-        exception_allowed=control == "usb" and action in ("block", "read_only") and policy.controls.usb.exceptions_allowed,
+        exception_allowed=control == "usb"
+        and action in ("block", "read_only")
+        and policy.controls.usb.exceptions_allowed,
     )
 
 
@@ -92,9 +94,7 @@ def _capture(draft: EventDraft, policy: PolicyDocument) -> Decision:
     return _decision("screen_capture", control.mode, policy, Severity.medium)
 
 
-def decide(
-    draft: EventDraft, policy: PolicyDocument, *, device_id: str = "", now: datetime | None = None
-) -> Decision:
+def decide(draft: EventDraft, policy: PolicyDocument, *, device_id: str = "", now: datetime | None = None) -> Decision:
     """What the agent does about `draft` under `policy`. Kinds without a control are recorded as they come."""
     now = now or utc_now()
     kind = draft.kind

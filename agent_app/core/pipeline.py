@@ -151,14 +151,16 @@ class Pipeline:
             self._on_written(seqs)
         for index, notice in notices:
             if index < len(seqs):
-                self._safe_notice(Notice(seqs[index], notice.kind, notice.control, notice.decision, notice.outcome, notice.summary))
+                self._safe_notice(
+                    Notice(seqs[index], notice.kind, notice.control, notice.decision, notice.outcome, notice.summary)
+                )
 
     def _commit(self, outbox: OutboxWriter, drafts: list[EventDraft]) -> list[int]:
         """Write the group; on an unexpected error keep retrying until stopped (violations are never dropped)."""
         while True:
             try:
                 return outbox.append(drafts)
-            except Exception:  # noqa: BLE001 - the outbox handles known faults; anything else must not lose events
+            except Exception:
                 log.exception("outbox append failed; %d events wait in memory", len(drafts))
                 if self._stopping.is_set():
                     return []
@@ -175,7 +177,7 @@ class Pipeline:
         if decision.action not in ("audit",) and collector is not None:
             try:
                 outcome = collector.enforce(observation.target, decision)
-            except Exception as exc:  # noqa: BLE001 - enforce must not raise; record the failure instead
+            except Exception as exc:
                 log.exception("enforcement by %s failed", observation.collector_id)
                 outcome = Outcome(Action.failed, {"error": type(exc).__name__})
         data = {**draft.data, **outcome.data}
@@ -198,5 +200,5 @@ class Pipeline:
     def _safe_notice(self, notice: Notice) -> None:
         try:
             self._on_notice(notice)
-        except Exception:  # noqa: BLE001 - a UI callback must not stop the pipeline
+        except Exception:
             log.exception("notice callback failed")

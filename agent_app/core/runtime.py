@@ -1,0 +1,340 @@
+"""The running agent: wires secrets, policy, collectors, pipeline and uploader together.
+
+Constructed, started, ticked and stopped on the main thread (the GUI thread in tray mode). Listener
+callbacks fire on the pipeline or uploader thread; `post` moves work back to the main thread.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import hmac
+import logging
+import os
+import queue
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent_app import __version__
+from agent_app.core import paths
+from agent_app.core.outbox import Outbox
+from agent_app.core.pipeline import Notice, Pipeline
+from agent_app.core.status import AgentStatus, write_status
+from agent_app.core.supervisor import CollectorSupervisor
+from agent_app.core.uploader import Uploader
+from collectors.base import Collector, load_collector_class
+from policy_client.agent_config import AgentConfig, load_config
+from policy_client.policy_store import PolicyStore
+from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, utc_now
+from policy_client.secrets import OutboxKeys, SecretStore, load_or_create_keys
+from policy_client.transport import Transport
+
+log = logging.getLogger(__name__)
+
+TICK_SECONDS = 5.0
+PURGE_EVERY = timedelta(hours=1)
+MainCall = Callable[[], None]
+
+
+def assets_dir() -> Path:
+    """Bundled assets: next to the PyInstaller bundle, or the source tree's assets/."""
+    override = os.environ.get("DESKWARDEN_ASSETS")
+    if override:
+        return Path(override)
+    bundle = getattr(__import__("sys"), "_MEIPASS", None)
+    if bundle:
+        return Path(bundle) / "assets"
+    return Path(__file__).resolve().parents[2] / "assets"
+
+
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+def default_collectors(*, home: Path, keys: OutboxKeys) -> dict[str, Collector]:
+    """One instance of every registered collector, wired to each other where they cooperate."""
+    from collectors.base import REGISTRY
+
+    instances: dict[str, Collector] = {}
+    extra: dict[str, dict[str, Any]] = {
+        "downloads": {"quarantine_dir": paths.quarantine_dir(home), "hash_key": keys.chain_key},
+        "clipboard": {"hash_key": keys.chain_key},
+    }
+    for name in REGISTRY:
+        try:
+            instances[name] = load_collector_class(name)(**extra.get(name, {}))
+        except Exception:
+            log.exception("collector %s could not be created", name)
+    clipboard, capture = instances.get("clipboard"), instances.get("screen_capture")
+    if clipboard is not None and capture is not None and hasattr(capture, "set_clipboard_image_clearer"):
+        capture.set_clipboard_image_clearer(clipboard.clear_image_if_present)  # type: ignore[attr-defined]
+    return instances
+
+
+class AgentRuntime:
+    """Implements `agent_app.core.ports.AgentPort`."""
+
+    def __init__(
+        self,
+        home: Path,
+        *,
+        collectors: Mapping[str, Collector] | None = None,
+        secret_backend: Any = None,
+        user: str | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        last_input: Callable[[], datetime | None] | None = None,
+    ) -> None:
+        self.home = home
+        self._clock = clock
+        self._user = user if user is not None else login_name()
+        self._secrets = SecretStore(home, backend=secret_backend)
+        self._keys = load_or_create_keys(self._secrets)
+        self._config: AgentConfig | None = load_config(paths.config_path(home))
+        trusted = self._config.trusted_keys() if self._config else {}
+        self._policy_store = PolicyStore(
+            paths.policy_dir(home), trusted_keys=trusted, default_path=assets_dir() / "policy" / "default.json"
+        )
+        self._policy = self._policy_store.current()
+        self._main_calls: queue.SimpleQueue[MainCall] = queue.SimpleQueue()
+        self._post: Callable[[MainCall], None] = self._main_calls.put
+        self._notice_listeners: list[Callable[[Notice], None]] = []
+        self._status_listeners: list[Callable[[AgentStatus], None]] = []
+        self._policy_listeners: list[Callable[[PolicyDocument], None]] = []
+        self._last_input = last_input
+        self._outbox_file = paths.outbox_path(home)
+        self._reader: Outbox | None = None
+        self._last_purge: datetime | None = None
+        self._stopped = False
+        collectors = collectors if collectors is not None else default_collectors(home=home, keys=self._keys)
+        self._pipeline = Pipeline(
+            outbox_factory=self._open_outbox,
+            policy=lambda: self._policy,
+            collector=lambda name: self._supervisor.get(name),
+            user=self._user,
+            device_id=lambda: self._config.device_id if self._config else "",
+            on_written=self._on_written,
+            on_notice=self._on_notice,
+        )
+        self._supervisor = CollectorSupervisor(collectors, sink=self._pipeline, record=self.record, clock=clock)
+        self._uploader: Uploader | None = self._make_uploader() if self._config else None
+
+    # --- AgentPort -----------------------------------------------------------------------------
+
+    @property
+    def policy(self) -> PolicyDocument:
+        return self._policy
+
+    @property
+    def user(self) -> str:
+        return self._user
+
+    @property
+    def device_id(self) -> str | None:
+        return self._config.device_id if self._config else None
+
+    def record(self, draft: EventDraft) -> None:
+        self._pipeline.record(draft)
+
+    def history(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        return self._outbox_reader().history(limit=limit)
+
+    def last_input(self) -> datetime | None:
+        return self._last_input() if self._last_input else None
+
+    def may_quit(self, unlock_code: str | None = None) -> bool:
+        if self._policy.controls.agent.allow_quit:
+            return True
+        return unlock_code is not None and self.check_unlock_code(unlock_code)
+
+    def check_unlock_code(self, code: str) -> bool:
+        """Admin unlock codes are HMAC(device credential, "unlock:" + UTC date), first 8 hex, issued by the endpoint."""
+        credential = self._secrets.get("device_credential")
+        if not credential:
+            return False
+        today = self._clock().date()
+        for day in (today, today - timedelta(days=1)):
+            expected = hmac.new(credential.encode(), f"unlock:{day.isoformat()}".encode(), hashlib.sha256).hexdigest()
+            if hmac.compare_digest(expected[:8], code.strip().lower()):
+                return True
+        return False
+
+    def status(self) -> AgentStatus:
+        uploader = self._uploader
+        reader = self._outbox_reader()
+        return AgentStatus(
+            device_id=self.device_id,
+            policy_version=self._policy.version,
+            queue_depth=reader.depth(),
+            last_upload=uploader.last_upload if uploader else None,
+            collectors=self._supervisor.states(),
+            connection=uploader.state if uploader else "not_enrolled",
+            server_url=self._config.server_url if self._config else None,
+            pid=os.getpid(),
+            updated_at=self._clock(),
+        )
+
+    def add_notice_listener(self, callback: Callable[[Notice], None]) -> None:
+        self._notice_listeners.append(callback)
+
+    def add_status_listener(self, callback: Callable[[AgentStatus], None]) -> None:
+        self._status_listeners.append(callback)
+
+    def add_policy_listener(self, callback: Callable[[PolicyDocument], None]) -> None:
+        self._policy_listeners.append(callback)
+
+    def set_dispatcher(self, post: Callable[[MainCall], None]) -> None:
+        """Let the UI run main-thread work on its event loop instead of `run_headless`'s queue."""
+        self._post = post
+
+    # --- life cycle (main thread) --------------------------------------------------------------
+
+    def start(self) -> None:
+        marker = self.home / "running.pid"
+        unclean = marker.exists()
+        marker.write_text(str(os.getpid()), encoding="utf-8")
+        self._pipeline.start()
+        if unclean:
+            self.record(
+                EventDraft(kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "unclean_stop"})
+            )
+        if self._secrets.fallback_reason:
+            self.record(
+                EventDraft(
+                    kind=EventKind.agent_tamper,
+                    severity=Severity.medium,
+                    data={"reason": "keyring_unavailable", "detail": self._secrets.fallback_reason[:200]},
+                )
+            )
+        for draft in self._policy_store.take_startup_events():
+            self.record(draft)
+        self.record(
+            EventDraft(
+                kind=EventKind.agent_started,
+                data={"version": __version__, "unclean_previous_stop": unclean, "pid": os.getpid()},
+            )
+        )
+        self._supervisor.apply(self._policy)
+        if self._uploader is not None:
+            self._uploader.start()
+        self.tick()
+
+    def tick(self) -> None:
+        """Housekeeping every few seconds on the main thread: collector health, status file, history purge."""
+        self._supervisor.check()
+        now = self._clock()
+        if self._last_purge is None or now - self._last_purge > PURGE_EVERY:
+            self._last_purge = now
+            retention = timedelta(days=self._policy.controls.reporting.retention_days)
+            purged = self._outbox_reader().purge_history(now - retention)
+            if purged:
+                log.info("purged %d reported events older than %s", purged, retention)
+        status = self.status()
+        write_status(self.home, status)
+        for listener in self._status_listeners:
+            listener(status)
+
+    def process_main_calls(self, timeout: float | None = None) -> None:
+        """Run queued main-thread work; blocks up to `timeout` for the first item."""
+        try:
+            call = self._main_calls.get(timeout=timeout) if timeout else self._main_calls.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            call()
+            try:
+                call = self._main_calls.get_nowait()
+            except queue.Empty:
+                return
+
+    def run_headless(self, should_stop: Callable[[], bool]) -> None:
+        """Main loop without a GUI: main-thread calls as they come, a tick every few seconds."""
+        next_tick = self._clock() + timedelta(seconds=TICK_SECONDS)
+        while not should_stop() and not self._stopped:
+            wait = max(0.0, (next_tick - self._clock()).total_seconds())
+            self.process_main_calls(timeout=min(wait, 1.0) or 0.01)
+            if self._clock() >= next_tick:
+                self.tick()
+                next_tick = self._clock() + timedelta(seconds=TICK_SECONDS)
+
+    def stop(self, *, reason: str) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.record(EventDraft(kind=EventKind.agent_stopped, severity=Severity.medium, data={"reason": reason}))
+        self._supervisor.stop_all()
+        self._pipeline.stop()
+        if self._uploader is not None:
+            self._uploader.stop()
+        write_status(self.home, self.status())
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        (self.home / "running.pid").unlink(missing_ok=True)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything recorded so far is durable (tests, shutdown)."""
+        return self._pipeline.flush(timeout)
+
+    def upload_now(self) -> None:
+        if self._uploader is not None:
+            self._uploader.notify()
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _open_outbox(self) -> Outbox:
+        return Outbox(
+            self._outbox_file, keys=self._keys, quota_bytes=self._policy.controls.reporting.queue_quota_mb * 2**20
+        )
+
+    def _outbox_reader(self) -> Outbox:
+        if self._reader is None:
+            self._reader = self._open_outbox()
+        return self._reader
+
+    def _make_uploader(self) -> Uploader:
+        assert self._config is not None
+        transport = Transport(
+            self._config.server_url,
+            ca_bundle=self._config.ca_bundle,
+            credential=self._secrets.get("device_credential"),
+        )
+        return Uploader(
+            transport=transport,
+            outbox_factory=self._open_outbox,
+            device_id=self._config.device_id,
+            record=self.record,
+            on_policy=self._on_policy_bytes,
+            policy_version=lambda: self._policy.version,
+            heartbeat_seconds=lambda: self._policy.controls.reporting.heartbeat_seconds,
+            collector_states=self._supervisor.states,
+            user=self._user,
+        )
+
+    def _on_written(self, seqs: object) -> None:
+        if self._uploader is not None:
+            self._uploader.notify()
+
+    def _on_notice(self, notice: Notice) -> None:
+        for listener in self._notice_listeners:
+            listener(notice)
+
+    def _on_policy_bytes(self, envelope: bytes) -> None:
+        """Uploader thread: verify, keep last-known-good, swap the snapshot, reconfigure on the main thread."""
+        verdict = self._policy_store.accept(envelope)
+        for draft in verdict.events:
+            self.record(draft)
+        if verdict.status != "updated":
+            return
+        self._policy = verdict.policy
+        self._post(self._apply_policy)
+
+    def _apply_policy(self) -> None:
+        policy = self._policy
+        self._supervisor.apply(policy)
+        for listener in self._policy_listeners:
+            listener(policy)

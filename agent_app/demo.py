@@ -1,0 +1,119 @@
+"""`deskwarden demo`: a local endpoint on SQLite plus an enrolled agent, for a first look on one machine.
+
+Runs on the main thread; the endpoint is served by uvicorn on a background thread of the same process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import sys
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DEMO_TEAM = "demo-floor"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedServer:
+    """uvicorn serving the central app on a daemon thread; `start` returns once it accepts connections."""
+
+    def __init__(self, settings: object) -> None:
+        import uvicorn
+
+        from central.app import create_app
+
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings),  # type: ignore[arg-type]
+                host=settings.host,  # type: ignore[attr-defined]
+                port=settings.port,  # type: ignore[attr-defined]
+                log_level="warning",
+                lifespan="on",
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, name="embedded-endpoint", daemon=True)
+
+    def start(self, timeout: float = 20.0) -> None:
+        self._thread.start()
+        ready = threading.Event()
+
+        def watch() -> None:
+            while self._thread.is_alive() and not self._server.started:
+                ready.wait(0.05)
+            ready.set()
+
+        threading.Thread(target=watch, daemon=True).start()
+        if not ready.wait(timeout) or not self._server.started:
+            raise RuntimeError("the embedded endpoint did not start")
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(10)
+
+
+def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0) -> int:
+    from central.commands import issue_enroll_token, publish_policy
+
+    from agent_app.core.enrol import enrol_here
+    from agent_app.run import run_agent
+    from central.settings import ServerSettings
+    from policy_client.agent_config import load_config
+
+    state = (state or Path.cwd() / ".deskwarden-demo").resolve()
+    agent_home = state / "agent"
+    agent_home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["DESKWARDEN_HOME"] = str(agent_home)
+    settings = ServerSettings(data_dir=state / "server", port=port or free_port())
+    server = EmbeddedServer(settings)
+    server.start()
+    url = f"http://127.0.0.1:{settings.port}"
+    config = load_config(agent_home / "agent.json")
+    if config is None or config.server_url != url:
+        (agent_home / "agent.json").unlink(missing_ok=True)
+        token = issue_enroll_token(settings, DEMO_TEAM, timedelta(hours=1))
+        enrol_here(url, token, home=agent_home)
+        demo_policy = Path(__file__).resolve().parents[1] / "assets" / "policy" / "demo.json"
+        if demo_policy.exists():
+            publish_policy(settings, demo_policy.read_bytes(), author="demo")
+    password_file = _console_admin(settings, state)
+    lines = [
+        "DeskWarden demo",
+        f"  endpoint:  {url}",
+        f"  console:   {url}/console  (user admin, password in {password_file})"
+        if password_file
+        else "  console:   not available in this build",
+        f"  state:     {state}",
+        "  stop with Ctrl+C",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+    try:
+        return run_agent(headless=headless, home=agent_home)
+    finally:
+        server.stop()
+
+
+def _console_admin(settings: object, state: Path) -> Path | None:
+    """Create the demo's console admin once; the password goes to a file readable by the user alone."""
+    try:
+        from central.commands import create_user
+    except ImportError:
+        return None
+    password_file = state / "console-admin-password.txt"
+    if not password_file.exists():
+        password = secrets.token_urlsafe(12)
+        create_user(settings, "admin", role="admin", teams=[DEMO_TEAM], password=password)
+        password_file.write_text(password + "\n", encoding="utf-8")
+        password_file.chmod(0o600)
+    return password_file
