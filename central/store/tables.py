@@ -17,7 +17,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -158,8 +157,8 @@ policies = Table(
     "policies",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
+    # 'global' for the fleet-wide policy; a team name for a team's own policy (later).
     Column("scope", String(128), nullable=False, default="global"),
-    """'global' for the fleet-wide policy; a team name for a team's own policy (later)."""
     Column("version", Integer, nullable=False),
     Column("payload", LargeBinary, nullable=False),
     Column("signature", String(128), nullable=False),
@@ -176,5 +175,3 @@ signing_keys = Table(
     Column("public_key", String(64), nullable=False),
     Column("created_at", Timestamp, nullable=False),
 )
-
-notes = Text  # re-exported for migrations that add free-text columns

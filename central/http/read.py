@@ -1,0 +1,78 @@
+"""The read API behind API tokens: events, devices and alerts as JSON lists.
+
+Plain `def` handlers, so FastAPI runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from central.http.auth import authenticate_api, runtime_of
+from central.store import alerts, devices, events
+from central.store.tokens import ApiPrincipal
+from policy_client.schema import ErrorBody
+
+router = APIRouter(prefix="/v1", tags=["read"], responses={401: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+
+
+def api_principal(request: Request) -> ApiPrincipal:
+    return authenticate_api(runtime_of(request), request.headers.get("authorization"))
+
+
+Principal = Annotated[ApiPrincipal, Depends(api_principal)]
+Limit = Annotated[int, Query(ge=1, le=events.MAX_PAGE)]
+
+
+@router.get("/events")
+def get_events(
+    request: Request,
+    _principal: Principal,
+    device_id: str | None = None,
+    kind: str | None = None,
+    team: str | None = None,
+    since_seq: Annotated[int | None, Query(ge=0)] = None,
+    after_pk: Annotated[int | None, Query(ge=0)] = None,
+    limit: Limit = 100,
+) -> list[dict[str, Any]]:
+    """Stored events, Event-shaped plus device_id, team, received_at and pk (the paging cursor)."""
+    return events.list_events(
+        runtime_of(request).db,
+        device_id=device_id,
+        kind=kind,
+        team=team,
+        since_seq=since_seq,
+        after_pk=after_pk,
+        limit=limit,
+    )
+
+
+@router.get("/devices")
+def get_devices(request: Request, _principal: Principal, team: str | None = None) -> list[dict[str, Any]]:
+    runtime = runtime_of(request)
+    return devices.list_devices(
+        runtime.db, now=runtime.clock(), offline_after=runtime.settings.offline_after, team=team
+    )
+
+
+@router.get("/alerts")
+def get_alerts(
+    request: Request,
+    _principal: Principal,
+    device_id: str | None = None,
+    kind: str | None = None,
+    status: str | None = None,
+    team: str | None = None,
+    after_id: Annotated[int, Query(ge=0)] = 0,
+    limit: Limit = 100,
+) -> list[dict[str, Any]]:
+    return alerts.list_alerts(
+        runtime_of(request).db,
+        device_id=device_id,
+        kind=kind,
+        status=status,
+        team=team,
+        after_id=after_id,
+        limit=limit,
+    )

@@ -1,0 +1,185 @@
+"""Devices: enrolment against a team token, credential lookup, heartbeats and the device list.
+
+Called from request worker threads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from central.store import tables
+from central.store.clock import as_utc, as_utc_or_none
+from central.store.engine import Database
+from central.store.tokens import CREDENTIAL_PREFIX, new_token, token_hash
+from policy_client.schema import GENESIS_MAC, EnrollRequest, Heartbeat
+
+
+class EnrollRefused(Exception):
+    """The enrolment token cannot be used; the message says why and is safe to show the agent."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    device_id: str
+    credential: str
+    team: str
+
+
+@dataclass(frozen=True)
+class DeviceAuth:
+    device_id: str
+    team: str
+
+
+def enroll_device(db: Database, request: EnrollRequest, *, now: datetime) -> Enrolled:
+    t = tables.enroll_tokens
+    with db.write() as conn:
+        row = conn.execute(
+            select(t.c.id, t.c.team, t.c.expires_at, t.c.max_uses, t.c.uses, t.c.revoked_at)
+            .where(t.c.token_hash == token_hash(request.token))
+            .with_for_update()
+        ).first()
+        if row is None:
+            raise EnrollRefused("unknown enrolment token")
+        if row.revoked_at is not None:
+            raise EnrollRefused("enrolment token has been revoked")
+        if as_utc(row.expires_at) <= now:
+            raise EnrollRefused("enrolment token has expired; ask your administrator for a new one")
+        if row.max_uses is not None and row.uses >= row.max_uses:
+            raise EnrollRefused("enrolment token has been used the maximum number of times")
+        conn.execute(update(t).where(t.c.id == row.id).values(uses=t.c.uses + 1))
+        device_id = uuid.uuid4().hex
+        credential = new_token(CREDENTIAL_PREFIX)
+        conn.execute(
+            insert(tables.devices).values(
+                device_id=device_id,
+                team=row.team,
+                hostname=request.hostname,
+                os=request.os,
+                user=request.user,
+                agent_version=request.agent_version,
+                credential_hash=token_hash(credential),
+                chain_key=request.chain_key,
+                last_seq=0,
+                last_mac=GENESIS_MAC,
+                missing=0,
+                enroll_token_id=row.id,
+                enrolled_at=now,
+                last_seen=now,
+            )
+        )
+    return Enrolled(device_id=device_id, credential=credential, team=str(row.team))
+
+
+def find_device(db: Database, credential: str) -> DeviceAuth | None:
+    d = tables.devices
+    with db.read() as conn:
+        row = conn.execute(
+            select(d.c.device_id, d.c.team).where(
+                d.c.credential_hash == token_hash(credential), d.c.revoked_at.is_(None)
+            )
+        ).first()
+    return None if row is None else DeviceAuth(device_id=str(row.device_id), team=str(row.team))
+
+
+def revoke_device(db: Database, device_id: str, *, now: datetime) -> bool:
+    d = tables.devices
+    with db.write() as conn:
+        result = conn.execute(
+            update(d).where(d.c.device_id == device_id, d.c.revoked_at.is_(None)).values(revoked_at=now)
+        )
+        return result.rowcount > 0
+
+
+def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: datetime) -> None:
+    h = tables.device_health
+    values: dict[str, Any] = {
+        "ts": beat.ts,
+        "received_at": now,
+        "user": beat.user,
+        "agent_version": beat.agent_version,
+        "policy_version": beat.policy_version,
+        "queue_depth": beat.queue_depth,
+        "oldest_unsent_age_s": beat.oldest_unsent_age_s,
+        "collectors": dict(beat.collectors),
+        "rss_bytes": beat.rss_bytes,
+        "cpu_percent": beat.cpu_percent,
+    }
+    device_values: dict[str, Any] = {"last_seen": now}
+    if beat.user:
+        device_values["user"] = beat.user
+    if beat.agent_version:
+        device_values["agent_version"] = beat.agent_version
+    with db.write() as conn:
+        updated = conn.execute(update(h).where(h.c.device_id == device.device_id).values(**values))
+        if updated.rowcount == 0:
+            conn.execute(insert(h).values(device_id=device.device_id, **values))
+        conn.execute(update(tables.devices).where(tables.devices.c.device_id == device.device_id).values(device_values))
+
+
+def list_devices(
+    db: Database, *, now: datetime, offline_after: timedelta, team: str | None = None
+) -> list[dict[str, Any]]:
+    d, h = tables.devices, tables.device_health
+    query = (
+        select(
+            d.c.device_id,
+            d.c.team,
+            d.c.hostname,
+            d.c.os,
+            d.c.user,
+            d.c.agent_version,
+            d.c.enrolled_at,
+            d.c.last_seen,
+            d.c.revoked_at,
+            d.c.last_seq,
+            d.c.missing,
+            h.c.policy_version,
+            h.c.queue_depth,
+            h.c.oldest_unsent_age_s,
+            h.c.collectors,
+            h.c.rss_bytes,
+            h.c.cpu_percent,
+            h.c.received_at.label("last_heartbeat"),
+        )
+        .select_from(d.outerjoin(h, h.c.device_id == d.c.device_id))
+        .order_by(d.c.team, d.c.hostname, d.c.device_id)
+    )
+    if team is not None:
+        query = query.where(d.c.team == team)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        last_seen = as_utc_or_none(row.last_seen)
+        last_beat = as_utc_or_none(row.last_heartbeat)
+        revoked = as_utc_or_none(row.revoked_at)
+        out.append(
+            {
+                "device_id": row.device_id,
+                "team": row.team,
+                "hostname": row.hostname,
+                "os": row.os,
+                "user": row.user,
+                "agent_version": row.agent_version,
+                "enrolled_at": as_utc(row.enrolled_at).isoformat(),
+                "last_seen": last_seen.isoformat() if last_seen else None,
+                "online": last_seen is not None and revoked is None and now - last_seen <= offline_after,
+                "revoked": revoked is not None,
+                "policy_version": row.policy_version,
+                "queue_depth": row.queue_depth,
+                "oldest_unsent_age_s": row.oldest_unsent_age_s,
+                "collectors": row.collectors or {},
+                "rss_bytes": row.rss_bytes,
+                "cpu_percent": row.cpu_percent,
+                "last_heartbeat": last_beat.isoformat() if last_beat else None,
+                "last_seq": row.last_seq,
+                "missing_events": row.missing,
+            }
+        )
+    return out

@@ -1,0 +1,248 @@
+"""Storing an event batch exactly once per (device_id, seq) and checking the device's HMAC chain.
+
+Called from request worker threads; one transaction per batch, committed before the API answers.
+
+Chain state per device is the highest seq received (`last_seq`, `last_mac`) and the number of
+seqs below it not received yet (`missing`). Event n's link is checked as soon as event n-1's mac
+is known: from the same batch, from `last_mac`, or from the stored event. When n-1 has not
+arrived, n waits in `chain_pending` (digest and mac) and is checked when n-1 arrives. A gap is
+alerted once, when a seq beyond `last_seq + 1` arrives; filling it later raises nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Insert, delete, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from central.store import tables
+from central.store.alerts import AGENT_STOPPED, AGENT_TAMPER, CHAIN_BROKEN, SEQ_GAP, NewAlert, insert_alerts
+from central.store.engine import Database
+from policy_client.schema import GENESIS_MAC, Event, EventBatch, EventKind, Severity, chain_link, event_digest
+
+log = logging.getLogger(__name__)
+
+MAX_GAP_RANGES_IN_ALERT = 50
+
+
+@dataclass(frozen=True)
+class IngestOutcome:
+    accepted: int
+    duplicates: int
+    alerts: tuple[NewAlert, ...]
+
+
+class DeviceGone(Exception):
+    """The device row vanished or was revoked between authentication and ingest."""
+
+
+def _insert_ignoring_duplicates(db: Database) -> Insert:
+    if db.dialect == "postgresql":
+        return postgresql.insert(tables.events).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    if db.dialect == "sqlite":
+        return sqlite.insert(tables.events).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+    return insert(tables.events)
+
+
+def decode_chain_key(value: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("chain_key is not valid base64") from None
+
+
+def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: datetime) -> IngestOutcome:
+    d, e = tables.devices, tables.events
+    unique: dict[int, Event] = {}
+    for event in batch.events:
+        unique.setdefault(event.seq, event)
+    if not unique:
+        return IngestOutcome(accepted=0, duplicates=0, alerts=())
+    seqs = sorted(unique)
+    statement = _insert_ignoring_duplicates(db)
+
+    with db.write() as conn:
+        dev = conn.execute(
+            select(d.c.team, d.c.chain_key, d.c.last_seq, d.c.last_mac, d.c.missing, d.c.revoked_at)
+            .where(d.c.device_id == device_id)
+            .with_for_update()
+        ).first()
+        if dev is None or dev.revoked_at is not None:
+            raise DeviceGone(device_id)
+        last_seq, last_mac, missing = int(dev.last_seq), str(dev.last_mac), int(dev.missing)
+
+        # Seqs above last_seq cannot be stored yet, so the common case needs no lookup.
+        existing: set[int] = set()
+        if seqs[0] <= last_seq:
+            existing = set(
+                conn.execute(
+                    select(e.c.seq).where(e.c.device_id == device_id, e.c.seq >= seqs[0], e.c.seq <= seqs[-1])
+                ).scalars()
+            )
+        new_seqs = [s for s in seqs if s not in existing]
+        duplicates = len(batch.events) - len(new_seqs)
+        if not new_seqs:
+            return IngestOutcome(accepted=0, duplicates=duplicates, alerts=())
+
+        new_events = [unique[s] for s in new_seqs]
+        bodies = [ev.model_dump(mode="json") for ev in new_events]
+        conn.execute(statement, [_row(ev, device_id, dev.team, now) for ev in new_events])
+
+        alerts = _check_chain(
+            conn,
+            device_id=device_id,
+            key=decode_chain_key(dev.chain_key),
+            new_events=new_events,
+            bodies=bodies,
+            last_seq=last_seq,
+            last_mac=last_mac,
+            had_gaps=missing > 0,
+        )
+        new_last_seq, new_missing, gap_alerts = _advance(new_seqs, last_seq=last_seq, missing=missing)
+        alerts.extend(gap_alerts)
+        alerts.extend(_event_alerts(new_events))
+
+        values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
+        if new_last_seq != last_seq:
+            values["last_seq"] = new_last_seq
+            values["last_mac"] = unique[new_last_seq].mac
+        newest_user = new_events[-1].user
+        if newest_user:
+            values["user"] = newest_user
+        conn.execute(update(d).where(d.c.device_id == device_id).values(values))
+        insert_alerts(conn, alerts, device_id=device_id, team=dev.team, now=now)
+
+    for alert in alerts:
+        log.warning("alert %s for device %s at seq %s", alert.kind, device_id, alert.event_seq)
+    return IngestOutcome(accepted=len(new_seqs), duplicates=duplicates, alerts=tuple(alerts))
+
+
+def _row(ev: Event, device_id: str, team: str, now: datetime) -> dict[str, Any]:
+    rule = ev.rule
+    return {
+        "device_id": device_id,
+        "seq": ev.seq,
+        "id": str(ev.id),
+        "ts": ev.ts,
+        "kind": ev.kind.value,
+        "severity": ev.severity.value,
+        "user": ev.user,
+        "action": ev.action.value,
+        "rule_id": rule.id if rule else None,
+        "policy_version": rule.policy_version if rule else None,
+        "data": ev.data,
+        "mac": ev.mac,
+        "received_at": now,
+        "team": team,
+    }
+
+
+def _check_chain(
+    conn: Any,
+    *,
+    device_id: str,
+    key: bytes,
+    new_events: list[Event],
+    bodies: list[dict[str, Any]],
+    last_seq: int,
+    last_mac: str,
+    had_gaps: bool,
+) -> list[NewAlert]:
+    e, p = tables.events, tables.chain_pending
+    macs: dict[int, str] = {ev.seq: ev.mac for ev in new_events}
+    if last_seq > 0:
+        macs.setdefault(last_seq, last_mac)
+    macs[0] = GENESIS_MAC
+    wanted = {ev.seq - 1 for ev in new_events} - macs.keys()
+    if wanted:
+        # Predecessors stored earlier (a gap being filled, or a batch that overlaps stored events).
+        rows = conn.execute(select(e.c.seq, e.c.mac).where(e.c.device_id == device_id, e.c.seq.in_(sorted(wanted))))
+        for seq, mac in rows:
+            macs[int(seq)] = str(mac)
+
+    alerts: list[NewAlert] = []
+    pending_rows: list[dict[str, Any]] = []
+    for ev, body in zip(new_events, bodies, strict=True):
+        digest = event_digest(body)
+        prev = macs.get(ev.seq - 1)
+        if prev is None:
+            pending_rows.append({"device_id": device_id, "seq": ev.seq, "digest": digest.hex(), "mac": ev.mac})
+        elif chain_link(key, prev, ev.seq, digest) != ev.mac:
+            alerts.append(_broken(ev.seq))
+    if pending_rows:
+        conn.execute(insert(p), pending_rows)
+
+    if had_gaps:
+        # Events that arrived before their predecessor: check the ones whose predecessor is here now.
+        successors = sorted({ev.seq + 1 for ev in new_events} - {ev.seq for ev in new_events})
+        waiting = conn.execute(
+            select(p.c.seq, p.c.digest, p.c.mac).where(p.c.device_id == device_id, p.c.seq.in_(successors))
+        ).all()
+        for seq, digest_hex, mac in waiting:
+            if chain_link(key, macs[int(seq) - 1], int(seq), bytes.fromhex(digest_hex)) != mac:
+                alerts.append(_broken(int(seq)))
+        if waiting:
+            conn.execute(
+                delete(p).where(tuple_(p.c.device_id, p.c.seq).in_([(device_id, int(row.seq)) for row in waiting]))
+            )
+    return alerts
+
+
+def _broken(seq: int) -> NewAlert:
+    return NewAlert(
+        kind=CHAIN_BROKEN,
+        severity=Severity.high.value,
+        event_seq=seq,
+        data={"seq": seq, "reason": "event mac does not chain from its predecessor"},
+    )
+
+
+def _advance(new_seqs: list[int], *, last_seq: int, missing: int) -> tuple[int, int, list[NewAlert]]:
+    """New (last_seq, missing) after storing `new_seqs`, and one gap alert listing the ranges skipped."""
+    gaps: list[tuple[int, int]] = []
+    top = last_seq
+    for seq in new_seqs:
+        if seq > top + 1:
+            gaps.append((top + 1, seq - 1))
+            missing += seq - 1 - top
+        elif seq <= top:
+            missing = max(0, missing - 1)
+        top = max(top, seq)
+    alerts: list[NewAlert] = []
+    if gaps:
+        count = sum(hi - lo + 1 for lo, hi in gaps)
+        ranges: list[Any] = [[lo, hi] for lo, hi in gaps[:MAX_GAP_RANGES_IN_ALERT]]
+        alerts.append(
+            NewAlert(
+                kind=SEQ_GAP,
+                severity=Severity.high.value,
+                event_seq=gaps[0][1] + 1,
+                data={"missing_ranges": ranges, "missing_count": count, "ranges_truncated": len(gaps) > len(ranges)},
+            )
+        )
+    return top, missing, alerts
+
+
+_EVENT_ALERTS: Mapping[EventKind, str] = {EventKind.agent_tamper: AGENT_TAMPER, EventKind.agent_stopped: AGENT_STOPPED}
+
+
+def _event_alerts(new_events: list[Event]) -> list[NewAlert]:
+    out: list[NewAlert] = []
+    for ev in new_events:
+        kind = _EVENT_ALERTS.get(ev.kind)
+        if kind is None:
+            continue
+        severity = ev.severity if ev.kind is EventKind.agent_tamper else Severity.medium
+        if ev.kind is EventKind.agent_tamper and severity.rank < Severity.high.rank:
+            severity = Severity.high
+        out.append(
+            NewAlert(kind=kind, severity=severity.value, event_seq=ev.seq, data={"event_id": str(ev.id), **ev.data})
+        )
+    return out

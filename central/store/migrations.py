@@ -1,0 +1,75 @@
+"""Schema migrations: an ordered list of steps and a schema_version table, the same for SQLite and PostgreSQL.
+
+Run once at server start and by every CLI command, before any other query; concurrent starts are
+serialised by the database (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Connection, func, insert, select, text
+
+from central.store import tables
+from central.store.engine import Database
+
+log = logging.getLogger(__name__)
+
+_PG_MIGRATION_LOCK = 0x4457_6D69  # "DWmi"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_initial(conn: Connection) -> None:
+    # Version 1 is tables.py as first released. When a later migration changes a table, freeze
+    # that table's version-1 definition here before editing tables.py.
+    v1 = [
+        tables.teams,
+        tables.enroll_tokens,
+        tables.api_tokens,
+        tables.devices,
+        tables.device_health,
+        tables.events,
+        tables.chain_pending,
+        tables.alerts,
+        tables.policies,
+        tables.signing_keys,
+    ]
+    tables.metadata.create_all(conn, tables=v1)
+
+
+MIGRATIONS: Sequence[Migration] = (Migration(1, "initial schema", _v1_initial),)
+
+
+def current_version(conn: Connection) -> int:
+    tables.schema_version.create(conn, checkfirst=True)
+    return int(conn.execute(select(func.coalesce(func.max(tables.schema_version.c.version), 0))).scalar_one())
+
+
+def migrate(db: Database, *, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply every step newer than the database's version, all in one transaction; return the version."""
+    with db.write() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+        version = current_version(conn)
+        latest = max((m.version for m in migrations), default=0)
+        if version > latest:
+            raise RuntimeError(
+                f"database schema version {version} is newer than this DeskWarden ({latest}); upgrade DeskWarden"
+            )
+        for step in sorted(migrations, key=lambda m: m.version):
+            if step.version <= version:
+                continue
+            log.info("applying schema migration %s: %s", step.version, step.description)
+            step.apply(conn)
+            conn.execute(insert(tables.schema_version).values(version=step.version, applied_at=datetime.now(UTC)))
+            version = step.version
+    return version

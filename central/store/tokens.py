@@ -1,0 +1,114 @@
+"""Enrolment tokens, device credentials and read-API tokens: generated here, stored only as SHA-256 hashes.
+
+Called from request worker threads (enrolment, auth) and CLI commands (issuing tokens).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import Connection, insert, select, update
+
+from central.store import tables
+from central.store.engine import Database
+
+Role = Literal["admin", "auditor"]
+ROLES: tuple[Role, ...] = ("admin", "auditor")
+
+ENROLL_PREFIX = "dwe_"
+CREDENTIAL_PREFIX = "dwd_"
+API_PREFIX = "dwa_"
+
+
+def token_hash(token: str) -> str:
+    """Tokens are 32 random bytes, so a plain SHA-256 is enough to make a stolen table useless."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def ensure_team(conn: Connection, team: str, *, now: datetime) -> None:
+    exists = conn.execute(select(tables.teams.c.name).where(tables.teams.c.name == team)).first()
+    if exists is None:
+        conn.execute(insert(tables.teams).values(name=team, created_at=now))
+
+
+def issue_enroll_token(
+    db: Database,
+    team: str,
+    *,
+    ttl: timedelta,
+    now: datetime,
+    max_uses: int | None = None,
+    created_by: str = "cli",
+) -> str:
+    """A multi-use token for `team`, valid until now + ttl (and at most `max_uses` enrolments if given)."""
+    if not team.strip():
+        raise ValueError("team must not be empty")
+    if ttl <= timedelta(0):
+        raise ValueError("ttl must be positive")
+    if max_uses is not None and max_uses < 1:
+        raise ValueError("max_uses must be at least 1")
+    token = new_token(ENROLL_PREFIX)
+    with db.write() as conn:
+        ensure_team(conn, team, now=now)
+        conn.execute(
+            insert(tables.enroll_tokens).values(
+                token_hash=token_hash(token),
+                team=team,
+                created_at=now,
+                expires_at=now + ttl,
+                max_uses=max_uses,
+                uses=0,
+                created_by=created_by,
+            )
+        )
+    return token
+
+
+def revoke_enroll_token(db: Database, token: str, *, now: datetime) -> bool:
+    """Revoke by the token itself; True when a live token was revoked."""
+    t = tables.enroll_tokens
+    with db.write() as conn:
+        result = conn.execute(
+            update(t).where(t.c.token_hash == token_hash(token), t.c.revoked_at.is_(None)).values(revoked_at=now)
+        )
+        return result.rowcount > 0
+
+
+def create_api_token(db: Database, name: str, role: Role, *, now: datetime) -> str:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    if not name.strip():
+        raise ValueError("name must not be empty")
+    token = new_token(API_PREFIX)
+    with db.write() as conn:
+        conn.execute(
+            insert(tables.api_tokens).values(name=name, role=role, token_hash=token_hash(token), created_at=now)
+        )
+    return token
+
+
+@dataclass(frozen=True)
+class ApiPrincipal:
+    token_id: int
+    name: str
+    role: Role
+
+
+def find_api_token(db: Database, token: str) -> ApiPrincipal | None:
+    t = tables.api_tokens
+    with db.read() as conn:
+        row = conn.execute(
+            select(t.c.id, t.c.name, t.c.role).where(t.c.token_hash == token_hash(token), t.c.revoked_at.is_(None))
+        ).first()
+    if row is None or row.role not in ROLES:
+        return None
+    role: Role = "admin" if row.role == "admin" else "auditor"
+    return ApiPrincipal(token_id=int(row.id), name=str(row.name), role=role)
