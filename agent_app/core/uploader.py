@@ -101,7 +101,7 @@ class Uploader:
         on_policy: Callable[[bytes], None] | None = None,
         policy_version: Callable[[], int] = _version_zero,
         heartbeat_seconds: Callable[[], float] | float = DEFAULT_HEARTBEAT_S,
-        collectors: Callable[[], dict[str, str]] = _no_collectors,
+        collector_states: Callable[[], dict[str, str]] = _no_collectors,
         on_state_change: Callable[[UploaderState], None] | None = None,
         user: str = "",
         batch_limit: int = MAX_BATCH_EVENTS,
@@ -119,7 +119,7 @@ class Uploader:
         self._on_policy = on_policy
         self._policy_version = policy_version
         self._heartbeat_seconds = heartbeat_seconds
-        self._collectors = collectors
+        self._collectors = collector_states
         self._on_state_change = on_state_change
         self._user = user
         self._max_limit = max(1, min(batch_limit, MAX_BATCH_EVENTS))

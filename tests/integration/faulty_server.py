@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -94,6 +95,7 @@ class FaultyServer:
         max_events: int | None = None,
         poison_seqs: Iterable[int] = (),
         script: Iterable[Action] = (),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._cond = threading.Condition()
         self._state = _State(
@@ -106,6 +108,10 @@ class FaultyServer:
         handler = _make_handler(self)
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="faulty-server", daemon=True)
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -113,7 +119,7 @@ class FaultyServer:
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return f"{self._scheme}://{host!s}:{port}"
 
     def __enter__(self) -> FaultyServer:
         self._thread.start()
@@ -206,13 +212,13 @@ class FaultyServer:
 
 
 def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
-    state = server._state  # noqa: SLF001 - handler and server are one unit
-    cond = server._cond  # noqa: SLF001
+    state = server._state
+    cond = server._cond
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         # -- helpers --
@@ -249,7 +255,7 @@ def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
             self._send(status, json.dumps(obj).encode(), headers)
 
         def _rec(self, status: int | None, seqs: tuple[int, ...] = ()) -> None:
-            server._record(  # noqa: SLF001
+            server._record(
                 RequestRecord(
                     method=self.command,
                     path=self.path,
@@ -367,7 +373,7 @@ def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 self._json(400, {"detail": f"event seq {poisoned[0]} is malformed"})
                 self._rec(400, seqs)
                 return
-            accepted, duplicates = server._store(batch)  # noqa: SLF001
+            accepted, duplicates = server._store(batch)
             if isinstance(action, CommitThenDrop):
                 self._abort(reset=False)
                 self._rec(None, seqs)
