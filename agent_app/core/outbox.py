@@ -1,0 +1,544 @@
+"""The agent's durable, encrypted, hash-chained event outbox (SQLite WAL, group commit).
+
+One `Outbox` per thread: the pipeline thread appends, the uploader thread reads and acknowledges;
+both may open the same file. Layout and migrations: outbox_schema.py; sealing: outbox_crypto.py;
+damage handling: outbox_recovery.py; design note: docs/outbox.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from agent_app.core import outbox_schema
+from agent_app.core.outbox_crypto import (
+    NONCE_BYTES,
+    RowCipher,
+    RowUnreadable,
+    canonical,
+    chain_mac,
+    draft_body,
+    event_ids,
+    utc,
+)
+from agent_app.core.outbox_recovery import RecoveryReport, is_corruption, open_checked, recover
+from agent_app.core.outbox_schema import STATE_SENT, OutboxTooNew
+from policy_client.schema import (
+    MAX_DATA_BYTES,
+    EventDraft,
+    EventKind,
+    Severity,
+    utc_now,
+)
+from policy_client.secrets import OutboxKeys
+
+__all__ = ["Outbox", "OutboxTooNew", "read_depth"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_QUOTA_BYTES = 512 * 1024 * 1024
+SOFT_LIMIT = 0.9
+"""Above this fraction of the quota, info/low drafts are refused (after purging sent history)."""
+PURGE_TARGET = 0.8
+"""Purging sent history stops once usage is estimated below this fraction."""
+ROW_OVERHEAD = 100
+"""Page bytes a row costs beyond its ciphertext (clear columns, nonce, mac, cell and index entries)."""
+WIRE_OVERHEAD = 120
+"""Bytes an event adds on the wire beyond its plaintext: mac and device_id fields."""
+_RANKS = {severity: severity.rank for severity in Severity}
+_RANK_HIGH = Severity.high.rank
+_RANK_MEDIUM = Severity.medium.rank
+_SIZE_CHECK_FROM = MAX_DATA_BYTES // 8  # below this, data cannot exceed MAX_DATA_BYTES even fully escaped
+
+_T = TypeVar("_T")
+_OPEN_LOCKS: dict[str, threading.RLock] = {}
+_OPEN_LOCKS_GUARD = threading.Lock()
+
+
+def _path_lock(path: Path) -> threading.RLock:
+    """Serialises open and recovery of one file among the threads of this process."""
+    key = str(path.resolve())
+    with _OPEN_LOCKS_GUARD:
+        return _OPEN_LOCKS.setdefault(key, threading.RLock())
+
+
+def _ident(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _is_full(exc: BaseException) -> bool:
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool((code & 0xFF) == sqlite3.SQLITE_FULL)
+    return "disk is full" in str(exc)
+
+
+class _FileSwapped(Exception):
+    """Another thread recovered the file and replaced it; reopen and retry."""
+
+
+_INSERT = (
+    "INSERT INTO events(seq, kind, severity, ts, size, state, key_id, nonce, mac, ct)"
+    " VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?, ?)"
+)
+_READ_COLS = "seq, kind, key_id, nonce, mac, ct"
+
+
+class Outbox:
+    """Durable queue of outgoing events; see the module docstring for threading."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        keys: OutboxKeys,
+        quota_bytes: int = DEFAULT_QUOTA_BYTES,
+        clock: Callable[[], datetime] = utc_now,
+        check: bool = True,
+    ) -> None:
+        """Open or create the file, migrate it, recover it if damaged. Never raises for damage.
+
+        `check=False` skips the full quick_check (a second Outbox on a file the first already checked).
+        Raises `OutboxTooNew` when a newer DeskWarden wrote the file.
+        """
+        self._path = path
+        self._cipher = RowCipher(keys)
+        self._chain_key = keys.chain_key
+        self._key_id = keys.key_id
+        self._quota = quota_bytes
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._unreported: dict[str, Counter[str]] = {}
+        self._dropped: Counter[str] = Counter()
+        self.recoveries: list[RecoveryReport] = []
+        """Recoveries this instance performed (for health reporting and tests)."""
+        self._conn: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None
+        with self._lock:
+            self._open(quick_check=check)
+
+    # --- opening and recovery ----------------------------------------------------------------
+
+    def _open(self, *, quick_check: bool) -> None:
+        report: RecoveryReport | None = None
+        with _path_lock(self._path):
+            try:
+                conn = open_checked(self._path, quick_check=quick_check)
+            except OutboxTooNew:
+                raise
+            except Exception as exc:
+                if not is_corruption(exc):
+                    raise
+                report = recover(self._path, cipher=self._cipher, stamp=self._clock(), detail=str(exc))
+                conn = open_checked(self._path, quick_check=False)
+            self._conn = conn
+            self._file = _ident(self._path)
+        if report is not None:
+            self._record_recovery(report)
+
+    def _record_recovery(self, report: RecoveryReport) -> None:
+        self.recoveries.append(report)
+        self._commit_group([], extra=[self._loss_draft(report.loss_data())])
+
+    def _recover(self, detail: str) -> None:
+        """A corrupt page found while working: salvage the file (once, whoever sees it first)."""
+        with _path_lock(self._path):
+            self._close_conn()
+            if _ident(self._path) == self._file:
+                report = recover(self._path, cipher=self._cipher, stamp=self._clock(), detail=detail)
+                self._conn = open_checked(self._path, quick_check=False)
+                self._file = _ident(self._path)
+                self._record_recovery(report)
+            else:
+                self._open(quick_check=False)
+
+    def _close_conn(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except sqlite3.Error:
+                log.debug("closing a damaged outbox connection failed", exc_info=True)
+            self._conn = None
+
+    def _db(self) -> sqlite3.Connection:
+        """The connection, reopened first if another thread swapped the file."""
+        if self._conn is None:
+            raise RuntimeError("outbox is closed")
+        if _ident(self._path) != self._file:
+            self._close_conn()
+            self._open(quick_check=False)
+        if self._conn is None:
+            raise RuntimeError("outbox failed to reopen")
+        return self._conn
+
+    def _guarded(self, op: Callable[[], _T]) -> _T:
+        with self._lock:
+            for _ in range(3):
+                try:
+                    return op()
+                except _FileSwapped:
+                    self._close_conn()
+                    self._open(quick_check=False)
+                except Exception as exc:
+                    if not is_corruption(exc):
+                        raise
+                    self._recover(str(exc))
+            return op()
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def append(self, drafts: Sequence[EventDraft]) -> list[int]:
+        """Write a group of drafts in one durable transaction; returns the seqs of the accepted ones.
+
+        Refused drafts (quota, oversized data, full disk) are counted and reported by an
+        `agent.loss` event in this or the next append that can write.
+        """
+        group = list(drafts)
+        return self._guarded(lambda: self._append(group))
+
+    def _append(self, drafts: list[EventDraft]) -> list[int]:
+        try:
+            return self._commit_group(drafts)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+        log.error("outbox disk is full; writing only high and critical events of a group of %s", len(drafts))
+        important = [d for d in drafts if d.severity.rank >= _RANK_HIGH]
+        self._count("disk_full", (d for d in drafts if d.severity.rank < _RANK_HIGH))
+        try:
+            return self._commit_group(important)
+        except sqlite3.OperationalError as exc:
+            if not _is_full(exc):
+                raise
+            self._count("disk_full", important)
+            return []
+
+    def _count(self, reason: str, drafts: Any) -> None:
+        counts = self._unreported.setdefault(reason, Counter())
+        for draft in drafts:
+            counts[str(draft.kind.value)] += 1
+            self._dropped[str(draft.kind.value)] += 1
+
+    def _loss_draft(self, data: dict[str, Any]) -> EventDraft:
+        return EventDraft(kind=EventKind.agent_loss, ts=self._clock(), severity=Severity.high, data=data)
+
+    def _commit_group(
+        self,
+        drafts: list[EventDraft],
+        *,
+        extra: Sequence[EventDraft] = (),
+        before: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> list[int]:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _ident(self._path) != self._file:
+                raise _FileSwapped
+            if before is not None:
+                before(conn)
+            seq, prev_hex = outbox_schema.read_head(conn)
+            prev = bytes.fromhex(prev_hex)
+            used = self._used_bytes(conn)
+            soft, hard = self._quota * SOFT_LIMIT, float(self._quota)
+            purged = False
+            refused: dict[str, Counter[str]] = {}
+            rows: list[tuple[Any, ...]] = []
+            seqs: list[int] = []
+            ids = event_ids(len(drafts) + len(extra) + len(self._unreported) + 2)
+            nonces = os.urandom(NONCE_BYTES * len(ids))
+            seal = self._seal
+            for draft in drafts:
+                rank = _RANKS[draft.severity]
+                if rank < _RANK_HIGH and used >= (hard if rank == _RANK_MEDIUM else soft):
+                    if not purged:
+                        used, purged = self._purge_for_quota(conn, used), True
+                    if used >= (hard if rank == _RANK_MEDIUM else soft):
+                        refused.setdefault("quota", Counter())[draft.kind.value] += 1
+                        continue
+                n = len(rows)
+                row = seal(draft, rank, seq + 1, prev, ids[n], nonces[NONCE_BYTES * n : NONCE_BYTES * (n + 1)])
+                if row is None:
+                    refused.setdefault("oversized", Counter())[draft.kind.value] += 1
+                    continue
+                seq, prev = seq + 1, row[7]
+                rows.append(row)
+                seqs.append(seq)
+                used += len(row[8]) + ROW_OVERHEAD
+            losses = list(extra)
+            for reason in sorted(set(self._unreported) | set(refused)):
+                counts = self._unreported.get(reason, Counter()) + refused.get(reason, Counter())
+                if counts:
+                    data = {"reason": reason, "dropped": dict(sorted(counts.items())), "count": counts.total()}
+                    losses.append(self._loss_draft(data))
+            for loss in losses:
+                n = len(rows)
+                row = seal(
+                    loss, _RANKS[loss.severity], seq + 1, prev, ids[n], nonces[NONCE_BYTES * n : NONCE_BYTES * (n + 1)]
+                )
+                if row is None:  # a loss record is small; only a bug gets here
+                    raise RuntimeError("loss record does not fit an event")
+                seq, prev = seq + 1, row[7]
+                rows.append(row)
+            if rows:
+                conn.executemany(_INSERT, rows)
+                outbox_schema.write_head(conn, seq, prev.hex())
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.debug("rollback failed", exc_info=True)
+            raise
+        self._unreported.clear()
+        for counts in refused.values():
+            self._dropped.update(counts)
+        return seqs
+
+    def _seal(
+        self, draft: EventDraft, rank: int, seq: int, prev_mac: bytes, event_id: str, nonce: bytes
+    ) -> tuple[Any, ...] | None:
+        """One row for `draft` at `seq` (mac at index 7, ciphertext at 8); None when data is too big."""
+        ts = utc(draft.ts)
+        body = draft_body(draft, event_id, seq, ts)
+        plaintext = canonical(body)
+        if len(plaintext) > _SIZE_CHECK_FROM and _data_size(draft) > MAX_DATA_BYTES:
+            return None
+        mac = chain_mac(self._chain_key, prev_mac, seq, plaintext)
+        kind = draft.kind
+        ct = self._cipher.seal(seq, kind, mac, nonce, plaintext)
+        return (seq, kind, rank, ts.timestamp(), len(plaintext), self._key_id, nonce, mac, ct)
+
+    def _used_bytes(self, conn: sqlite3.Connection) -> int:
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0]
+        return int((pages - free) * page_size)
+
+    def _purge_for_quota(self, conn: sqlite3.Connection, used: int) -> int:
+        """Delete the oldest sent rows until usage is estimated under PURGE_TARGET; new usage."""
+        need = used - self._quota * PURGE_TARGET
+        freed, cutoff = 0, None
+        for seq, size in conn.execute("SELECT seq, size FROM events WHERE state = 1 ORDER BY seq"):
+            freed += size + 28 + ROW_OVERHEAD  # 28: GCM tag and JSON framing
+            cutoff = seq
+            if freed >= need:
+                break
+        if cutoff is None:
+            return used
+        deleted = conn.execute("DELETE FROM events WHERE state = 1 AND seq <= ?", (cutoff,)).rowcount
+        log.warning("outbox near its quota: purged %s sent events from local history", deleted)
+        return min(used, self._used_bytes(conn))
+
+    # --- reading and acknowledging -------------------------------------------------------------
+
+    def pending(self, *, limit: int = 500, max_bytes: int = 1_000_000) -> list[dict[str, Any]]:
+        """Oldest unsent events in seq order as JSON-mode dicts (all Event fields but device_id)."""
+        return self._guarded(lambda: self._pending(limit, max_bytes))
+
+    def _pending(self, limit: int, max_bytes: int) -> list[dict[str, Any]]:
+        while True:
+            conn = self._db()
+            out: list[dict[str, Any]] = []
+            bad: list[tuple[int, str]] = []
+            total = 0
+            cursor = conn.execute(
+                f"SELECT {_READ_COLS}, size FROM events WHERE state = 0 ORDER BY seq LIMIT ?",  # noqa: S608
+                (max(1, limit),),
+            )
+            for seq, kind, key_id, nonce, mac, ct, size in cursor.fetchall():
+                cost = int(size) + WIRE_OVERHEAD
+                if out and total + cost > max_bytes:
+                    break
+                try:
+                    body = self._cipher.open_body(
+                        key_id=str(key_id), seq=seq, kind=str(kind), mac=bytes(mac), nonce=bytes(nonce), ct=bytes(ct)
+                    )
+                except RowUnreadable:
+                    bad.append((seq, str(kind)))
+                    continue
+                out.append(body)
+                total += cost
+            if bad:
+                self._set_aside_unreadable(bad)
+            if out or not bad:
+                return out
+
+    def _set_aside_unreadable(self, bad: list[tuple[int, str]]) -> None:
+        """Rows that fail authentication leave the queue as dead letters, reported as lost."""
+        log.error("outbox: %s rows fail to decrypt; reporting them as lost", len(bad))
+        counts = Counter(kind for _, kind in bad)
+        data = {
+            "reason": "corruption",
+            "dropped": dict(sorted(counts.items())),
+            "count": len(bad),
+            "lost_seqs": [seq for seq, _ in bad][:200],
+            "detail": "rows failed authentication",
+        }
+
+        def dead(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE events SET state = 2, dead_reason = 'undecryptable' WHERE seq = ? AND state = 0",
+                [(seq,) for seq, _ in bad],
+            )
+
+        self._commit_group([], extra=[self._loss_draft(data)], before=dead)
+
+    def mark_sent(self, seqs: Sequence[int]) -> None:
+        """Acknowledged by the endpoint: leave the queue, stay in local history."""
+        now = self._clock().timestamp()
+        params = [(now, int(seq)) for seq in seqs]
+        self._guarded(
+            lambda: self._update("UPDATE events SET state = 1, sent_at = ? WHERE seq = ? AND state <> 1", params)
+        )
+
+    def dead_letter(self, seqs: Sequence[int], reason: str) -> None:
+        """Refused for good by the endpoint: leave the queue, kept with the reason."""
+        params = [(reason, int(seq)) for seq in seqs]
+        self._guarded(
+            lambda: self._update("UPDATE events SET state = 2, dead_reason = ? WHERE seq = ? AND state = 0", params)
+        )
+
+    def _update(self, sql: str, params: list[tuple[Any, ...]]) -> None:
+        if not params:
+            return
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(sql, params)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def dead_letters(self) -> list[tuple[int, str]]:
+        rows = self._guarded(
+            lambda: self._db().execute("SELECT seq, dead_reason FROM events WHERE state = 2 ORDER BY seq").fetchall()
+        )
+        return [(int(seq), str(reason or "")) for seq, reason in rows]
+
+    def depth(self) -> int:
+        """Events waiting to be sent (not sent, not dead-lettered)."""
+        row = self._guarded(lambda: self._db().execute("SELECT count(*) FROM events WHERE state = 0").fetchone())
+        return int(row[0])
+
+    def oldest_unsent_ts(self) -> datetime | None:
+        """Observation time of the first event still queued (in seq order)."""
+        row = self._guarded(
+            lambda: self._db().execute("SELECT ts FROM events WHERE state = 0 ORDER BY seq LIMIT 1").fetchone()
+        )
+        return None if row is None else datetime.fromtimestamp(float(row[0]), UTC)
+
+    def last_seq(self) -> int:
+        return self._guarded(lambda: outbox_schema.read_head(self._db())[0])
+
+    def history(self, *, limit: int = 200) -> list[dict[str, Any]]:
+        """Newest first, sent or not (with a "sent" flag): what was reported about the person at the desk."""
+        rows = self._guarded(
+            lambda: (
+                self._db()
+                .execute(f"SELECT {_READ_COLS}, state FROM events ORDER BY seq DESC LIMIT ?", (limit,))  # noqa: S608
+                .fetchall()
+            )
+        )
+        out: list[dict[str, Any]] = []
+        for seq, kind, key_id, nonce, mac, ct, state in rows:
+            try:
+                body = self._cipher.open_body(
+                    key_id=str(key_id), seq=seq, kind=str(kind), mac=bytes(mac), nonce=bytes(nonce), ct=bytes(ct)
+                )
+            except RowUnreadable:
+                continue  # reported as lost when the uploader reaches it
+            body["sent"] = state == STATE_SENT
+            out.append(body)
+        return out
+
+    def purge_history(self, older_than: datetime) -> int:
+        """Delete sent events observed before `older_than`; unsent and dead-lettered ones stay."""
+        cutoff = utc(older_than).timestamp()
+
+        def purge() -> int:
+            conn = self._db()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                count = conn.execute("DELETE FROM events WHERE state = 1 AND ts < ?", (cutoff,)).rowcount
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            return int(count)
+
+        return self._guarded(purge)
+
+    # --- quota and losses ------------------------------------------------------------------------
+
+    def set_quota(self, quota_bytes: int) -> None:
+        if quota_bytes <= 0:
+            raise ValueError("quota must be positive")
+        with self._lock:
+            self._quota = quota_bytes
+
+    @property
+    def quota_bytes(self) -> int:
+        return self._quota
+
+    @property
+    def loss_counts(self) -> dict[str, int]:
+        """Drafts this instance refused since it opened, by kind (all reasons)."""
+        with self._lock:
+            return dict(self._dropped)
+
+    @property
+    def unreported_losses(self) -> dict[str, dict[str, int]]:
+        """Refusals not yet written as an `agent.loss` event (e.g. while the disk is full), by reason."""
+        with self._lock:
+            return {reason: dict(counts) for reason, counts in self._unreported.items() if counts}
+
+    def used_bytes(self) -> int:
+        """Bytes of the file in use (page_count - freelist_count) * page_size; what the quota compares."""
+        return self._guarded(lambda: self._used_bytes(self._db()))
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_conn()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _data_size(draft: EventDraft) -> int:
+    """Size of `data` measured the way `Event` checks it against MAX_DATA_BYTES."""
+    return len(json.dumps(draft.data, separators=(",", ":")))
+
+
+def read_depth(path: Path) -> int:
+    """Queue depth without opening an Outbox (read-only; for `deskwarden status`). 0 if there is no file."""
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    try:
+        has = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").fetchone()
+        if has is None:
+            return 0
+        return int(conn.execute("SELECT count(*) FROM events WHERE state = 0").fetchone()[0])
+    finally:
+        conn.close()

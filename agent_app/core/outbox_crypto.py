@@ -1,0 +1,124 @@
+"""Sealing outbox rows: canonical event JSON, AES-GCM per row, and the HMAC chain link.
+
+Pure functions over an `OutboxKeys`; called from the thread that owns an `Outbox`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import TypeAdapter
+
+from policy_client.schema import EventDraft
+from policy_client.secrets import OutboxKeys
+
+NONCE_BYTES = 12
+_TS = TypeAdapter(datetime)
+_dumps = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+
+
+class RowUnreadable(Exception):
+    """A row that does not decrypt with this agent's key (damaged, tampered or another key)."""
+
+
+def utc(ts: datetime) -> datetime:
+    """Aware UTC time; a naive draft time is taken as UTC (the envelope requires an offset)."""
+    if ts.tzinfo is None:
+        return ts.replace(tzinfo=UTC)
+    return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
+
+
+def ts_json(ts: datetime) -> str:
+    """The exact string pydantic's JSON mode gives an aware UTC time (trailing "Z"), so digests match."""
+    text = ts.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else str(_TS.dump_python(ts, mode="json"))
+
+
+def event_ids(count: int) -> list[str]:
+    """`count` time-ordered UUIDs in the layout of `schema.new_event_id` (version 7), made in one go.
+
+    The per-event cost of building `uuid.UUID` objects dominated group commits; this keeps the
+    layout (48-bit ms time, version 7, RFC 4122 variant, 74 random bits) and returns strings.
+    """
+    ms = (int(time.time() * 1000) & ((1 << 48) - 1)) << 80 | 0x7 << 76 | 0b10 << 62
+    raw = os.urandom(10 * count)
+    out = []
+    for i in range(count):
+        rand = int.from_bytes(raw[10 * i : 10 * i + 10], "big") & ((1 << 74) - 1)
+        h = "%032x" % (ms | (rand >> 62) << 64 | (rand & ((1 << 62) - 1)))
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
+def draft_body(draft: EventDraft, event_id: str, seq: int, ts: datetime) -> dict[str, Any]:
+    """The event's chained fields in JSON mode (everything but device_id and mac).
+
+    Enum members are str subclasses and serialise as their values; `.value` is avoided on the
+    hot path because enum attribute access is slow.
+    """
+    rule = draft.rule
+    return {
+        "id": event_id,
+        "seq": seq,
+        "ts": ts_json(ts),
+        "kind": draft.kind,
+        "severity": draft.severity,
+        "user": draft.user,
+        "action": draft.action,
+        "rule": None if rule is None else {"id": rule.id, "policy_version": rule.policy_version},
+        "data": draft.data,
+    }
+
+
+def chain_mac(chain_key: bytes, prev_mac: bytes, seq: int, plaintext: bytes) -> bytes:
+    """`schema.chain_link` over raw bytes: HMAC-SHA256(key, prev_mac || seq || sha256(plaintext))."""
+    return hmac.digest(chain_key, prev_mac + seq.to_bytes(8, "big") + hashlib.sha256(plaintext).digest(), "sha256")
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """Canonical JSON of a body: both the row plaintext and the input of `schema.event_digest`."""
+    return _dumps(body).encode()
+
+
+class RowCipher:
+    """AES-256-GCM with associated data binding key id, seq, kind and mac of the row."""
+
+    def __init__(self, keys: OutboxKeys) -> None:
+        self.key_id = keys.key_id
+        self.chain_key = keys.chain_key
+        self._aead = AESGCM(keys.data_key)
+        self._prefix = keys.key_id.encode() + b"|"
+
+    def aad(self, seq: int, kind: str, mac: bytes) -> bytes:
+        return b"%s%d|%s|%s" % (self._prefix, seq, kind.encode(), mac)
+
+    def seal(self, seq: int, kind: str, mac: bytes, nonce: bytes, plaintext: bytes) -> bytes:
+        return self._aead.encrypt(nonce, plaintext, self.aad(seq, kind, mac))
+
+    def open(self, *, key_id: str, seq: int, kind: str, mac: bytes, nonce: bytes, ct: bytes) -> bytes:
+        if key_id != self.key_id or len(nonce) != NONCE_BYTES:
+            raise RowUnreadable(f"row {seq} sealed with another key or a bad nonce")
+        try:
+            return self._aead.decrypt(nonce, ct, self.aad(seq, kind, mac))
+        except InvalidTag as exc:
+            raise RowUnreadable(f"row {seq} fails authentication") from exc
+
+    def open_body(self, *, key_id: str, seq: int, kind: str, mac: bytes, nonce: bytes, ct: bytes) -> dict[str, Any]:
+        """Decrypt and parse a row into its JSON-mode body with `mac` added."""
+        plaintext = self.open(key_id=key_id, seq=seq, kind=kind, mac=mac, nonce=nonce, ct=ct)
+        try:
+            body = json.loads(plaintext)
+        except ValueError as exc:
+            raise RowUnreadable(f"row {seq} is not JSON") from exc
+        if not isinstance(body, dict) or body.get("seq") != seq:
+            raise RowUnreadable(f"row {seq} holds another event")
+        body["mac"] = mac.hex()
+        return body
