@@ -12,6 +12,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -183,23 +184,26 @@ class LinuxVolumeSource:
         self._fd: int | None = None
         self._wake_pipe: tuple[int, int] | None = None
         self._woken = False
-        self._poller: select.poll | None = None
+        self._poller: Any = None  # select.poll, which mypy --platform win32 does not know
         self._cache: dict[tuple[str, str], Volume] = {}
 
     # --- watching (watcher thread) ---------------------------------------------------------------
 
     def _open(self) -> int:
-        with self._lock:
-            if self._fd is None:
-                self._fd = os.open(self._mountinfo_path, os.O_RDONLY | os.O_CLOEXEC)
-                wake_r, wake_w = os.pipe()
-                os.set_blocking(wake_r, False)
-                os.set_blocking(wake_w, False)
-                self._wake_pipe = (wake_r, wake_w)
-                self._poller = select.poll()
-                self._poller.register(self._fd, select.POLLPRI | select.POLLERR)
-                self._poller.register(wake_r, select.POLLIN)
-            return self._fd
+        if sys.platform == "win32":
+            raise OSError("the mount table watcher needs poll(2) and /proc (Linux)")
+        else:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = os.open(self._mountinfo_path, os.O_RDONLY | os.O_CLOEXEC)
+                    wake_r, wake_w = os.pipe()
+                    os.set_blocking(wake_r, False)
+                    os.set_blocking(wake_w, False)
+                    self._wake_pipe = (wake_r, wake_w)
+                    self._poller = select.poll()
+                    self._poller.register(self._fd, select.POLLPRI | select.POLLERR)
+                    self._poller.register(wake_r, select.POLLIN)
+                return self._fd
 
     def _read_table(self) -> str:
         # Re-reading through the polled descriptor is what re-arms POLLPRI (proc(5)).
