@@ -89,7 +89,10 @@ def _version_zero() -> int:
 
 
 class Uploader:
-    """The uploader thread. All waiting is on one threading.Event that notify(), resume() and stop() set."""
+    """The uploader thread. All waiting is on one threading.Event that notify(), resume() and stop() set.
+
+    The uploader owns the transport it is given (and any given to `resume`) and closes it when it stops.
+    """
 
     def __init__(
         self,
@@ -216,16 +219,20 @@ class Uploader:
 
     def _run(self) -> None:
         try:
-            outbox = self._outbox_factory()
-        except Exception:
-            log.exception("uploader could not open the outbox; not uploading")
-            return
-        try:
-            self._loop(outbox)
-        except Exception:
-            log.exception("uploader thread crashed")
+            try:
+                outbox = self._outbox_factory()
+            except Exception:
+                log.exception("uploader could not open the outbox; not uploading")
+                return
+            try:
+                self._loop(outbox)
+            except Exception:
+                log.exception("uploader thread crashed")
+            finally:
+                outbox.close()
         finally:
-            outbox.close()
+            if self._transport is not None:
+                self._transport.close()
 
     def _loop(self, outbox: OutboxLike) -> None:
         while not self._stopping.is_set():
