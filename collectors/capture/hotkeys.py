@@ -1,0 +1,193 @@
+"""Capture-shortcut detection: PrintScreen, Win+Shift+S, Cmd+Shift+3/4/5 — and nothing else.
+
+The key source's listener thread (pynput) calls `ShortcutDetector.press/release`. Keys are
+reduced to a tiny vocabulary (modifiers and the few trigger keys) before they reach the detector;
+every other key becomes None and is dropped at once, so no keystroke is ever stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+MODIFIERS = frozenset({"shift", "super", "ctrl", "alt"})
+TRIGGERS = frozenset({"print_screen", "s", "3", "4", "5"})
+Token = str
+"""One of MODIFIERS | TRIGGERS; the only key information that ever leaves the adapter."""
+
+
+class ShortcutDetector:
+    """Tracks modifier state only and names the capture shortcut a trigger key completes."""
+
+    def __init__(self, *, platform: str = sys.platform) -> None:
+        self._platform = platform
+        self._mods: set[str] = set()
+        self._down: set[str] = set()
+        self._lock = threading.Lock()
+
+    def press(self, key_name: Token | None) -> str | None:
+        if key_name is None:
+            return None
+        with self._lock:
+            if key_name in MODIFIERS:
+                self._mods.add(key_name)
+                return None
+            if key_name not in TRIGGERS or key_name in self._down:
+                return None  # unknown, or auto-repeat of a held trigger
+            self._down.add(key_name)
+            return self._shortcut(key_name)
+
+    def release(self, key_name: Token | None) -> None:
+        if key_name is None:
+            return
+        with self._lock:
+            self._mods.discard(key_name)
+            self._down.discard(key_name)
+
+    def _shortcut(self, key_name: str) -> str | None:
+        if key_name == "print_screen":
+            return "PrintScreen"
+        if not {"super", "shift"} <= self._mods:
+            return None
+        if key_name == "s" and self._platform == "win32":
+            return "Win+Shift+S"
+        if key_name in ("3", "4", "5") and self._platform == "darwin":
+            return f"Cmd+Shift+{key_name}"
+        return None
+
+
+class KeySource(Protocol):
+    """Delivers normalised key tokens (None for every other key) from its own thread."""
+
+    def start(self, on_press: Callable[[Token | None], None], on_release: Callable[[Token | None], None]) -> None:
+        """Start listening; raises OSError/ImportError when no keyboard hook is available."""
+        ...
+
+    def stop(self) -> None: ...
+
+    def set_suppress_print_screen(self, suppress: bool) -> bool:
+        """Swallow PrintScreen system-wide where the OS allows (Windows); returns whether it can."""
+        ...
+
+
+_SHIFTED_DIGITS = {"#": "3", "$": "4", "%": "5", "£": "3", "§": "3"}
+_VK_BY_PLATFORM: dict[str, dict[int, str]] = {
+    "win32": {0x53: "s", 0x33: "3", 0x34: "4", 0x35: "5", 0x2C: "print_screen"},
+    "darwin": {1: "s", 20: "3", 21: "4", 23: "5"},
+    # X11 reports keysyms as vk.
+    "linux": {
+        0x73: "s",
+        0x53: "s",
+        0x33: "3",
+        0x34: "4",
+        0x35: "5",
+        0x23: "3",
+        0x24: "4",
+        0x25: "5",
+        0xFF61: "print_screen",
+    },
+}
+_KEY_NAMES = {
+    "print_screen": "print_screen",
+    "shift": "shift",
+    "shift_l": "shift",
+    "shift_r": "shift",
+    "cmd": "super",
+    "cmd_l": "super",
+    "cmd_r": "super",
+    "ctrl": "ctrl",
+    "ctrl_l": "ctrl",
+    "ctrl_r": "ctrl",
+    "alt": "alt",
+    "alt_l": "alt",
+    "alt_r": "alt",
+    "alt_gr": "alt",
+}
+
+
+def normalize_key(key: Any, *, platform: str = sys.platform) -> Token | None:
+    """Reduce a pynput key (Key enum or KeyCode) to a key_name, or None for anything else."""
+    name = getattr(key, "name", None)
+    if isinstance(name, str) and not hasattr(key, "char"):
+        return _KEY_NAMES.get(name)
+    char = getattr(key, "char", None)
+    if isinstance(char, str) and len(char) == 1:
+        folded = _SHIFTED_DIGITS.get(char, char.lower())
+        return folded if folded in TRIGGERS else None
+    vk = getattr(key, "vk", None)
+    if isinstance(vk, int):
+        table = (
+            _VK_BY_PLATFORM["linux" if platform.startswith("linux") else platform]
+            if platform in ("win32", "darwin") or platform.startswith("linux")
+            else {}
+        )
+        return table.get(vk)
+    return None
+
+
+class PynputKeySource:
+    """`KeySource` over a pynput keyboard Listener (imported lazily: X needs DISPLAY at import)."""
+
+    VK_SNAPSHOT = 0x2C
+    WM_KEYDOWN = 0x0100
+    WM_SYSKEYDOWN = 0x0104
+
+    def __init__(self, *, platform: str = sys.platform) -> None:
+        self._platform = platform
+        self._listener: Any = None
+        self._suppress = False
+
+    def start(self, on_press: Callable[[Token | None], None], on_release: Callable[[Token | None], None]) -> None:
+        try:
+            from pynput import keyboard
+        except Exception as exc:  # pynput raises assorted errors when no display/backend is usable
+            raise OSError(f"no keyboard hook available: {exc}") from exc
+
+        platform = self._platform
+        kwargs: dict[str, Any] = {}
+        if platform == "win32":
+            kwargs["win32_event_filter"] = self._win32_filter(on_press, on_release)
+
+        def pressed(key: Any) -> None:
+            on_press(normalize_key(key, platform=platform))
+
+        def released(key: Any) -> None:
+            on_release(normalize_key(key, platform=platform))
+
+        listener = keyboard.Listener(on_press=pressed, on_release=released, **kwargs)
+        listener.daemon = True
+        listener.start()
+        listener.wait()
+        if not listener.running:
+            raise OSError("keyboard listener did not start")
+        self._listener = listener
+
+    def _win32_filter(
+        self, on_press: Callable[[Token | None], None], on_release: Callable[[Token | None], None]
+    ) -> Callable[[int, Any], bool]:
+        def event_filter(msg: int, data: Any) -> bool:
+            if self._suppress and getattr(data, "vkCode", None) == self.VK_SNAPSHOT and self._listener is not None:
+                # A suppressed event never reaches pynput's callbacks, so report it here.
+                if msg in (self.WM_KEYDOWN, self.WM_SYSKEYDOWN):
+                    on_press("print_screen")
+                else:
+                    on_release("print_screen")
+                self._listener.suppress_event()
+            return True
+
+        return event_filter
+
+    def stop(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+            listener.join(5.0)
+
+    def set_suppress_print_screen(self, suppress: bool) -> bool:
+        self._suppress = suppress and self._platform == "win32"
+        return self._suppress
