@@ -1,0 +1,194 @@
+"""`deskwarden install` / `uninstall`: enrol, register autostart and its watchdog per OS, and remove them again.
+
+Runs on the main thread of the CLI process. The per-OS adapter is chosen in `default_adapter` (lazy imports).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent_app import __version__
+from agent_app.core import paths
+from agent_app.core.autostart.model import AutostartAdapter, LaunchSpec, agent_argv, launch_env
+from agent_app.core.autostart.unlock import check_unlock_code, may_stop
+from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, utc_now
+
+__all__ = [
+    "AutostartAdapter",
+    "LaunchSpec",
+    "check_unlock_code",
+    "default_adapter",
+    "install",
+    "launch_spec",
+    "may_stop",
+    "uninstall",
+]
+
+log = logging.getLogger(__name__)
+
+EXIT_REFUSED = 3
+DELIVER_TIMEOUT_S = 5.0
+
+
+def default_adapter() -> AutostartAdapter:
+    """The adapter for this OS (the one place that chooses)."""
+    platform: str = sys.platform  # a plain str: mypy --platform checks every branch
+    if platform == "win32":
+        from agent_app.core.autostart.windows import WindowsAutostart
+
+        return WindowsAutostart()
+    if platform == "darwin":
+        from agent_app.core.autostart.macos import MacAutostart
+
+        return MacAutostart()
+    from agent_app.core.autostart.linux import LinuxAutostart
+
+    return LinuxAutostart()
+
+
+def launch_spec(*, all_users: bool) -> LaunchSpec:
+    return LaunchSpec(argv=agent_argv(), version=__version__, all_users=all_users, env=launch_env())
+
+
+def install(
+    *,
+    server: str | None,
+    token: str | None,
+    ca: str | None,
+    all_users: bool,
+    home: Path | None = None,
+    adapter: AutostartAdapter | None = None,
+    spec: LaunchSpec | None = None,
+) -> int:
+    """Enrol when `server` and `token` are given, then register autostart. Prints what it did."""
+    if (server is None) != (token is None):
+        raise ValueError("--server and --token go together (enrolment needs both)")
+    home = home or paths.state_dir()
+    if server is not None and token is not None:
+        from agent_app.core.enrol import enrol_here
+
+        device_id = enrol_here(server, token, ca_bundle=ca, home=home)
+        print(f"enrolled as device {device_id}")
+    adapter = adapter or default_adapter()
+    for item in adapter.register(spec or launch_spec(all_users=all_users)):
+        print(f"registered: {item}")
+    return 0
+
+
+def uninstall(
+    *,
+    unlock_code: str | None,
+    all_users: bool = False,
+    home: Path | None = None,
+    adapter: AutostartAdapter | None = None,
+    spec: LaunchSpec | None = None,
+    secret_backend: Any = None,
+    now: Callable[[], datetime] = utc_now,
+    deliver_timeout: float = DELIVER_TIMEOUT_S,
+) -> int:
+    """Remove autostart when policy allows quitting or `unlock_code` is valid; report the uninstall either way."""
+    from policy_client.secrets import SecretStore
+
+    home = home or paths.state_dir()
+    secrets = SecretStore(home, backend=secret_backend)
+    policy = current_policy(home)
+    credential = secrets.get("device_credential")
+    if not may_stop(policy, credential, unlock_code, now=now()):
+        reason = "invalid unlock code" if unlock_code else "no unlock code"
+        _record(
+            home,
+            secrets,
+            EventDraft(kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "uninstall_refused"}),
+        )
+        print(
+            f"deskwarden: uninstall refused ({reason}): policy does not allow stopping the agent; "
+            "ask an administrator for today's unlock code and pass --unlock-code",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    adapter = adapter or default_adapter()
+    removed = adapter.unregister(spec or launch_spec(all_users=all_users))
+    for item in removed:
+        print(f"removed: {item}")
+    unlocked = not policy.controls.agent.allow_quit
+    _record(
+        home,
+        secrets,
+        EventDraft(
+            kind=EventKind.agent_stopped,
+            severity=Severity.medium,
+            data={"reason": "uninstall", "unlock_code_used": unlocked, "removed": len(removed)},
+        ),
+    )
+    if credential:
+        _deliver(home, secrets, timeout=deliver_timeout)
+    return 0
+
+
+def current_policy(home: Path) -> PolicyDocument:
+    """The agent's last-known-good policy, or the bundled default."""
+    from agent_app.core.runtime import assets_dir
+    from policy_client.agent_config import load_config
+    from policy_client.policy_store import PolicyStore
+
+    config = load_config(paths.config_path(home))
+    trusted = config.trusted_keys() if config else {}
+    store = PolicyStore(
+        paths.policy_dir(home), trusted_keys=trusted, default_path=assets_dir() / "policy" / "default.json"
+    )
+    return store.current()
+
+
+def _record(home: Path, secrets: Any, draft: EventDraft) -> None:
+    """Append one event through the outbox (it is durable when this returns)."""
+    from agent_app.core.outbox import Outbox
+    from policy_client.secrets import load_or_create_keys
+
+    outbox = Outbox(paths.outbox_path(home), keys=load_or_create_keys(secrets))
+    try:
+        outbox.append([draft])
+    finally:
+        outbox.close()
+
+
+def _deliver(home: Path, secrets: Any, *, timeout: float) -> None:
+    """Best effort: upload what is queued (the uninstall event included) before the agent is gone."""
+    from agent_app.core.outbox import Outbox
+    from agent_app.core.uploader import Uploader
+    from policy_client.agent_config import load_config
+    from policy_client.secrets import load_or_create_keys
+    from policy_client.transport import Transport
+
+    config = load_config(paths.config_path(home))
+    if config is None:
+        return
+    keys = load_or_create_keys(secrets)
+    transport = Transport(config.server_url, ca_bundle=config.ca_bundle, credential=secrets.get("device_credential"))
+    uploader = Uploader(
+        outbox_factory=lambda: Outbox(paths.outbox_path(home), keys=keys, check=False),
+        transport=transport,
+        device_id=config.device_id,
+        record=lambda draft: _record(home, secrets, draft),
+    )
+    probe = Outbox(paths.outbox_path(home), keys=keys, check=False)
+    waiter = threading.Event()
+    try:
+        uploader.start()
+        deadline = time.monotonic() + timeout
+        while probe.depth() > 0 and time.monotonic() < deadline:
+            waiter.wait(0.1)
+    finally:
+        uploader.stop()
+        depth = probe.depth()
+        probe.close()
+    if depth:
+        print(f"{depth} events stay queued (endpoint not reachable); they upload if the agent is installed again")
+    else:
+        print("uninstall reported to the endpoint")
