@@ -1,0 +1,55 @@
+"""Small layout helpers shared by the dialogs (sizes in font units so 200 % scaling stays readable).
+
+GUI thread only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QDialog, QLabel, QWidget
+
+MAX_DETAIL_CHARS = 160
+
+
+def wrapped(text: str, *, bold: bool = False, rich: bool = False) -> QLabel:
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText if rich else Qt.TextFormat.PlainText)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    if bold:
+        font = QFont(label.font())
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        label.setFont(font)
+    return label
+
+
+def set_width_in_chars(widget: QWidget, chars: int) -> None:
+    """Minimum width from the font, not pixels, so large fonts and scaling keep lines readable."""
+    widget.setMinimumWidth(widget.fontMetrics().averageCharWidth() * chars)
+
+
+def prepare(dialog: QDialog, title: str) -> None:
+    dialog.setWindowTitle(title)
+    dialog.setWindowFlag(Qt.WindowType.WindowContextHelpButtonHint, on=False)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, on=False)
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, default=str)
+
+
+def details_text(summary: dict[str, Any]) -> str:
+    """One `key: value` per line for the notice's safe metadata (long values shortened)."""
+    lines = []
+    for key in sorted(summary):
+        value = summary[key]
+        text = value if isinstance(value, str) else compact_json(value)
+        if len(text) > MAX_DETAIL_CHARS:
+            text = text[: MAX_DETAIL_CHARS - 1] + "…"
+        lines.append(f"{key.replace('_', ' ')}: {text}")
+    return "\n".join(lines)
