@@ -1,0 +1,170 @@
+"""Drain throughput: a real Outbox backlog uploaded by the real Uploader to a real endpoint on loopback.
+
+Usage: .venv/bin/python bench/drain.py [--events 100000] [--server central|faulty]
+Prints a markdown table. `central` starts `deskwarden server` (uvicorn + SQLite) in a child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+from agent_app.core.outbox import Outbox
+from agent_app.core.uploader import Uploader
+from policy_client.enrollment import enroll
+from policy_client.schema import EventDraft, EventKind, Severity
+from policy_client.secrets import SecretStore, load_or_create_keys
+from policy_client.transport import Transport
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(url: str, timeout: float = 30.0) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        pause.wait(0.1)
+    raise RuntimeError("endpoint did not come up")
+
+
+def fill(outbox: Outbox, count: int) -> float:
+    started = time.perf_counter()
+    chunk = 5000
+    for first in range(0, count, chunk):
+        n = min(chunk, count - first)
+        outbox.append(
+            [
+                EventDraft(
+                    kind=EventKind.clipboard_sensitive,
+                    severity=Severity.medium,
+                    user="asha.k",
+                    data={"detector": "card", "count": 1, "sample": "XXXX XXXX XXXX 1111", "i": first + i},
+                )
+                for i in range(n)
+            ]
+        )
+    return time.perf_counter() - started
+
+
+def agent_side_breakdown(outbox: Outbox, device_id: str, batches: int = 10) -> dict[str, float]:
+    """Milliseconds per 500-event batch spent on the agent side, without the network or the endpoint."""
+    import json
+
+    from policy_client.transport import gzip_bytes
+
+    fill(outbox, 500 * batches)
+    totals = {"pending": 0.0, "encode": 0.0, "gzip": 0.0, "mark_sent": 0.0}
+    for _ in range(batches):
+        t0 = time.perf_counter()
+        part = outbox.pending(limit=500, max_bytes=952_000)
+        t1 = time.perf_counter()
+        body = json.dumps(
+            {"device_id": device_id, "events": [{**e, "device_id": device_id} for e in part]},
+            separators=(",", ":"),
+            ensure_ascii=False,
+        ).encode()
+        t2 = time.perf_counter()
+        gzip_bytes(body)
+        t3 = time.perf_counter()
+        outbox.mark_sent([e["seq"] for e in part])
+        t4 = time.perf_counter()
+        for key, value in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+            totals[key] += value * 1000 / batches
+    return totals
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        port = free_port()
+        data_dir = root / "server"
+        env = dict(os.environ, DESKWARDEN_HOME=str(root / "unused"))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "agent_app", "server", "--data-dir", str(data_dir), "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            wait_healthy(url)
+            from central.commands import issue_enroll_token
+            from central.settings import ServerSettings
+
+            token = issue_enroll_token(ServerSettings(data_dir=data_dir, port=port), "bench", timedelta(hours=1))
+            home = root / "agent"
+            home.mkdir()
+            store = SecretStore(home)
+            keys = load_or_create_keys(store)
+            config = enroll(url, token, home=home, store=store, chain_key=keys.chain_key)
+            credential = store.get("device_credential")
+            outbox_path = home / "outbox.db"
+            outbox = Outbox(outbox_path, keys=keys, quota_bytes=4 * 1024**3)
+            fill_s = fill(outbox, args.events)
+
+            uploader = Uploader(
+                outbox_factory=lambda: Outbox(outbox_path, keys=keys, quota_bytes=4 * 1024**3, check=False),
+                transport=Transport(url, credential=credential),
+                device_id=config.device_id,
+                record=lambda draft: None,
+                heartbeat_seconds=3600.0,
+            )
+            started = time.perf_counter()
+            uploader.start()
+            pause = threading.Event()
+            while outbox.depth() > 0:
+                pause.wait(0.05)
+            drain_s = time.perf_counter() - started
+            uploader.stop()
+            parts = agent_side_breakdown(outbox, config.device_id)
+            outbox.close()
+        finally:
+            server.terminate()
+            server.wait(timeout=15)
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print()
+    print("| what | events | seconds | events/s |")
+    print("|---|---:|---:|---:|")
+    print(f"| outbox fill (append, 5k per call) | {args.events} | {fill_s:.2f} | {args.events / fill_s:,.0f} |")
+    print(f"| drain to central (SQLite) over loopback | {args.events} | {drain_s:.2f} | {args.events / drain_s:,.0f} |")
+    print()
+    print("| agent side per 500-event batch | ms |")
+    print("|---|---:|")
+    for key, value in parts.items():
+        print(f"| {key} | {value:.1f} |")
+    agent_ms = sum(parts.values())
+    print(f"| total (agent-side ceiling {500 / agent_ms * 1000:,.0f} events/s) | {agent_ms:.1f} |")
+    print(f"| observed per batch incl. network and endpoint | {drain_s / (args.events / 500) * 1000:.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
