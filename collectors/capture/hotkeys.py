@@ -130,6 +130,26 @@ def normalize_key(key: Any, *, platform: str = sys.platform) -> Token | None:
     return None
 
 
+def stop_pynput_listener(listener: Any, *, timeout: float = 5.0) -> None:
+    """Stop a pynput listener and wait for its thread.
+
+    Workaround for pynput 1.8 on X11: `stop()` sends XRecordDisableContext on the recording
+    connection, which is blocked inside XRecordEnableContext, so the thread lingers until the next
+    input event. Sending the disable request on the listener's other connection ends it at once.
+    """
+    listener.stop()
+    display_stop, context = getattr(listener, "_display_stop", None), getattr(listener, "_context", None)
+    if display_stop is not None and context is not None:
+        try:
+            display_stop.record_disable_context(context)
+            display_stop.flush()
+        except Exception as exc:  # noqa: BLE001 - Xlib raises its own error types once the server is gone
+            log.debug("X record disable failed: %s", exc)
+    listener.join(timeout)
+    if listener.is_alive():
+        log.warning("input listener did not stop within %.1f s", timeout)
+
+
 class PynputKeySource:
     """`KeySource` over a pynput keyboard Listener (imported lazily: X needs DISPLAY at import)."""
 
@@ -185,8 +205,7 @@ class PynputKeySource:
     def stop(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
-            listener.stop()
-            listener.join(5.0)
+            stop_pynput_listener(listener)
 
     def set_suppress_print_screen(self, suppress: bool) -> bool:
         self._suppress = suppress and self._platform == "win32"

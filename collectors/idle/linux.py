@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from collectors.capture.hotkeys import stop_pynput_listener
+
 
 class PynputActivitySource:
     """Keeps the monotonic time of the last input event, never the event itself."""
@@ -45,9 +47,7 @@ class PynputActivitySource:
     def stop(self) -> None:
         listeners, self._listeners = self._listeners, []
         for listener in listeners:
-            listener.stop()
-        for listener in listeners:
-            listener.join(5.0)
+            stop_pynput_listener(listener)
 
     def seconds_since_input(self) -> float | None:
         last = self._last
