@@ -253,12 +253,18 @@ def _phone_findings(text: str) -> Iterator[tuple[str, int, int]]:
             yield "phone", m.start(), m.end()
 
 
+_MASKED_EMAIL_CHARS = frozenset("X.-")
+
+
 def _email_findings(text: str) -> Iterator[tuple[str, int, int]]:
     if "@" not in text:
         return
     for m in _EMAIL.finditer(text):
-        local = m.group().partition("@")[0]
+        local, _, domain = m.group().partition("@")
         if local.startswith(".") or local.endswith(".") or ".." in local:
+            continue
+        # "XXXX@XXXXXXX.com" is an address this module already masked, not a new finding.
+        if set(local) <= _MASKED_EMAIL_CHARS and set(domain.rpartition(".")[0]) <= _MASKED_EMAIL_CHARS:
             continue
         yield "email", m.start(), m.end()
 
@@ -323,22 +329,35 @@ def scan_text(text: str, *, detectors: Iterable[str] = ALL, limit_chars: int = D
 
 
 _MAX_MASK_PASSES = 4
+_CONTEXT = 2
+"""How far the boundary checks (glued groups, phone tails) look past a value."""
 
 
 def mask_text(text: str, findings: Sequence[Finding], *, limit_chars: int = DEFAULT_LIMIT_CHARS) -> str:
     """`text` with every finding replaced by its masked form (for clipboard mask mode).
 
-    The four characters a mask reveals could, together with neighbouring digits, form a new valid
-    number; so the result is re-scanned with the same detectors and anything found again is masked
-    completely, until a re-scan finds nothing. Text past `limit_chars` is left as it is.
+    The four characters a mask reveals could, with neighbouring digits, form a new valid number.
+    So the result is re-scanned: anything the same detectors find again, and anything any detector
+    finds within two characters of a masked span (masking moves its neighbours' boundaries), is
+    masked completely, until a re-scan finds nothing.
+    Text past `limit_chars` is left as it is.
     """
-    types = {f.type for f in findings}
+    types = frozenset(f.type for f in findings)
+    spans = [(f.start, f.end) for f in findings]
     out = apply_masks(text, findings)
     for _ in range(_MAX_MASK_PASSES):
         again = scan_text(out, detectors=types, limit_chars=limit_chars) if types else []
+        if spans:
+            again += [
+                f
+                for f in scan_text(out, limit_chars=limit_chars)
+                if f.type not in types
+                and any(f.start < end + _CONTEXT and start < f.end + _CONTEXT for start, end in spans)
+            ]
         if not again:
             return out
         out = apply_masks(out, [replace(f, masked=_full_mask(out[f.start : f.end])) for f in again])
+        spans.extend((f.start, f.end) for f in again)
     return out
 
 
