@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from central.http.auth import authenticate_device, runtime_of
-from central.http.bodies import decode, parse, read_raw
+from central.http.bodies import check_int_range, decode, parse, read_raw
 from central.http.errors import ApiError
 from central.runtime import Runtime
 from central.store import devices, policies
@@ -125,6 +125,11 @@ def _ingest(runtime: Runtime, raw: bytes, encoding: str | None, authorization: s
     strangers = {ev.device_id for ev in batch.events} - {device.device_id}
     if strangers:
         raise ApiError(403, "events carry a device_id other than the credential's device")
+    if batch.events:
+        check_int_range(
+            seq=max(ev.seq for ev in batch.events),
+            policy_version=max(ev.rule.policy_version if ev.rule else 0 for ev in batch.events),
+        )
     try:
         outcome = ingest_batch(runtime.db, device.device_id, batch, now=runtime.clock())
     except DeviceGone:
@@ -144,6 +149,7 @@ async def heartbeat(request: Request) -> Response:
 def _heartbeat(runtime: Runtime, raw: bytes, encoding: str | None, authorization: str | None) -> Response:
     device = authenticate_device(runtime, authorization)
     beat = parse(decode(raw, encoding, max_bytes=SMALL_BODY_BYTES), Heartbeat)
+    check_int_range(policy_version=beat.policy_version, queue_depth=beat.queue_depth, rss_bytes=beat.rss_bytes)
     devices.record_heartbeat(runtime.db, device, beat, now=runtime.clock())
     newest = policies.latest_version(runtime.db)
     return _json(HeartbeatResponse(policy_version=newest).model_dump_json())

@@ -49,8 +49,27 @@ def decode(raw: bytes, content_encoding: str | None, *, max_bytes: int) -> bytes
     return body
 
 
+MAX_STORED_INT = 2**63 - 1
+
+
+def check_storable(body: bytes) -> None:
+    """Refuse what the databases cannot store. PostgreSQL text and JSONB reject NUL characters.
+
+    (A JSON string holding a literal backslash followed by "u0000" is refused too; no agent sends that.)
+    """
+    if b"\\u0000" in body:
+        raise ApiError(422, "NUL characters (\\u0000) are not accepted in strings")
+
+
+def check_int_range(**values: int | None) -> None:
+    for name, value in values.items():
+        if value is not None and value > MAX_STORED_INT:
+            raise ApiError(422, f"{name} is larger than {MAX_STORED_INT}")
+
+
 def parse(body: bytes, model: type[M], *, max_items: int | None = None) -> M:
     """Validate JSON bytes into `model`; invalid JSON is 400, a list over its max length 413, other problems 422."""
+    check_storable(body)
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
