@@ -70,7 +70,8 @@ class ToolMatcher:
         if name and name.casefold() in self.names:
             return True
         if exe:
-            if os.path.basename(exe).casefold() in self.names:
+            # Split on both separators so Windows paths match on any OS (and in tests).
+            if exe.replace("\\", "/").rsplit("/", 1)[-1].casefold() in self.names:
                 return True
             if self.paths and _norm_path(exe) in self.paths:
                 return True
