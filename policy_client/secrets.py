@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -156,24 +157,24 @@ class SecretStore:
         return {str(key): str(value) for key, value in data.items()}
 
     def _check_mode(self, fd: int) -> None:
-        if os.name == "nt":  # POSIX modes do not apply; the per-user data dir carries the ACL
-            return
-        mode = stat.S_IMODE(os.fstat(fd).st_mode)
-        if mode & 0o077:
-            os.fchmod(fd, _PRIVATE_MODE)
-            self.mode_repaired = True
-            note = f"key file was readable by others (mode {mode:o}); reset to 600"
-            log.warning("secret file %s: %s", self._file, note)
-            base = self._fallback_reason or "key file in use"
-            if note not in base:
-                self._fallback_reason = f"{base}; {note}"
+        # On Windows POSIX modes do not apply; the per-user data dir carries the ACL.
+        if sys.platform != "win32":
+            mode = stat.S_IMODE(os.fstat(fd).st_mode)
+            if mode & 0o077:
+                os.fchmod(fd, _PRIVATE_MODE)
+                self.mode_repaired = True
+                note = f"key file was readable by others (mode {mode:o}); reset to 600"
+                log.warning("secret file %s: %s", self._file, note)
+                base = self._fallback_reason or "key file in use"
+                if note not in base:
+                    self._fallback_reason = f"{base}; {note}"
 
     def _write_file(self, data: dict[str, str]) -> None:
         self._home.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(prefix=".secrets-", dir=self._home)  # mkstemp creates mode 0600
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                if os.name != "nt":
+                if sys.platform != "win32":
                     os.fchmod(handle.fileno(), _PRIVATE_MODE)
                 json.dump(data, handle)
                 handle.flush()
