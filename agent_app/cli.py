@@ -124,7 +124,14 @@ def _cmd_install(args: argparse.Namespace) -> int:
 def _cmd_uninstall(args: argparse.Namespace) -> int:
     from agent_app.core.autostart import uninstall
 
-    return uninstall(unlock_code=args.unlock_code)
+    return uninstall(unlock_code=args.unlock_code, all_users=args.all_users)
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from agent_app.core.paths import state_dir
+    from agent_app.core.selftest import run_selftest
+
+    return run_selftest(state_dir())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,14 +199,18 @@ def build_parser() -> argparse.ArgumentParser:
     scan.set_defaults(handler=_cmd_scan)
 
     install = sub.add_parser("install", help="enrol (optional) and register autostart")
-    install.add_argument("--server", default=None)
-    install.add_argument("--token", default=None)
-    install.add_argument("--ca", default=None)
-    install.add_argument("--all-users", action="store_true")
+    install.add_argument("--server", default=None, help="endpoint URL to enrol with (needs --token)")
+    install.add_argument("--token", default=None, help="enrolment token from `deskwarden admin enroll-token`")
+    install.add_argument("--ca", default=None, help="CA bundle that signs the endpoint's certificate")
+    install.add_argument("--all-users", action="store_true", help="register for every user (needs admin/root)")
     install.set_defaults(handler=_cmd_install)
-    uninstall = sub.add_parser("uninstall", help="remove autostart")
-    uninstall.add_argument("--unlock-code", default=None)
+    uninstall = sub.add_parser("uninstall", help="remove autostart (unlock code needed unless policy allows quitting)")
+    uninstall.add_argument("--unlock-code", default=None, help="today's admin unlock code from the endpoint")
+    uninstall.add_argument("--all-users", action="store_true", help="remove the machine-wide registration")
     uninstall.set_defaults(handler=_cmd_uninstall)
+
+    selftest = sub.add_parser("selftest", help="start every collector, record one event, stop; print a JSON report")
+    selftest.set_defaults(handler=_cmd_selftest)
     return parser
 
 
