@@ -271,24 +271,24 @@ def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             if self.path != "/v1/policy":
-                self._json(404, {"detail": "not found"})
                 self._rec(404)
+                self._json(404, {"detail": "not found"})
                 return
             if not self._authorised():
-                self._json(401, {"detail": "unknown credential"})
                 self._rec(401)
+                self._json(401, {"detail": "unknown credential"})
                 return
             with cond:
                 envelope, etag = state.policy_envelope, state.policy_etag
             if envelope is None:
-                self._json(404, {"detail": "no policy published"})
                 self._rec(404)
+                self._json(404, {"detail": "no policy published"})
             elif self.headers.get("If-None-Match") == etag:
-                self._send(304, headers=[("ETag", etag)])
                 self._rec(304)
+                self._send(304, headers=[("ETag", etag)])
             else:
-                self._send(200, envelope, [("ETag", etag)])
                 self._rec(200)
+                self._send(200, envelope, [("ETag", etag)])
 
         def do_POST(self) -> None:
             if self.path == "/v1/events":
@@ -299,8 +299,8 @@ def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 self._enroll()
             else:
                 self._read_body()
-                self._json(404, {"detail": "not found"})
                 self._rec(404)
+                self._json(404, {"detail": "not found"})
 
         def _enroll(self) -> None:
             request = EnrollRequest.model_validate_json(self._read_body())
@@ -317,24 +317,24 @@ def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                     policy_public_key=state.policy_public_key,
                 )
             if ok:
-                self._send(200, answer.model_dump_json().encode())
                 self._rec(200)
+                self._send(200, answer.model_dump_json().encode())
             else:
-                self._json(401, {"detail": "enrolment token unknown or expired"})
                 self._rec(401)
+                self._json(401, {"detail": "enrolment token unknown or expired"})
 
         def _heartbeat(self) -> None:
             body = self._read_body()
             if not self._authorised():
-                self._json(401, {"detail": "unknown credential"})
                 self._rec(401)
+                self._json(401, {"detail": "unknown credential"})
                 return
             beat = Heartbeat.model_validate_json(body)
             with cond:
                 state.heartbeats.append(beat)
                 version = state.policy_version
-            self._send(200, HeartbeatResponse(policy_version=version).model_dump_json().encode())
             self._rec(200)
+            self._send(200, HeartbeatResponse(policy_version=version).model_dump_json().encode())
 
         def _events(self) -> None:
             with cond:
@@ -351,35 +351,35 @@ def _make_handler(server: FaultyServer) -> type[BaseHTTPRequestHandler]:
                 return
             body = self._read_body()
             if not self._authorised():
-                self._json(401, {"detail": "unknown credential"})
                 self._rec(401)
+                self._json(401, {"detail": "unknown credential"})
                 return
             if isinstance(action, Reply):
-                self._send(action.status, action.body, action.headers)
                 self._rec(action.status)
+                self._send(action.status, action.body, action.headers)
                 return
             batch = EventBatch.model_validate_json(body)
             seqs = tuple(e.seq for e in batch.events)
             if batch.device_id != state.device_id:
-                self._json(403, {"detail": "batch device differs from the credential's device"})
                 self._rec(403, seqs)
+                self._json(403, {"detail": "batch device differs from the credential's device"})
                 return
             if state.max_events is not None and len(seqs) > state.max_events:
-                self._json(413, {"detail": f"batch of {len(seqs)} events exceeds {state.max_events}"})
                 self._rec(413, seqs)
+                self._json(413, {"detail": f"batch of {len(seqs)} events exceeds {state.max_events}"})
                 return
             poisoned = sorted(set(seqs) & state.poison_seqs)
             if poisoned:
-                self._json(400, {"detail": f"event seq {poisoned[0]} is malformed"})
                 self._rec(400, seqs)
+                self._json(400, {"detail": f"event seq {poisoned[0]} is malformed"})
                 return
-            accepted, duplicates = server._store(batch)
+            with cond:  # stored and recorded together, so waiters see both or neither
+                accepted, duplicates = server._store(batch)
+                self._rec(None if isinstance(action, CommitThenDrop) else 200, seqs)
             if isinstance(action, CommitThenDrop):
                 self._abort(reset=False)
-                self._rec(None, seqs)
                 return
             self._json(200, {"accepted": accepted, "duplicates": duplicates})
-            self._rec(200, seqs)
 
         def _abort(self, *, reset: bool) -> None:
             self.close_connection = True
