@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_S = 30.0
 _MAX_SKIPS = 10_000
 _MAX_POINT_LOOKUPS = 200_000
+_BLIND_SKIPS = 64
 _ROW_COLS = "seq, kind, state, sent_at, dead_reason, key_id, nonce, mac, ct"
 
 
@@ -134,6 +135,8 @@ class _Salvage:
     unreadable: list[tuple[int, int]] = field(default_factory=list)
     meta_head: tuple[int, str] | None = None
     top_seq: int = 0
+    claimed: int = 0
+    """Highest seq the file claims to hold (meta head or max(seq)); 0 when neither is readable."""
 
 
 def _read_meta_head(conn: sqlite3.Connection) -> tuple[int, str] | None:
@@ -155,10 +158,18 @@ def _scalar(conn: sqlite3.Connection, sql: str) -> int | None:
 
 
 def _scan(conn: sqlite3.Connection, found: _Salvage) -> None:
-    """Read rows in seq order; skip ahead (growing steps) past pages that fail to read."""
+    """Read rows in seq order; skip ahead (growing steps) past pages that fail to read.
+
+    Skipping stops past the highest seq the file claims (meta head or max(seq)); when neither is
+    readable it gives up after a few blind steps rather than probing an empty key space.
+    """
     pos = _scalar(conn, "SELECT min(seq) FROM events") or 1
+    claimed = max(found.meta_head[0] if found.meta_head else 0, _scalar(conn, "SELECT max(seq) FROM events") or 0)
+    found.claimed = claimed
     step = 1
-    for _ in range(_MAX_SKIPS):
+    for attempt in range(_MAX_SKIPS):
+        if (claimed and pos > claimed) or (not claimed and attempt > _BLIND_SKIPS):
+            return
         start = pos
         try:
             for row in conn.execute(f"SELECT {_ROW_COLS} FROM events WHERE seq >= ? ORDER BY seq", (pos,)):  # noqa: S608
@@ -177,10 +188,14 @@ def _scan(conn: sqlite3.Connection, found: _Salvage) -> None:
 
 
 def _point_lookups(conn: sqlite3.Connection, found: _Salvage) -> None:
-    """Retry each skipped seq alone: a point lookup may descend around the damaged page."""
+    """Retry each skipped seq alone: a point lookup may descend around the damaged page.
+
+    Ranges are clipped to the claimed seqs; with nothing claimed, blind skips count as nothing.
+    """
     still: list[tuple[int, int]] = []
     budget = _MAX_POINT_LOOKUPS
-    for first, last in found.unreadable:
+    clipped = [(first, min(last, found.claimed)) for first, last in found.unreadable if first <= found.claimed]
+    for first, last in clipped:
         run_start: int | None = None
         for seq in range(first, last + 1):
             budget -= 1
