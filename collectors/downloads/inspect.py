@@ -1,0 +1,96 @@
+"""What the downloads collector reports about one finished file: metadata, SHA-256, policy flags
+and a PII summary of its text (never its content).
+
+Called on the downloads collector thread; reads are streamed and bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collectors.pii import DEFAULT_LIMIT_CHARS, mask_text, scan, scan_text, summarize
+from collectors.pii.extract import extract_text, is_scannable
+from policy_client.schema import DownloadsControl, Severity
+
+PARTIAL_SUFFIXES = (".crdownload", ".part", ".partial", ".tmp", ".download", ".opdownload", ".!ut")
+"""Names browsers and download tools use while a file is still arriving (Chrome/Edge, Firefox,
+generic, Safari, Opera, uTorrent); the file is reported once renamed to its final name."""
+_CHUNK = 1 << 20
+
+
+def is_partial_name(name: str) -> bool:
+    lower = name.lower()
+    return lower.startswith(".") or lower.endswith(PARTIAL_SUFFIXES) or lower.startswith("unconfirmed ")
+
+
+def extension_of(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    return suffix
+
+
+def matches_blocked(name: str, blocked: list[str]) -> bool:
+    lower = name.lower()
+    return any(lower.endswith(ext) for ext in blocked)
+
+
+def sha256_file(path: Path, *, stop: threading.Event | None = None) -> str | None:
+    """Streamed SHA-256; None when `stop` was set part way (the agent is shutting down)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+            if stop is not None and stop.is_set():
+                return None
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    severity: Severity
+    data: dict[str, Any]
+
+
+def inspect_download(
+    path: Path,
+    *,
+    folder: str,
+    size: int,
+    sha256: str,
+    control: DownloadsControl,
+    key: bytes,
+    max_chars: int = DEFAULT_LIMIT_CHARS,
+) -> Inspection:
+    name = path.name
+    blocked = matches_blocked(name, control.blocked_extensions)
+    oversize = control.max_size_mb is not None and size > control.max_size_mb * 1024 * 1024
+    findings: list[dict[str, Any]] = []
+    truncated = False
+    if control.scan_content and is_scannable(path):
+        extracted = extract_text(path, max_chars=max_chars)
+        if extracted is not None:
+            result = scan(extracted.text, limit_chars=max_chars)
+            findings = summarize(result.findings, extracted.text, key)
+            truncated = extracted.truncated or result.truncated
+    if findings:
+        severity = Severity.high
+    elif blocked or oversize:
+        severity = Severity.medium
+    else:
+        severity = Severity.info
+    data: dict[str, Any] = {
+        # A file name can itself hold a card or Aadhaar number ("statement 4111....pdf").
+        "name": mask_text(name, scan_text(name)),
+        "extension": extension_of(name),
+        "size_bytes": size,
+        "sha256": sha256,
+        "folder": folder,
+        "blocked_extension": blocked,
+        "oversize": oversize,
+        "findings": findings,
+        "scan_truncated": truncated,
+    }
+    return Inspection(severity=severity, data=data)
