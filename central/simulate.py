@@ -47,13 +47,15 @@ class SimulatedAgent:
         kind: EventKind = EventKind.clipboard_sensitive,
         severity: Severity = Severity.medium,
         data: dict[str, Any] | None = None,
+        ts: datetime | None = None,
     ) -> Event:
         self.seq += 1
+        when = ts if ts is not None else _BASE_TS + timedelta(milliseconds=self.seq)
         body: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "device_id": self.device_id,
             "seq": self.seq,
-            "ts": (_BASE_TS + timedelta(milliseconds=self.seq)).isoformat().replace("+00:00", "Z"),
+            "ts": when.isoformat().replace("+00:00", "Z"),
             "kind": kind.value,
             "severity": severity.value,
             "user": self.user,

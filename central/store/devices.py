@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -99,7 +99,7 @@ def revoke_device(db: Database, device_id: str, *, now: datetime) -> bool:
 def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: datetime) -> None:
     h = tables.device_health
     values: dict[str, Any] = {
-        "ts": beat.ts,
+        "ts": beat.ts.astimezone(UTC),
         "received_at": now,
         "user": beat.user,
         "agent_version": beat.agent_version,

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Insert, delete, insert, select, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import delete, insert, select, tuple_, update
 
 from central.store import tables
 from central.store.alerts import AGENT_STOPPED, AGENT_TAMPER, CHAIN_BROKEN, SEQ_GAP, NewAlert, insert_alerts
@@ -43,12 +43,21 @@ class DeviceGone(Exception):
     """The device row vanished or was revoked between authentication and ingest."""
 
 
-def _insert_ignoring_duplicates(db: Database) -> Insert:
-    if db.dialect == "postgresql":
-        return postgresql.insert(tables.events).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-    if db.dialect == "sqlite":
-        return sqlite.insert(tables.events).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-    return insert(tables.events)
+_EVENT_COLUMNS = (
+    'device_id, seq, id, ts, kind, severity, "user", action, rule_id, policy_version, data, mac, received_at, team'
+)
+
+
+def _insert_sql(db: Database) -> str:
+    """Driver-level INSERT: per-row SQLAlchemy parameter processing costs more than the insert itself."""
+    mark = "?" if db.is_sqlite else "%s"
+    marks = ", ".join([mark] * 14)
+    return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({marks}) ON CONFLICT (device_id, seq) DO NOTHING"  # noqa: S608
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The text format SQLAlchemy's SQLite DateTime reads back, in UTC (SQLite keeps no offset).
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def decode_chain_key(value: str) -> bytes:
@@ -58,15 +67,49 @@ def decode_chain_key(value: str) -> bytes:
         raise ValueError("chain_key is not valid base64") from None
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    event: Event
+    digest: bytes
+    row: tuple[Any, ...]
+    """Column values in `_EVENT_COLUMNS` order, without the trailing team."""
+
+
+def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> dict[int, _Prepared]:
+    """CPU work done before taking the write lock: canonical digests and row values, first copy per seq."""
+    unique: dict[int, _Prepared] = {}
+    sqlite_db = db.is_sqlite
+    received = _sqlite_time(now) if sqlite_db else now
+    for ev in batch.events:
+        if ev.seq in unique:
+            continue
+        rule = ev.rule
+        row = (
+            device_id,
+            ev.seq,
+            str(ev.id),
+            _sqlite_time(ev.ts) if sqlite_db else ev.ts,
+            ev.kind.value,
+            ev.severity.value,
+            ev.user,
+            ev.action.value,
+            rule.id if rule else None,
+            rule.policy_version if rule else None,
+            json.dumps(ev.data, separators=(",", ":"), ensure_ascii=False),
+            ev.mac,
+            received,
+        )
+        unique[ev.seq] = _Prepared(event=ev, digest=event_digest(ev.model_dump(mode="json")), row=row)
+    return unique
+
+
 def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: datetime) -> IngestOutcome:
     d, e = tables.devices, tables.events
-    unique: dict[int, Event] = {}
-    for event in batch.events:
-        unique.setdefault(event.seq, event)
+    unique = _prepare(db, device_id, batch, now)
     if not unique:
         return IngestOutcome(accepted=0, duplicates=0, alerts=())
     seqs = sorted(unique)
-    statement = _insert_ignoring_duplicates(db)
+    insert_sql = _insert_sql(db)
 
     with db.write() as conn:
         dev = conn.execute(
@@ -91,57 +134,37 @@ def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: dateti
         if not new_seqs:
             return IngestOutcome(accepted=0, duplicates=duplicates, alerts=())
 
-        new_events = [unique[s] for s in new_seqs]
-        bodies = [ev.model_dump(mode="json") for ev in new_events]
-        conn.execute(statement, [_row(ev, device_id, dev.team, now) for ev in new_events])
+        fresh = [unique[s] for s in new_seqs]
+        team = str(dev.team)
+        conn.exec_driver_sql(insert_sql, [(*p.row, team) for p in fresh])
 
         alerts = _check_chain(
             conn,
             device_id=device_id,
             key=decode_chain_key(dev.chain_key),
-            new_events=new_events,
-            bodies=bodies,
+            fresh=fresh,
             last_seq=last_seq,
             last_mac=last_mac,
             had_gaps=missing > 0,
         )
         new_last_seq, new_missing, gap_alerts = _advance(new_seqs, last_seq=last_seq, missing=missing)
         alerts.extend(gap_alerts)
+        new_events = [p.event for p in fresh]
         alerts.extend(_event_alerts(new_events))
 
         values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
         if new_last_seq != last_seq:
             values["last_seq"] = new_last_seq
-            values["last_mac"] = unique[new_last_seq].mac
+            values["last_mac"] = unique[new_last_seq].event.mac
         newest_user = new_events[-1].user
         if newest_user:
             values["user"] = newest_user
         conn.execute(update(d).where(d.c.device_id == device_id).values(values))
-        insert_alerts(conn, alerts, device_id=device_id, team=dev.team, now=now)
+        insert_alerts(conn, alerts, device_id=device_id, team=team, now=now)
 
     for alert in alerts:
         log.warning("alert %s for device %s at seq %s", alert.kind, device_id, alert.event_seq)
     return IngestOutcome(accepted=len(new_seqs), duplicates=duplicates, alerts=tuple(alerts))
-
-
-def _row(ev: Event, device_id: str, team: str, now: datetime) -> dict[str, Any]:
-    rule = ev.rule
-    return {
-        "device_id": device_id,
-        "seq": ev.seq,
-        "id": str(ev.id),
-        "ts": ev.ts,
-        "kind": ev.kind.value,
-        "severity": ev.severity.value,
-        "user": ev.user,
-        "action": ev.action.value,
-        "rule_id": rule.id if rule else None,
-        "policy_version": rule.policy_version if rule else None,
-        "data": ev.data,
-        "mac": ev.mac,
-        "received_at": now,
-        "team": team,
-    }
 
 
 def _check_chain(
@@ -149,13 +172,13 @@ def _check_chain(
     *,
     device_id: str,
     key: bytes,
-    new_events: list[Event],
-    bodies: list[dict[str, Any]],
+    fresh: list[_Prepared],
     last_seq: int,
     last_mac: str,
     had_gaps: bool,
 ) -> list[NewAlert]:
     e, p = tables.events, tables.chain_pending
+    new_events = [p.event for p in fresh]
     macs: dict[int, str] = {ev.seq: ev.mac for ev in new_events}
     if last_seq > 0:
         macs.setdefault(last_seq, last_mac)
@@ -169,8 +192,8 @@ def _check_chain(
 
     alerts: list[NewAlert] = []
     pending_rows: list[dict[str, Any]] = []
-    for ev, body in zip(new_events, bodies, strict=True):
-        digest = event_digest(body)
+    for prepared in fresh:
+        ev, digest = prepared.event, prepared.digest
         prev = macs.get(ev.seq - 1)
         if prev is None:
             pending_rows.append({"device_id": device_id, "seq": ev.seq, "digest": digest.hex(), "mac": ev.mac})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
 
 from central.runtime import Runtime
-from central.store import alerts, devices, tables
+from central.store import alerts, devices, events, tables
 from central.store.ingest import DeviceGone, ingest_batch
 from policy_client.schema import Event, EventKind, Severity
 from tests.unit.central.conftest import enroll_agent
@@ -225,3 +225,16 @@ def test_revoked_device_cannot_ingest(runtime: Runtime) -> None:
 
     with pytest.raises(DeviceGone):
         ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(1)), now=runtime.clock())
+
+
+def test_event_time_with_an_offset_is_stored_as_the_same_instant(runtime: Runtime) -> None:
+    agent = enroll_agent(runtime)
+    local = datetime(2026, 4, 1, 14, 30, 15, 250000, tzinfo=timezone(timedelta(hours=5, minutes=30)))
+    event = agent.next_event(ts=local)
+
+    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+
+    (stored,) = events.list_events(runtime.db, device_id=agent.device_id)
+    assert datetime.fromisoformat(stored["ts"]) == local
+    assert stored["ts"].endswith("+00:00")
+    assert alerts.list_alerts(runtime.db) == []
