@@ -88,6 +88,7 @@ class AgentRuntime:
         user: str | None = None,
         clock: Callable[[], datetime] = utc_now,
         last_input: Callable[[], datetime | None] | None = None,
+        uploader_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.home = home
         self._clock = clock
@@ -121,6 +122,7 @@ class AgentRuntime:
             on_notice=self._on_notice,
         )
         self._supervisor = CollectorSupervisor(collectors, sink=self._pipeline, record=self.record, clock=clock)
+        self._uploader_options = dict(uploader_options or {})
         self._uploader: Uploader | None = self._make_uploader() if self._config else None
 
     # --- AgentPort -----------------------------------------------------------------------------
@@ -286,14 +288,17 @@ class AgentRuntime:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _open_outbox(self) -> Outbox:
-        return Outbox(
-            self._outbox_file, keys=self._keys, quota_bytes=self._policy.controls.reporting.queue_quota_mb * 2**20
-        )
+    def _open_outbox(self, *, check: bool = True) -> Outbox:
+        quota = self._policy.controls.reporting.queue_quota_mb * 2**20
+        return Outbox(self._outbox_file, keys=self._keys, quota_bytes=quota, check=check)
+
+    def _open_outbox_unchecked(self) -> Outbox:
+        """For the uploader and the reader: the pipeline's instance already checked the file at start."""
+        return self._open_outbox(check=False)
 
     def _outbox_reader(self) -> Outbox:
         if self._reader is None:
-            self._reader = self._open_outbox()
+            self._reader = self._open_outbox_unchecked()
         return self._reader
 
     def _make_uploader(self) -> Uploader:
@@ -305,7 +310,7 @@ class AgentRuntime:
         )
         return Uploader(
             transport=transport,
-            outbox_factory=self._open_outbox,
+            outbox_factory=self._open_outbox_unchecked,
             device_id=self._config.device_id,
             record=self.record,
             on_policy=self._on_policy_bytes,
@@ -313,6 +318,7 @@ class AgentRuntime:
             heartbeat_seconds=lambda: self._policy.controls.reporting.heartbeat_seconds,
             collector_states=self._supervisor.states,
             user=self._user,
+            **self._uploader_options,
         )
 
     def _on_written(self, seqs: object) -> None:

@@ -1,0 +1,111 @@
+"""A real central endpoint in its own process (`deskwarden server`), so tests can stop or kill it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from central.commands import create_api_token, issue_enroll_token
+from central.settings import ServerSettings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+_TICK = threading.Event()  # never set: its wait() is the poll interval of wait_for's deadline loop
+
+
+def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.05) -> None:
+    """Poll `predicate` until true; fail with `what` after `timeout` seconds. Never a fixed sleep."""
+    deadline = time.monotonic() + timeout
+    ready = False
+    while not ready:
+        ready = predicate()
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        _TICK.wait(poll)
+
+
+class EndpointProcess:
+    def __init__(self, data_dir: Path, *, db_url: str | None = None, port: int | None = None) -> None:
+        self.settings = ServerSettings(data_dir=data_dir, db_url=db_url, port=port or free_port())
+        self.url = f"http://127.0.0.1:{self.settings.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log = data_dir / "server.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        args = [sys.executable, "-m", "agent_app", "server", "--data-dir", str(self.settings.data_dir)]
+        args += ["--port", str(self.settings.port)]
+        if self.settings.db_url:
+            args += ["--db", self.settings.db_url]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with self._log.open("ab") as log:
+            self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
+        wait_for(self._ready, timeout=timeout, what=f"endpoint on {self.url} (log: {self._log})")
+
+    def _ready(self) -> bool:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise AssertionError(f"endpoint exited with {self._proc.returncode}: {self._log.read_text()[-2000:]}")
+        try:
+            requests.get(self.url + "/v1/policy", timeout=1)
+        except requests.ConnectionError:
+            return False
+        return True
+
+    def kill(self) -> None:
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait(10)
+            self._proc = None
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+            self._proc = None
+
+    def enroll_token(self, team: str = "floor-1") -> str:
+        return issue_enroll_token(self.settings, team, timedelta(hours=1))
+
+    def api_token(self) -> str:
+        return create_api_token(self.settings, "tests", "admin")
+
+    def events(self, token: str, **params: Any) -> list[dict[str, Any]]:
+        """Every stored event matching `params`, following the read API's paging cursor."""
+        result: list[dict[str, Any]] = []
+        cursor = 0
+        while True:
+            response = requests.get(
+                self.url + "/v1/events",
+                params={"limit": 1000, "after_pk": cursor, **params},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            )
+            response.raise_for_status()
+            page: list[dict[str, Any]] = response.json()
+            result += page
+            if len(page) < 1000:
+                return result
+            cursor = page[-1]["pk"]
