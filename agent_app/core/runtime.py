@@ -123,7 +123,7 @@ class AgentRuntime:
         )
         self._supervisor = CollectorSupervisor(collectors, sink=self._pipeline, record=self.record, clock=clock)
         self._uploader_options = dict(uploader_options or {})
-        self._uploader: Uploader | None = self._make_uploader() if self._config else None
+        self._uploader: Uploader | None = self._make_uploader(self._config) if self._config else None
 
     # --- AgentPort -----------------------------------------------------------------------------
 
@@ -301,17 +301,14 @@ class AgentRuntime:
             self._reader = self._open_outbox_unchecked()
         return self._reader
 
-    def _make_uploader(self) -> Uploader:
-        assert self._config is not None
+    def _make_uploader(self, config: AgentConfig) -> Uploader:
         transport = Transport(
-            self._config.server_url,
-            ca_bundle=self._config.ca_bundle,
-            credential=self._secrets.get("device_credential"),
+            config.server_url, ca_bundle=config.ca_bundle, credential=self._secrets.get("device_credential")
         )
         return Uploader(
             transport=transport,
             outbox_factory=self._open_outbox_unchecked,
-            device_id=self._config.device_id,
+            device_id=config.device_id,
             record=self.record,
             on_policy=self._on_policy_bytes,
             policy_version=lambda: self._policy.version,
