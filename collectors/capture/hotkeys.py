@@ -166,7 +166,9 @@ class PynputKeySource:
         try:
             from pynput import keyboard
         except Exception as exc:  # pynput raises assorted errors when no display/backend is usable
-            raise OSError(f"no keyboard hook available: {exc}") from exc
+            raise OSError(
+                f"no keyboard hook available: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
 
         platform = self._platform
         kwargs: dict[str, Any] = {}

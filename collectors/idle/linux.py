@@ -29,7 +29,9 @@ class PynputActivitySource:
         try:
             from pynput import keyboard, mouse
         except Exception as exc:  # pynput raises assorted errors when no display/backend is usable
-            raise OSError(f"no input hook available: {exc}") from exc
+            raise OSError(
+                f"no input hook available: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            ) from exc
         listeners = [
             keyboard.Listener(on_press=self.touch, on_release=self.touch),
             mouse.Listener(on_move=self.touch, on_click=self.touch, on_scroll=self.touch),
