@@ -13,7 +13,6 @@ import hmac
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +47,10 @@ class _Request:
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Outcome | None = None
     image_cleared: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    started: bool = False
+    cancelled: bool = False
+    """Set by a caller that gave up waiting, so a late GUI thread does not act after a reported failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,13 +244,21 @@ class ClipboardCollector(Collector):
             self._perform(req)  # already on the GUI thread: a queued call would wait for ourselves
         else:
             bridge.request.emit(req)
-        deadline = time.monotonic() + self._enforce_timeout
-        if not req.done.wait(max(0.0, deadline - time.monotonic())):
-            return None
-        return req
+        if req.done.wait(self._enforce_timeout):
+            return req
+        with req.lock:
+            if not req.started:
+                req.cancelled = True
+                return None
+        # The GUI thread has begun; it only touches the clipboard, so it finishes promptly.
+        return req if req.done.wait(self._enforce_timeout) else None
 
     def _perform(self, req: _Request) -> None:
         """GUI thread: act only if the clipboard still holds the content the decision was about."""
+        with req.lock:
+            if req.cancelled:
+                return
+            req.started = True
         try:
             backend = self._backend
             if req.op == "clear_image":
