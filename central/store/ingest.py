@@ -55,6 +55,9 @@ def _insert_sql(db: Database) -> str:
     return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({marks}) ON CONFLICT (device_id, seq) DO NOTHING"  # noqa: S608
 
 
+_encode_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _sqlite_time(value: datetime) -> str:
     # The text format SQLAlchemy's SQLite DateTime reads back, in UTC (SQLite keeps no offset).
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
@@ -83,23 +86,25 @@ def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> 
     for ev in batch.events:
         if ev.seq in unique:
             continue
+        # The JSON-mode dump is what the chain covers; its strings also serve as column values.
+        body = ev.model_dump(mode="json")
         rule = ev.rule
         row = (
             device_id,
             ev.seq,
-            str(ev.id),
+            body["id"],
             _sqlite_time(ev.ts) if sqlite_db else ev.ts,
-            ev.kind.value,
-            ev.severity.value,
+            body["kind"],
+            body["severity"],
             ev.user,
-            ev.action.value,
+            body["action"],
             rule.id if rule else None,
             rule.policy_version if rule else None,
-            json.dumps(ev.data, separators=(",", ":"), ensure_ascii=False),
+            _encode_data(body["data"]),
             ev.mac,
             received,
         )
-        unique[ev.seq] = _Prepared(event=ev, digest=event_digest(ev.model_dump(mode="json")), row=row)
+        unique[ev.seq] = _Prepared(event=ev, digest=event_digest(body), row=row)
     return unique
 
 
