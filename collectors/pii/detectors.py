@@ -186,20 +186,26 @@ def _scan_groups(text: str, groups: list[_Group], checks: list[tuple[str, _Check
 
 # --- PAN, IBAN ----------------------------------------------------------------------------------
 
-_PAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{3}[ABCFGHLJPTK][A-Z]\d{4}[A-Z](?![A-Za-z0-9])")
-_IBAN = re.compile(
-    r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9])"
-)
+_PAN = re.compile(r"[A-Z]{3}[ABCFGHLJPTK][A-Z]\d{4}[A-Z](?![A-Za-z0-9])")
+_IBAN = re.compile(r"[A-Z]{2}\d{2}(?:[A-Z0-9]{11,30}|(?: [A-Z0-9]{4}){2,7}(?: [A-Z0-9]{1,3})?)(?![A-Za-z0-9])")
+
+
+# Patterns start without a look-behind so the regex engine can skip ahead quickly; the character
+# before a match is checked here instead.
+def _preceded_by(text: str, start: int, chars: str) -> bool:
+    return start > 0 and (text[start - 1].isalnum() or text[start - 1] in chars)
 
 
 def _pan_findings(text: str) -> Iterator[tuple[str, int, int]]:
     for m in _PAN.finditer(text):
-        if _pan.is_valid(m.group()):
+        if not _preceded_by(text, m.start(), "") and _pan.is_valid(m.group()):
             yield "pan", m.start(), m.end()
 
 
 def _iban_findings(text: str) -> Iterator[tuple[str, int, int]]:
     for m in _IBAN.finditer(text):
+        if _preceded_by(text, m.start(), ""):
+            continue
         value = m.group()
         end = m.end()
         # A following word written in capitals may have been taken as a last group: shrink until valid.
@@ -221,9 +227,9 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
     r"\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
-_PHONE_INTL = re.compile(r"(?<![\w+])\+[1-9]\d*+(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d++)*+")
-_PHONE_NANP = re.compile(r"(?<![\w+(.-])(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
-_PHONE_IN = re.compile(r"(?<![\w+.-])(?:0)?[6-9]\d{4}[ -]\d{5}")
+_PHONE_INTL = re.compile(r"\+[1-9]\d*+(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d++)*+")
+_PHONE_NANP = re.compile(r"(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
+_PHONE_IN = re.compile(r"0?[6-9]\d{4}[ -]\d{5}")
 """Indian mobile numbers written 98765 43210 / 98765-43210; bare 10-digit runs are not matched."""
 
 
@@ -238,35 +244,50 @@ def _phone_tail_ok(text: str, end: int) -> bool:
 
 
 def _phone_findings(text: str) -> Iterator[tuple[str, int, int]]:
-    for m in _PHONE_INTL.finditer(text):
+    if "+" not in text:
+        intl: Iterator[re.Match[str]] = iter(())
+    else:
+        intl = _PHONE_INTL.finditer(text)
+    for m in intl:
+        if _preceded_by(text, m.start(), "_+"):
+            continue
         digits = sum(ch.isdigit() for ch in m.group())
         if 8 <= digits <= 15 and _phone_tail_ok(text, m.end()):
             yield "phone", m.start(), m.end()
     for m in _PHONE_NANP.finditer(text):
+        if _preceded_by(text, m.start(), "_+(.-"):
+            continue
         # The bracket form has no first separator; otherwise both separators must agree.
         if m.group(1) is not None and m.group(1) != m.group(2):
             continue
         if _phone_tail_ok(text, m.end()):
             yield "phone", m.start(), m.end()
     for m in _PHONE_IN.finditer(text):
-        if _phone_tail_ok(text, m.end()):
+        if not _preceded_by(text, m.start(), "_+.-") and _phone_tail_ok(text, m.end()):
             yield "phone", m.start(), m.end()
 
 
 _MASKED_EMAIL_CHARS = frozenset("X.-")
+_MAX_DOMAIN = 253
 
 
 def _email_findings(text: str) -> Iterator[tuple[str, int, int]]:
-    if "@" not in text:
-        return
-    for m in _EMAIL.finditer(text):
-        local, _, domain = m.group().partition("@")
-        if local.startswith(".") or local.endswith(".") or ".." in local:
-            continue
-        # "XXXX@XXXXXXX.com" is an address this module already masked, not a new finding.
-        if set(local) <= _MASKED_EMAIL_CHARS and set(domain.rpartition(".")[0]) <= _MASKED_EMAIL_CHARS:
-            continue
-        yield "email", m.start(), m.end()
+    # Only look around each "@": most text has none, and the regex never scans long runs in vain.
+    at = text.find("@")
+    resume = 0
+    while at >= 0:
+        m = _EMAIL.search(text, max(resume, at - 64), min(len(text), at + _MAX_DOMAIN + 1))
+        next_at = text.find("@", at + 1)
+        if m is not None and m.start() <= at:
+            resume = m.end()
+            local, _, domain = m.group().partition("@")
+            masked_already = set(local) <= _MASKED_EMAIL_CHARS and set(domain.rpartition(".")[0]) <= _MASKED_EMAIL_CHARS
+            # "XXXX@XXXXXXX.com" is an address this module already masked, not a new finding.
+            if not (local.startswith(".") or local.endswith(".") or ".." in local or masked_already):
+                yield "email", m.start(), m.end()
+            while 0 <= next_at < resume:
+                next_at = text.find("@", next_at + 1)
+        at = next_at
 
 
 # --- scanning -----------------------------------------------------------------------------------
