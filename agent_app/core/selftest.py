@@ -109,6 +109,7 @@ def _run(work: Path) -> dict[str, Any]:
         "python": platform.python_version(),
         "qt": app is not None,
         "policy_version": policy.version,
+        "default_policy": str(default_policy) if default_policy.is_file() else None,
         "collectors": states,
         "missing": missing,
         "failed": failed,
