@@ -13,11 +13,44 @@ import time
 
 from collectors.pii import mask_text, scan, scan_text
 
-WORDS = (
-    "customer called about the order invoice refund delivery address update account balance payment "
-    "agent escalated ticket resolved pending callback supervisor notes verified identity kyc branch "
-    "amount due date reference transaction failed retry successful premium policy claim"
-).split()
+WORDS = [
+    "customer",
+    "called",
+    "about",
+    "the",
+    "order",
+    "invoice",
+    "refund",
+    "delivery",
+    "address",
+    "update",
+    "account",
+    "balance",
+    "payment",
+    "agent",
+    "escalated",
+    "ticket",
+    "resolved",
+    "pending",
+    "callback",
+    "supervisor",
+    "notes",
+    "verified",
+    "identity",
+    "kyc",
+    "branch",
+    "amount",
+    "due",
+    "date",
+    "reference",
+    "transaction",
+    "failed",
+    "retry",
+    "successful",
+    "premium",
+    "policy",
+    "claim",
+]
 PII = [
     "4111 1111 1111 1111",
     "5500-0000-0000-0004",
