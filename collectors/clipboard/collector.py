@@ -165,15 +165,19 @@ class ClipboardCollector(Collector):
         backend = self._backend
         if backend is None or self._policy is None:
             return
+        control = self.control
+        text = backend.read_text() if control.mode != "off" else None
+        with self._lock:
+            held = self._held
+        if held is not None and text == held.text:
+            # X11 may signal one copy more than once (new owner, then the old owner going away):
+            # the content awaiting a decision is unchanged, so it is neither re-reported nor dropped.
+            return
         self._generation += 1
         self._drop()
-        control = self.control
-        if control.mode == "off":
-            return
-        text = backend.read_text()
         own, self._own_text = self._own_text, None
         if not text or text == own:
-            return  # empty, image only, or the masked text we put there ourselves
+            return  # off, empty, image only, or the masked text we put there ourselves
         generation = self._generation
         detectors = list(control.detectors)
         if len(text) <= self._sync_chars:

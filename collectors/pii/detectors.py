@@ -267,7 +267,7 @@ def _phone_findings(text: str) -> Iterator[tuple[str, int, int]]:
             yield "phone", m.start(), m.end()
 
 
-_MASKED_EMAIL_CHARS = frozenset("X.-")
+_MASKED_EMAIL_CHARS = frozenset("X") | SEPARATORS
 _MAX_DOMAIN = 253
 
 
@@ -283,7 +283,10 @@ def _email_findings(text: str) -> Iterator[tuple[str, int, int]]:
             local, _, domain = m.group().partition("@")
             masked_already = set(local) <= _MASKED_EMAIL_CHARS and set(domain.rpartition(".")[0]) <= _MASKED_EMAIL_CHARS
             # "XXXX@XXXXXXX.com" is an address this module already masked, not a new finding.
-            if not (local.startswith(".") or local.endswith(".") or ".." in local or masked_already):
+            malformed = (
+                local.startswith(".") or local.endswith(".") or ".." in local or not any(c.isalnum() for c in local)
+            )
+            if not (malformed or masked_already):
                 yield "email", m.start(), m.end()
             while 0 <= next_at < resume:
                 next_at = text.find("@", next_at + 1)

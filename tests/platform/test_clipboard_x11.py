@@ -181,7 +181,8 @@ def test_clear_mode_empties_the_clipboard_and_harmless_text_is_not_reported(x_en
         item = agent.next("event")
         assert item["event"]["data"]["length"] == len(TEXT)  # the harmless copy raised nothing
         agent.send({"op": "enforce", "action": "clear", "target": item["target"]})
-        assert agent.next("outcome")["outcome"] == "cleared"
+        outcome = agent.next("outcome")
+        assert outcome["outcome"] == "cleared", outcome
         assert xclip_paste(x_env).stdout == ""
     finally:
         agent.close()
