@@ -19,6 +19,7 @@ from typing import Any
 
 from agent_app import __version__
 from agent_app.core import paths
+from agent_app.core.autostart.unlock import may_stop
 from agent_app.core.outbox import Outbox
 from agent_app.core.pipeline import Notice, Pipeline
 from agent_app.core.status import AgentStatus, write_status
@@ -56,23 +57,32 @@ def login_name() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
+def pii_hash_key(keys: OutboxKeys) -> bytes:
+    """The per-device key for keyed hashes of detected values. Derived from the data key, which never leaves
+    the device (the chain key is shared with the endpoint, which could otherwise brute-force short values)."""
+    return hmac.new(keys.data_key, b"deskwarden/pii-hash/v1", hashlib.sha256).digest()
+
+
 def default_collectors(*, home: Path, keys: OutboxKeys) -> dict[str, Collector]:
     """One instance of every registered collector, wired to each other where they cooperate."""
     from collectors.base import REGISTRY
 
     instances: dict[str, Collector] = {}
+    hash_key = pii_hash_key(keys)
     extra: dict[str, dict[str, Any]] = {
-        "downloads": {"quarantine_dir": paths.quarantine_dir(home), "hash_key": keys.chain_key},
-        "clipboard": {"hash_key": keys.chain_key},
+        "downloads": {"quarantine_dir": paths.quarantine_dir(home), "hash_key": hash_key},
+        "clipboard": {"hash_key": hash_key},
     }
     for name in REGISTRY:
+        kwargs = extra.get(name, {})
+        clipboard = instances.get("clipboard")
+        if name == "screen_capture" and clipboard is not None:
+            # A screenshot left on the clipboard is cleared through the clipboard collector (GUI thread).
+            kwargs = {"clear_clipboard_image": clipboard.clear_image_if_present}  # type: ignore[attr-defined]
         try:
-            instances[name] = load_collector_class(name)(**extra.get(name, {}))
+            instances[name] = load_collector_class(name)(**kwargs)
         except Exception:
             log.exception("collector %s could not be created", name)
-    clipboard, capture = instances.get("clipboard"), instances.get("screen_capture")
-    if clipboard is not None and capture is not None and hasattr(capture, "set_clipboard_image_clearer"):
-        capture.set_clipboard_image_clearer(clipboard.clear_image_if_present)  # type: ignore[attr-defined]
     return instances
 
 
@@ -149,21 +159,9 @@ class AgentRuntime:
         return self._last_input() if self._last_input else None
 
     def may_quit(self, unlock_code: str | None = None) -> bool:
-        if self._policy.controls.agent.allow_quit:
-            return True
-        return unlock_code is not None and self.check_unlock_code(unlock_code)
-
-    def check_unlock_code(self, code: str) -> bool:
-        """Admin unlock codes are HMAC(device credential, "unlock:" + UTC date), first 8 hex, issued by the endpoint."""
+        """True when policy allows quitting, or `unlock_code` is today's admin code for this device."""
         credential = self._secrets.get("device_credential")
-        if not credential:
-            return False
-        today = self._clock().date()
-        for day in (today, today - timedelta(days=1)):
-            expected = hmac.new(credential.encode(), f"unlock:{day.isoformat()}".encode(), hashlib.sha256).hexdigest()
-            if hmac.compare_digest(expected[:8], code.strip().lower()):
-                return True
-        return False
+        return may_stop(self._policy, credential, unlock_code, now=self._clock())
 
     def status(self) -> AgentStatus:
         uploader = self._uploader
