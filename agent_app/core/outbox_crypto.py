@@ -17,24 +17,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import TypeAdapter
 
-from policy_client.schema import EventDraft
+from policy_client.schema import EventDraft, canonical_json
 from policy_client.secrets import OutboxKeys
 
 NONCE_BYTES = 12
 _TS = TypeAdapter(datetime)
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def _no_default(value: object) -> object:
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-try:  # the C encoder built once: json.dumps rebuilds it on every call, a third of the cost here
-    from json.encoder import c_encode_basestring, c_make_encoder  # type: ignore[attr-defined]
-
-    _C_ENCODE = c_make_encoder(None, _no_default, c_encode_basestring, None, ":", ",", True, False, True)
-except (ImportError, TypeError):  # pragma: no cover - interpreters without the C accelerator
-    _C_ENCODE = None
 
 
 class RowUnreadable(Exception):
@@ -97,9 +84,7 @@ def chain_mac(chain_key: bytes, prev_mac: bytes, seq: int, plaintext: bytes) -> 
 
 def canonical(body: dict[str, Any]) -> bytes:
     """Canonical JSON of a body: both the row plaintext and the input of `schema.event_digest`."""
-    if _C_ENCODE is not None:
-        return "".join(_C_ENCODE(body, 0)).encode()
-    return _ENCODER.encode(body).encode()
+    return canonical_json(body)
 
 
 class RowCipher:
