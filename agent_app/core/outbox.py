@@ -399,11 +399,16 @@ class Outbox:
         self._commit_group([], extra=[self._loss_draft(data)], before=dead)
 
     def mark_sent(self, seqs: Sequence[int]) -> None:
-        """Acknowledged by the endpoint: leave the queue, stay in local history."""
+        """Acknowledged by the endpoint: leave the queue, stay in local history.
+
+        One range update per run of consecutive seqs (a drained batch is one run).
+        """
         now = self._clock().timestamp()
-        params = [(now, int(seq)) for seq in seqs]
+        params = [(now, first, last) for first, last in _runs(seqs)]
         self._guarded(
-            lambda: self._update("UPDATE events SET state = 1, sent_at = ? WHERE seq = ? AND state <> 1", params)
+            lambda: self._update(
+                "UPDATE events SET state = 1, sent_at = ? WHERE seq BETWEEN ? AND ? AND state <> 1", params
+            )
         )
 
     def dead_letter(self, seqs: Sequence[int], reason: str) -> None:
@@ -523,6 +528,17 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Distinct seqs as inclusive (first, last) ranges of consecutive values."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted({int(s) for s in seqs}):
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
 
 
 def _data_size(draft: EventDraft) -> int:
