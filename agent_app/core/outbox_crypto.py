@@ -14,6 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
+
+try:  # optional accelerator for parsing rows
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised only where orjson is not installed
+    _orjson = None  # type: ignore[assignment]
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import TypeAdapter
 
@@ -110,14 +115,54 @@ class RowCipher:
         except InvalidTag as exc:
             raise RowUnreadable(f"row {seq} fails authentication") from exc
 
-    def open_body(self, *, key_id: str, seq: int, kind: str, mac: bytes, nonce: bytes, ct: bytes) -> dict[str, Any]:
+    def open_body(self, *, key_id: str, seq: int, kind: str, mac: bytes, nonce: bytes, ct: bytes) -> RowBody:
         """Decrypt and parse a row into its JSON-mode body with `mac` added."""
         plaintext = self.open(key_id=key_id, seq=seq, kind=kind, mac=mac, nonce=nonce, ct=ct)
         try:
-            body = json.loads(plaintext)
+            parsed = _loads(plaintext)
         except ValueError as exc:
             raise RowUnreadable(f"row {seq} is not JSON") from exc
-        if not isinstance(body, dict) or body.get("seq") != seq:
+        if not isinstance(parsed, dict) or parsed.get("seq") != seq:
             raise RowUnreadable(f"row {seq} holds another event")
+        body = RowBody(parsed)
+        body.plaintext = plaintext if "mac" not in body and "device_id" not in body else b""
         body["mac"] = mac.hex()
         return body
+
+
+class RowBody(dict[str, Any]):
+    """A decrypted row as a JSON-mode dict; `plaintext` keeps the exact canonical bytes it was parsed from.
+
+    The uploader splices `plaintext` into the batch instead of serialising the dict again, so what
+    goes on the wire is byte for byte what was chained.
+    """
+
+    __slots__ = ("plaintext",)
+
+    plaintext: bytes
+
+
+def _loads(plaintext: bytes) -> Any:
+    """json.loads, through orjson when the result is float-free.
+
+    orjson refuses NaN and reads ints beyond 64 bits as floats; any float sends the row to json.loads.
+    """
+    if _orjson is not None:
+        try:
+            value = _orjson.loads(plaintext)
+        except _orjson.JSONDecodeError:
+            return json.loads(plaintext)
+        try:
+            if _float_free(value):
+                return value
+        except RecursionError:
+            pass
+    return json.loads(plaintext)
+
+
+def _float_free(value: object) -> bool:
+    if type(value) is dict:
+        return all(_float_free(item) for item in value.values())
+    if type(value) is list:
+        return all(_float_free(item) for item in value)
+    return type(value) is not float

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +42,7 @@ _BATCH_OVERHEAD_PER_EVENT = 96
 """Bytes added per event by device_id and JSON punctuation; keeps a full batch under MAX_BATCH_BYTES."""
 _SPLIT_STATUSES = frozenset({400, 409, 422})
 """Per-event refusals: bisect to find the refused events so the rest of the batch still goes through."""
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 _GROW_AFTER = 50
 """Consecutive accepted posts before a batch size lowered by a 413 is doubled again."""
 
@@ -446,11 +448,22 @@ class Uploader:
             log.warning("endpoint refused %s events with HTTP %s; moved to dead letter", len(seqs), status)
 
     def _encode(self, part: list[dict[str, Any]]) -> bytes:
+        """The EventBatch body. Rows that carry their canonical `plaintext` (see outbox_crypto.RowBody)
+        are spliced in as bytes with device_id and mac added; plain dicts are serialised."""
         device_id = self._device_id
-        events = [{**event, "device_id": device_id} for event in part]
-        return json.dumps(
-            {"device_id": device_id, "events": events}, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        device_json = json.dumps(device_id, ensure_ascii=False).encode()
+        head = b'"device_id":' + device_json + b',"mac":'
+        items: list[bytes] = []
+        for event in part:
+            raw = getattr(event, "plaintext", None)
+            mac = event.get("mac")
+            if isinstance(raw, bytes) and raw[:2] == b'{"' and isinstance(mac, str) and _HEX64.fullmatch(mac):
+                items.append(b"{" + head + b'"' + mac.encode() + b'",' + raw[1:])
+            else:
+                items.append(
+                    json.dumps({**event, "device_id": device_id}, separators=(",", ":"), ensure_ascii=False).encode()
+                )
+        return b'{"device_id":' + device_json + b',"events":[' + b",".join(items) + b"]}"
 
     def _after_success(self, count: int) -> None:
         with self._lock:
