@@ -138,9 +138,26 @@ class Event(_Frozen):
     @field_validator("data")
     @classmethod
     def _bounded(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        if _data_length_at_most(value, MAX_DATA_BYTES):
+            return value
         if len(json.dumps(value, separators=(",", ":"))) > MAX_DATA_BYTES:
             raise ValueError(f"data is larger than {MAX_DATA_BYTES} bytes")
         return value
+
+
+def _data_length_at_most(value: object, limit: int) -> bool:
+    """Cheap sufficient test for `len(json.dumps(value, separators=(",", ":"))) <= limit`.
+
+    That ASCII-escaped text is at most 3x the UTF-8 bytes orjson writes (a 2-4 byte character
+    becomes one or two 6-character escapes; float spellings differ by a character or two at most).
+    False means "unknown": the caller measures exactly.
+    """
+    if _orjson is not None:
+        try:
+            return 3 * len(_orjson.dumps(value)) <= limit
+        except (TypeError, RecursionError):
+            pass
+    return False
 
 
 # --- tamper-evident chain (ARCHITECTURE.md section 6) -------------------------------------------
@@ -162,15 +179,20 @@ def event_digest(body: dict[str, Any]) -> bytes:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _orjson_safe(value: object) -> bool:
-    """True when orjson writes `value` exactly as the stdlib does: no floats (orjson writes 1e-05 as 0.00001)."""
-    if isinstance(value, str | int) or value is None:  # bool is an int; enum members are str/int subclasses
+_PLAIN_TYPES = frozenset({str, int, bool, type(None)})
+
+
+def orjson_exact(value: object) -> bool:
+    """True when orjson writes `value` exactly as the stdlib json does: no floats (orjson writes 1e-05
+    as 0.00001). Dict keys and int ranges are checked by orjson itself, which raises for the rest."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
         return True
-    if type(value) is dict:
-        return all(_orjson_safe(item) for item in value.values())
-    if type(value) is list:
-        return all(_orjson_safe(item) for item in value)
-    return False
+    if kind is dict:
+        return all(map(orjson_exact, value.values()))  # type: ignore[attr-defined]
+    if kind is list:
+        return all(map(orjson_exact, value))  # type: ignore[call-overload]
+    return isinstance(value, str | int)  # enum members are str/int subclasses
 
 
 def canonical_json(value: object) -> bytes:
@@ -181,7 +203,7 @@ def canonical_json(value: object) -> bytes:
     """
     if _orjson is not None:
         try:
-            if _orjson_safe(value):
+            if orjson_exact(value):
                 return _orjson.dumps(value, option=_orjson.OPT_SORT_KEYS)
         except (_orjson.JSONEncodeError, RecursionError):
             pass

@@ -25,7 +25,21 @@ from sqlalchemy import delete, insert, select, tuple_, update
 from central.store import tables
 from central.store.alerts import AGENT_STOPPED, AGENT_TAMPER, CHAIN_BROKEN, SEQ_GAP, NewAlert, insert_alerts
 from central.store.engine import Database
-from policy_client.schema import GENESIS_MAC, Event, EventBatch, EventKind, Severity, chain_link, event_digest
+from policy_client.schema import (
+    GENESIS_MAC,
+    Event,
+    EventBatch,
+    EventKind,
+    Severity,
+    chain_link,
+    event_digest,
+    orjson_exact,
+)
+
+try:  # optional accelerator
+    import orjson
+except ImportError:  # pragma: no cover - exercised only where orjson is not installed
+    orjson = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +69,17 @@ def _insert_sql(db: Database) -> str:
     return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({marks}) ON CONFLICT (device_id, seq) DO NOTHING"  # noqa: S608
 
 
-_encode_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_json_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _encode_data(data: dict[str, Any]) -> str:
+    """The data column: compact JSON, through orjson when that is byte-identical (see schema.orjson_exact)."""
+    if orjson is not None and orjson_exact(data):
+        try:
+            return orjson.dumps(data).decode()
+        except (TypeError, RecursionError):
+            pass
+    return _json_data(data)
 
 
 def _sqlite_time(value: datetime) -> str:

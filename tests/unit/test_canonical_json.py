@@ -79,3 +79,27 @@ def test_event_digest_unchanged() -> None:
     body |= {"rule": None, "data": {"b": [1, 2.5], "a": "é"}, "mac": "ignored", "device_id": "ignored"}
     canonical = {k: body.get(k) for k in ("id", "seq", "ts", "kind", "severity", "user", "action", "rule", "data")}
     assert event_digest(body) == hashlib.sha256(stdlib(canonical)).digest()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_text, json_values, max_size=6))
+def test_the_data_size_shortcut_never_passes_oversized_data(data: dict[str, Any]) -> None:
+    from policy_client.schema import _data_length_at_most
+
+    for limit in (0, 10, 50, 200):
+        if _data_length_at_most(data, limit):
+            assert len(json.dumps(data, separators=(",", ":"))) <= limit
+
+
+def test_data_just_over_the_limit_is_still_refused() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    from policy_client.schema import MAX_DATA_BYTES, Event
+
+    body = {"id": "018f0000-0000-7000-8000-000000000000", "device_id": "d", "seq": 1, "ts": "2024-05-01T10:00:00Z"}
+    body |= {"kind": "usb.mounted", "severity": "info", "user": "", "action": "observed", "mac": "a" * 64}
+    fits = "é" * ((MAX_DATA_BYTES - 8) // 6)  # {"s":"..."} with 6-char escapes: just under the limit
+    assert Event.model_validate(body | {"data": {"s": fits}})
+    with pytest.raises(ValidationError, match="larger than"):
+        Event.model_validate(body | {"data": {"s": fits + "é"}})
