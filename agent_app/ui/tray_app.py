@@ -17,7 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from PySide6.QtCore import QLockFile, QObject, QTimer, QUrl
+from PySide6.QtCore import QLockFile, QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QSessionManager
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QSystemTrayIcon
 
@@ -56,6 +56,9 @@ MAX_OPEN_NOTICES = 3
 
 class TrayApp(QObject):
     """Wires the port, the prompt logic and the widgets together. Construct, then `start()`."""
+
+    quit_requested = Signal(str)
+    """The person quit (allowed, or with an unlock code); the runtime is already stopped. run_tray ends the loop."""
 
     def __init__(
         self,
@@ -156,9 +159,7 @@ class TrayApp(QObject):
 
     def _quit(self, reason: str) -> None:
         self.shutdown(reason)
-        app = QApplication.instance()
-        if app is not None:
-            app.quit()
+        self.quit_requested.emit(reason)
 
     # --- status and policy --------------------------------------------------------------------------
 
@@ -429,23 +430,30 @@ def run_tray(
     tray = TrayApp(port, home=home, supervisor=supervisor, tray_available=tray_available)
     pending: list[str] = []
 
+    def stop_and_exit(reason: str) -> None:
+        tray.shutdown(reason)
+        # exit(), not quit(): Qt 6's quit() first asks every window to close, and a notice that refuses
+        # (the warn notice waits for its answer) would cancel the whole quit.
+        application.exit(0)
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        pending.append(signal.Signals(signum).name.lower())
-        application.quit()
+        reason = signal.Signals(signum).name.lower()
+        pending.append(reason)
+        QTimer.singleShot(0, lambda: stop_and_exit(reason))
 
     def on_about_to_quit() -> None:
         tray.shutdown(pending[0] if pending else "quit")
 
     def on_commit_data(_manager: QSessionManager) -> None:
         pending.append("logout")
-        tray.shutdown("logout")
-        application.quit()
+        stop_and_exit("logout")
 
     previous = {sig: signal.signal(sig, on_signal) for sig in _stop_signals()}
     wake = QTimer()
     wake.setInterval(SIGNAL_WAKE_MS)
     wake.timeout.connect(lambda: None)
     wake.start()
+    tray.quit_requested.connect(lambda _reason: application.exit(0))
     application.aboutToQuit.connect(on_about_to_quit)
     application.commitDataRequest.connect(on_commit_data)
     try:
