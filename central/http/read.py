@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from central.http.auth import authenticate_api, runtime_of
+from central.http.bodies import MAX_STORED_INT
 from central.store import alerts, devices, events
 from central.store.tokens import ApiPrincipal
 from policy_client.schema import ErrorBody
@@ -23,6 +24,8 @@ def api_principal(request: Request) -> ApiPrincipal:
 
 Principal = Annotated[ApiPrincipal, Depends(api_principal)]
 Limit = Annotated[int, Query(ge=1, le=events.MAX_PAGE)]
+Cursor = Annotated[int | None, Query(ge=0, le=MAX_STORED_INT)]
+"""Paging cursors and seqs are 64-bit in both databases; larger values are a 422, not a driver overflow."""
 
 
 @router.get("/events")
@@ -32,8 +35,8 @@ def get_events(
     device_id: str | None = None,
     kind: str | None = None,
     team: str | None = None,
-    since_seq: Annotated[int | None, Query(ge=0)] = None,
-    after_pk: Annotated[int | None, Query(ge=0)] = None,
+    since_seq: Cursor = None,
+    after_pk: Cursor = None,
     limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     """Stored events, Event-shaped plus device_id, team, received_at and pk (the paging cursor)."""
@@ -64,7 +67,7 @@ def get_alerts(
     kind: str | None = None,
     status: str | None = None,
     team: str | None = None,
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
     limit: Limit = 100,
 ) -> list[dict[str, Any]]:
     return alerts.list_alerts(
