@@ -8,6 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from central.alerting.channels import Sender
+from central.console.install import install_console
+from central.console.state import ConsoleState
 from central.http import agent, read
 from central.http.errors import install_error_handlers
 from central.runtime import Clock, prepare
@@ -17,25 +20,45 @@ from policy_client.schema import SCHEMA_VERSION, utc_now
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: ServerSettings, *, clock: Clock = utc_now) -> FastAPI:
-    """Migrate the store, make sure a signing key and a policy exist, and wire the routers."""
+def create_app(
+    settings: ServerSettings,
+    *,
+    clock: Clock = utc_now,
+    console: bool = True,
+    alert_poll_s: float = 0.5,
+    alert_sender: Sender | None = None,
+) -> FastAPI:
+    """Migrate the store, make sure a signing key and a policy exist, and wire the routers.
+
+    `console` adds the supervisor console, the alert stream and the alerting thread (routing,
+    deliveries, escalation, derived alerts, retention), started and stopped with the app.
+    """
     runtime = prepare(settings, clock=clock)
+    console_state: ConsoleState | None = None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        runtime.db.dispose()
+        if console_state is not None:
+            console_state.alerting.start(owner=runtime)
+        try:
+            yield
+        finally:
+            if console_state is not None:
+                console_state.alerting.stop()
+            runtime.db.dispose()
 
     app = FastAPI(
         lifespan=lifespan,
         title="DeskWarden central endpoint",
         version=f"1.{SCHEMA_VERSION}",
-        summary="Agent API (enrolment, signed policy, event ingest, heartbeat) and read API.",
+        summary="Agent API (enrolment, signed policy, event ingest, heartbeat), read API and live alert stream.",
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(agent.router)
     app.include_router(read.router)
+    if console:
+        console_state = install_console(app, runtime, poll_s=alert_poll_s, sender=alert_sender)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

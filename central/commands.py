@@ -6,8 +6,9 @@ Called on the CLI's main thread.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from central.runtime import open_store, prepare
 from central.settings import ServerSettings
@@ -15,28 +16,63 @@ from central.store import policies, tokens
 from central.store.policies import InvalidPolicyError
 from policy_client.schema import utc_now
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger(__name__)
 
-__all__ = ["InvalidPolicyError", "create_api_token", "issue_enroll_token", "publish_policy", "run_server"]
+__all__ = [
+    "InvalidPolicyError",
+    "create_api_token",
+    "create_user",
+    "issue_enroll_token",
+    "publish_policy",
+    "run_server",
+]
+
+
+SETTINGS_ENV = "DESKWARDEN_SERVER_SETTINGS"
+"""How `run_server` hands its settings to uvicorn worker processes (see `app_from_environment`)."""
 
 
 def run_server(settings: ServerSettings) -> None:
-    """Serve the endpoint with uvicorn until interrupted (creates key, schema and policy on first start)."""
+    """Serve the endpoint with uvicorn until interrupted (creates key, schema and policy on first start).
+
+    `settings.workers` > 1 runs that many uvicorn worker processes (PostgreSQL only). uvicorn picks
+    uvloop and httptools when they are installed.
+    """
     import uvicorn
+
+    options: dict[str, object] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+    }
+    if settings.workers > 1:
+        if settings.is_sqlite:
+            raise ValueError("several workers need PostgreSQL (--db postgresql+psycopg://...); SQLite has one writer")
+        prepare(settings).db.dispose()  # first-start work (schema, key, policy) once, before the workers start
+        os.environ[SETTINGS_ENV] = settings.to_json()
+        where = f"http://{settings.host}:{settings.port}"
+        log.info("DeskWarden endpoint listening on %s with %s workers", where, settings.workers)
+        uvicorn.run("central.commands:app_from_environment", factory=True, workers=settings.workers, **options)  # type: ignore[arg-type]
+        return
 
     from central.app import create_app
 
     app = create_app(settings)
     log.info("DeskWarden endpoint listening on http://%s:%s", settings.host, settings.port)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    uvicorn.run(app, **options)  # type: ignore[arg-type]
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn factory for worker processes: the app for the settings `run_server` put in the environment."""
+    from central.app import create_app
+
+    return create_app(ServerSettings.from_json(os.environ[SETTINGS_ENV]))
 
 
 def issue_enroll_token(settings: ServerSettings, team: str, ttl: timedelta, *, max_uses: int | None = None) -> str:
@@ -77,3 +113,25 @@ def publish_policy(settings: ServerSettings, document_bytes: bytes, *, author: s
         return published.version
     finally:
         runtime.db.dispose()
+
+
+def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[str], password: str | None) -> None:
+    """Create a console user; when `password` is None, generate one and print it once on stdout.
+
+    Raises ValueError (unknown role, supervisor without team, short password, existing name).
+    """
+    from central.auth import audit, users
+    from central.auth.passwords import generate_password
+
+    chosen = password if password is not None else generate_password()
+    db = open_store(settings)
+    try:
+        now = utc_now()
+        created = users.create_user(db, name, role=role, teams=teams, password=chosen, now=now)
+        with db.write() as conn:
+            audit.record(conn, actor="cli", action="user.create", target=f"user:{created.name}", now=now,
+                         after={"role": created.role, "teams": sorted(created.teams)})
+    finally:
+        db.dispose()
+    if password is None:
+        print(f"password for {name}: {chosen}")  # noqa: T201 - the CLI's answer

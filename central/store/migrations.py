@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, insert, select, text
 
-from central.store import tables
+from central.store import console_tables, tables
 from central.store.engine import Database
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,14 @@ def _v1_initial(conn: Connection) -> None:
     tables.metadata.create_all(conn, tables=v1)
 
 
-MIGRATIONS: Sequence[Migration] = (Migration(1, "initial schema", _v1_initial),)
+def _v2_console(conn: Connection) -> None:
+    tables.metadata.create_all(conn, tables=list(console_tables.V2_TABLES))
+
+
+MIGRATIONS: Sequence[Migration] = (
+    Migration(1, "initial schema", _v1_initial),
+    Migration(2, "console, alert routing, change control, exception requests, retention", _v2_console),
+)
 
 
 def current_version(conn: Connection) -> int:

@@ -1,0 +1,364 @@
+"""Policy editor (validate, diff, sign, publish, drafts and history), routing rules, teams and users, settings and
+retention, and the audit log. Changes are admin-only; auditors read.
+
+Handlers run in worker threads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request
+from pydantic import ValidationError
+from starlette.responses import Response
+
+from central import retention
+from central.alerting import rules as routing
+from central.auth import audit, users
+from central.console.deps import Acting, Viewer, back, page, require_admin
+from central.console.queries import teams
+from central.console.state import console_of
+from central.store import policies, policy_changes, tokens
+from central.store.console_config import ConsoleConfig, load_config, save_config
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+# -- policy -----------------------------------------------------------------------------------------
+
+
+@router.get("/policy")
+def policy_page(request: Request, who: Viewer) -> Response:
+    runtime = console_of(request).runtime
+    current = policy_changes.current_document(runtime.db)
+    return page(
+        request,
+        "policy.html",
+        document=policy_changes.pretty(current),
+        version=policies.latest_version(runtime.db),
+        drafts=policy_changes.drafts(runtime.db, status="pending"),
+        history=policy_changes.history(runtime.db),
+        config=load_config(runtime.db),
+        diff=None,
+        problems=None,
+        summary="",
+    )
+
+
+@router.post("/policy")
+def policy_submit(
+    request: Request,
+    session: Acting,
+    document: Annotated[str, Form()],
+    step: Annotated[str, Form()] = "preview",
+    summary: Annotated[str, Form()] = "",
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    config = load_config(runtime.db)
+    common = {
+        "document": document,
+        "version": policies.latest_version(runtime.db),
+        "drafts": policy_changes.drafts(runtime.db, status="pending"),
+        "history": policy_changes.history(runtime.db),
+        "config": config,
+        "summary": summary,
+    }
+    try:
+        parsed = policies.parse_policy(document.encode("utf-8"))
+    except policies.InvalidPolicyError as exc:
+        return page(request, "policy.html", status_code=422, diff=None, problems=str(exc), **common)
+    if step != "publish":
+        return page(request, "policy.html", diff=policy_changes.diff(runtime.db, parsed) or "(no change)",
+                    problems=None, **common)
+    submitted = policy_changes.submit(
+        runtime.db,
+        runtime.signer,
+        parsed,
+        actor=who.name,
+        summary=summary or "edited in the console",
+        two_person=config.two_person_rule,
+        now=runtime.clock(),
+        retention_days=retention.fleet_event_days(runtime.db),
+    )
+    if submitted.published_version is None:
+        return back("/console/policy", msg=f"Draft #{submitted.draft_id} saved; a second admin must approve it.")
+    return back("/console/policy", msg=f"Published policy version {submitted.published_version}.")
+
+
+@router.post("/policy/drafts/{draft_id}/{decision}")
+def draft_decision(request: Request, session: Acting, draft_id: int, decision: str) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    config = load_config(runtime.db)
+    try:
+        if decision == "approve":
+            version = policy_changes.approve(
+                runtime.db, runtime.signer, draft_id, actor=who.name, two_person=config.two_person_rule,
+                now=runtime.clock(), retention_days=retention.fleet_event_days(runtime.db),
+            )
+            return back("/console/policy", msg=f"Approved; published policy version {version}.")
+        if decision == "reject":
+            policy_changes.reject(runtime.db, draft_id, actor=who.name, now=runtime.clock())
+            return back("/console/policy", msg=f"Draft #{draft_id} rejected.")
+    except policy_changes.TwoPersonRuleError as exc:
+        return back("/console/policy", err=str(exc))
+    except (LookupError, policy_changes.DraftStateError) as exc:
+        return back("/console/policy", err=str(exc))
+    raise HTTPException(status_code=404, detail="unknown decision")
+
+
+# -- routing rules ----------------------------------------------------------------------------------
+
+RULE_EXAMPLE = {
+    "name": "Tamper to security",
+    "team": None,
+    "kinds": ["tamper.*", "agent.offline"],
+    "min_severity": "medium",
+    "channels": [{"type": "console"}, {"type": "webhook", "url": "https://hooks.example.com/T000/B000"}],
+    "dedupe_seconds": 300,
+    "sla_minutes": 60,
+    "escalate_to": [{"type": "email", "to": ["security@example.com"]}],
+    "playbook": {"steps": ["Call the agent's team lead", "Check the device in person"], "link": ""},
+}
+
+
+@router.get("/rules")
+def rules_page(request: Request, who: Viewer) -> Response:
+    runtime = console_of(request).runtime
+    rows = [r for r in routing.list_rules(runtime.db) if who.all_teams or r.spec.team is None or who.sees(r.spec.team)]
+    return page(request, "rules.html", rules=rows, example=json.dumps(RULE_EXAMPLE, indent=2),
+                as_json=lambda r: r.spec.model_dump_json(indent=2))
+
+
+@router.post("/rules")
+def rules_save(
+    request: Request, session: Acting, spec: Annotated[str, Form()], rule_id: Annotated[str, Form()] = ""
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    try:
+        parsed = routing.RuleSpec.model_validate_json(spec)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+        return back("/console/rules", err=f"invalid rule: {problems}")
+    now = runtime.clock()
+    with runtime.db.write() as conn:
+        existing = routing.get_rule(conn, int(rule_id)) if rule_id.isdigit() else None
+        saved = routing.save_rule(conn, parsed, now=now, rule_id=existing.id if existing else None)
+        audit.record(conn, actor=who.name, action="rule.save", target=f"rule:{saved}", team=parsed.team, now=now,
+                     before=None if existing is None else existing.spec.model_dump(mode="json"),
+                     after=parsed.model_dump(mode="json"))
+    return back("/console/rules", msg=f"Rule #{saved} saved.")
+
+
+@router.post("/rules/{rule_id}/delete")
+def rules_delete(request: Request, session: Acting, rule_id: int) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    with runtime.db.write() as conn:
+        existing = routing.get_rule(conn, rule_id)
+        if existing is None:
+            raise HTTPException(status_code=404, detail="no such rule")
+        routing.delete_rule(conn, rule_id)
+        audit.record(conn, actor=who.name, action="rule.delete", target=f"rule:{rule_id}", team=existing.spec.team,
+                     before=existing.spec.model_dump(mode="json"), now=now)
+    return back("/console/rules", msg=f"Rule #{rule_id} deleted.")
+
+
+# -- teams and users ------------------------------------------------------------------------------------
+
+
+@router.get("/teams")
+def teams_page(request: Request, who: Viewer, token: str = "") -> Response:
+    runtime = console_of(request).runtime
+    team_rows = [t for t in teams(runtime.db) if who.sees(t["name"])]
+    user_rows = users.list_users(runtime.db) if who.all_teams else []
+    return page(request, "teams.html", teams=team_rows, users=user_rows, new_token=token)
+
+
+@router.post("/users")
+def user_create(
+    request: Request,
+    session: Acting,
+    name: Annotated[str, Form()],
+    role: Annotated[str, Form()],
+    teams_field: Annotated[str, Form(alias="teams")] = "",
+    password: Annotated[str, Form()] = "",
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    team_list = [t.strip() for t in teams_field.split(",") if t.strip()]
+    try:
+        created = users.create_user(runtime.db, name, role=role, teams=team_list, password=password, now=now)
+    except ValueError as exc:
+        return back("/console/teams", err=str(exc))
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=who.name, action="user.create", target=f"user:{created.name}", now=now,
+                     after={"role": created.role, "teams": sorted(created.teams)})
+    return back("/console/teams", msg=f"User {created.name} created.")
+
+
+@router.post("/users/{user_id}")
+def user_update(
+    request: Request,
+    session: Acting,
+    user_id: int,
+    role: Annotated[str, Form()],
+    teams_field: Annotated[str, Form(alias="teams")] = "",
+    disabled: Annotated[str, Form()] = "",
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    try:
+        before, after = users.update_user(runtime.db, user_id, role=role, disabled=bool(disabled), now=now,
+                                          teams=[t.strip() for t in teams_field.split(",") if t.strip()])
+    except (ValueError, LookupError) as exc:
+        return back("/console/teams", err=str(exc))
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=who.name, action="user.update", target=f"user-id:{user_id}", now=now,
+                     before=before, after=after)
+    return back("/console/teams", msg="User updated.")
+
+
+@router.post("/tokens")
+def personal_token(request: Request, session: Acting) -> Response:
+    runtime = console_of(request).runtime
+    who = session.principal
+    assert who.user_id is not None
+    token = users.issue_user_token(runtime.db, who.user_id, now=runtime.clock())
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=who.name, action="token.issue", target=f"user:{who.name}", now=runtime.clock())
+    return page(request, "token.html", token=token, kind="Personal alert-stream token")
+
+
+@router.post("/enroll-tokens")
+def enroll_token(
+    request: Request, session: Acting, team: Annotated[str, Form()], hours: Annotated[int, Form()] = 24
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    try:
+        token = tokens.issue_enroll_token(runtime.db, team.strip(), ttl=timedelta(hours=hours), now=now,
+                                          created_by=who.name)
+    except ValueError as exc:
+        return back("/console/teams", err=str(exc))
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=who.name, action="enroll-token.issue", target=f"team:{team}", team=team, now=now,
+                     after={"hours": hours})
+    return page(request, "token.html", token=token, kind=f"Enrolment token for team {team} (valid {hours} h)")
+
+
+# -- settings and retention ----------------------------------------------------------------------------------
+
+
+@router.get("/settings")
+def settings_page(request: Request, who: Viewer) -> Response:
+    runtime = console_of(request).runtime
+    config = load_config(runtime.db)
+    shown = replace(config, smtp_password="••••" if config.smtp_password else "",
+                    webhook_secret="••••" if config.webhook_secret else "")
+    return page(request, "settings.html", config=shown, rules=retention.rules_in_force(runtime.db),
+                defaults=retention.DEFAULT_DAYS, last_purge=console_of(request).retention.last_result)
+
+
+@router.post("/settings")
+def settings_save(
+    request: Request,
+    session: Acting,
+    two_person_rule: Annotated[str, Form()] = "",
+    smtp_host: Annotated[str, Form()] = "",
+    smtp_port: Annotated[int, Form()] = 25,
+    smtp_from: Annotated[str, Form()] = "deskwarden@localhost",
+    smtp_starttls: Annotated[str, Form()] = "",
+    smtp_user: Annotated[str, Form()] = "",
+    smtp_password: Annotated[str, Form()] = "",
+    webhook_secret: Annotated[str, Form()] = "",
+    public_url: Annotated[str, Form()] = "",
+    default_sla_minutes: Annotated[int, Form()] = 240,
+    offline_alert_minutes: Annotated[int, Form()] = 10,
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    old = load_config(runtime.db)
+    new = ConsoleConfig(
+        two_person_rule=bool(two_person_rule),
+        smtp_host=smtp_host.strip(),
+        smtp_port=smtp_port,
+        smtp_from=smtp_from.strip(),
+        smtp_starttls=bool(smtp_starttls),
+        smtp_user=smtp_user.strip(),
+        smtp_password=old.smtp_password if smtp_password in ("", "••••") else smtp_password,
+        webhook_secret=old.webhook_secret if webhook_secret in ("", "••••") else webhook_secret,
+        public_url=public_url.strip(),
+        default_sla_minutes=max(1, default_sla_minutes),
+        offline_alert_minutes=max(1, offline_alert_minutes),
+        retention_every_minutes=old.retention_every_minutes,
+    )
+    now = runtime.clock()
+    save_config(runtime.db, new, now=now)
+
+    def visible(c: ConsoleConfig) -> dict[str, object]:
+        return asdict(c) | {"smtp_password": "(set)" if c.smtp_password else "", "webhook_secret":
+                            "(set)" if c.webhook_secret else ""}
+
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=who.name, action="settings.save", target="console-settings", now=now,
+                     before=visible(old), after=visible(new))  # type: ignore[arg-type]
+    return back("/console/settings", msg="Settings saved.")
+
+
+@router.post("/retention")
+def retention_save(
+    request: Request,
+    session: Acting,
+    scope: Annotated[str, Form()],
+    days: Annotated[int, Form()],
+    kind: Annotated[str, Form()] = "",
+    team: Annotated[str, Form()] = "",
+) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    try:
+        rule = retention.RetentionRule(scope=scope, days=days, kind=kind.strip() or None,  # type: ignore[arg-type]
+                                       team=team.strip() or None)
+        retention.set_rule(runtime.db, rule, actor=who.name, now=runtime.clock())
+    except ValueError as exc:
+        return back("/console/settings", err=str(exc))
+    return back("/console/settings", msg="Retention saved; publish a policy to send the events retention to agents.")
+
+
+@router.post("/retention/purge")
+def retention_purge(request: Request, session: Acting) -> Response:
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    counts = retention.purge(runtime.db, now=runtime.clock(), actor=who.name)
+    return back("/console/settings", msg=f"Purged {sum(counts.values())} rows.")
+
+
+# -- audit log --------------------------------------------------------------------------------------------
+
+
+@router.get("/audit")
+def audit_page(request: Request, who: Viewer, before: int | None = None) -> Response:
+    runtime = console_of(request).runtime
+    entries = audit.list_entries(runtime.db, teams=who.team_filter(), before_id=before)
+    return page(request, "audit.html", entries=entries, dumps=lambda v: "" if v is None else json.dumps(v,
+                sort_keys=True))

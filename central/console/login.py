@@ -1,0 +1,80 @@
+"""Login and logout: argon2 verification, throttling per user name and client address, a fresh session cookie.
+
+Handlers run in worker threads (password hashing and database work).
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from starlette.responses import Response
+
+from central.auth import audit, throttle
+from central.auth.sessions import end_session, start_session
+from central.auth.users import authenticate
+from central.console.deps import LOGIN_CSRF_COOKIE, Acting, SESSION_COOKIE, back, new_login_csrf, page, secure_request
+from central.console.state import console_of
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+def _safe_next(value: str) -> str:
+    return value if value.startswith("/console") and not value.startswith("//") else "/console/alerts"
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/console/alerts") -> Response:  # noqa: A002 - the query name
+    token = new_login_csrf()
+    answer = page(request, "login.html", next=_safe_next(next), login_csrf=token)
+    answer.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure_request(request),
+                      path="/console")
+    return answer
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: Annotated[str, Form()],
+    password: Annotated[str, Form()],
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/console/alerts",  # noqa: A002
+) -> Response:
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not cookie or not hmac.compare_digest(cookie, csrf_token):
+        return page(request, "login.html", status_code=403, next=_safe_next(next), login_csrf=cookie,
+                    login_error="The form expired; please try again.")
+    client = request.client.host if request.client else "unknown"
+    name = username.strip()
+    if throttle.locked_until(runtime.db, name, client, now=now) is not None:
+        return page(request, "login.html", status_code=429, next=_safe_next(next), login_csrf=cookie,
+                    login_error="Too many failed attempts; try again in 15 minutes.")
+    principal = authenticate(runtime.db, name, password, now=now)
+    if principal is None:
+        throttle.record_failure(runtime.db, name, client, now=now)
+        return page(request, "login.html", status_code=401, next=_safe_next(next), login_csrf=cookie,
+                    login_error="Wrong user name or password.")
+    throttle.record_success(runtime.db, name)
+    session_id, _csrf = start_session(runtime.db, principal, now=now)
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=principal.name, action="session.login", target=f"user:{principal.name}", now=now,
+                     after={"client": client})
+    answer = back(_safe_next(next))
+    answer.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=secure_request(request),
+                      path="/")
+    answer.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
+    return answer
+
+
+@router.post("/logout")
+def logout(request: Request, _session: Acting) -> Response:
+    runtime = console_of(request).runtime
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        end_session(runtime.db, cookie)
+    answer = back("/console/login", msg="Signed out.")
+    answer.delete_cookie(SESSION_COOKIE, path="/")
+    return answer

@@ -1,0 +1,30 @@
+"""What the console shares between requests of one process: the alert bus, the alerting thread, the scheduler.
+
+Built by `install_console` at app creation; stored on `app.state.console`; immutable afterwards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from central.alerting.bus import AlertBus
+from central.alerting.service import AlertingService
+from central.retention import RetentionScheduler
+from central.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class ConsoleState:
+    runtime: Runtime
+    bus: AlertBus
+    alerting: AlertingService
+    retention: RetentionScheduler
+    secure_cookies: bool | None = None
+    """None: mark cookies Secure when the request came over HTTPS (directly or per X-Forwarded-Proto)."""
+
+
+def console_of(request: Request) -> ConsoleState:
+    state: ConsoleState = request.app.state.console
+    return state

@@ -1,0 +1,186 @@
+"""USB exception requests: `usb.exception_requested` events become requests; approval adds a time-boxed
+exception for that device to the next signed policy (through the change-control path).
+
+`import_requests` runs on the alerting thread; decisions run on console request worker threads.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from central.auth import audit
+from central.auth.principal import Principal
+from central.signing import PolicySigner
+from central.store import policy_changes, tables
+from central.store.clock import as_utc, as_utc_or_none
+from central.store.console_tables import exception_requests
+from central.store.engine import Database
+from policy_client.schema import EventKind, PolicyDocument, UsbException
+
+REORDER_WINDOW = 1000
+MAX_MINUTES = 7 * 24 * 60
+_HEX4 = re.compile(r"^[0-9a-fA-F]{4}$")
+
+
+class RequestNotFound(LookupError):
+    pass
+
+
+def import_requests(db: Database) -> int:
+    """Turn new `usb.exception_requested` events into pending requests; idempotent."""
+    e, r = tables.events, exception_requests
+    with db.read() as conn:
+        top = int(conn.execute(select(func.coalesce(func.max(r.c.event_pk), 0))).scalar_one())
+        rows = conn.execute(
+            select(e.c.pk, e.c.device_id, e.c.seq, e.c.team, e.c.user, e.c.ts, e.c.data)
+            .where(e.c.kind == EventKind.usb_exception_requested.value, e.c.pk > max(0, top - REORDER_WINDOW))
+            .order_by(e.c.pk)
+            .limit(500)
+        ).all()
+    if not rows:
+        return 0
+    make = sqlite_insert if db.is_sqlite else pg_insert
+    added = 0
+    with db.write() as conn:
+        for row in rows:
+            data: dict[str, Any] = row.data or {}
+            minutes = data.get("minutes")
+            values = {
+                "event_pk": row.pk,
+                "device_id": row.device_id,
+                "seq": row.seq,
+                "team": row.team,
+                "user": row.user,
+                "vendor_id": _str(data.get("vendor_id"), 8),
+                "product_id": _str(data.get("product_id"), 8),
+                "serial": _str(data.get("serial"), 128),
+                "label": _str(data.get("label"), 256),
+                "reason": (_str(data.get("reason"), 600) or "(no reason given)"),
+                "minutes": minutes if isinstance(minutes, int) and 0 < minutes <= MAX_MINUTES else 60,
+                "requested_at": row.ts,
+                "status": "pending",
+            }
+            stmt = make(r).values(values).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+            added += conn.execute(stmt).rowcount
+    return added
+
+
+def _str(value: object, limit: int) -> str | None:
+    return None if value is None else str(value)[:limit]
+
+
+def list_requests(db: Database, viewer: Principal, *, status: str | None = None) -> list[dict[str, Any]]:
+    r, d = exception_requests, tables.devices
+    query = (
+        select(r, d.c.hostname)
+        .select_from(r.outerjoin(d, d.c.device_id == r.c.device_id))
+        .order_by(r.c.id.desc())
+        .limit(200)
+    )
+    scope = viewer.team_filter()
+    if scope is not None:
+        query = query.where(r.c.team.in_(sorted(scope)))
+    if status:
+        query = query.where(r.c.status == status)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        dict(row._mapping)
+        | {
+            "requested_at": as_utc(row.requested_at),
+            "decided_at": as_utc_or_none(row.decided_at),
+            "expires_at": as_utc_or_none(row.expires_at),
+        }
+        for row in rows
+    ]
+
+
+def decide(
+    db: Database,
+    signer: PolicySigner,
+    request_id: int,
+    viewer: Principal,
+    *,
+    approve: bool,
+    minutes: int | None,
+    two_person: bool,
+    now: datetime,
+    retention_days: int | None = None,
+) -> policy_changes.Submitted | None:
+    """Approve (time-boxed, through a policy change) or deny a pending request the viewer may see."""
+    if not viewer.can_act:
+        raise PermissionError("auditors cannot decide exception requests")
+    r = exception_requests
+    with db.read() as conn:
+        row = conn.execute(select(r).where(r.c.id == request_id)).first()
+    if row is None or not viewer.sees(row.team):
+        raise RequestNotFound(f"no exception request {request_id}")
+    if row.status != "pending":
+        raise ValueError(f"request {request_id} is already {row.status}")
+    submitted: policy_changes.Submitted | None = None
+    expires_at: datetime | None = None
+    if approve:
+        if not (row.vendor_id and row.product_id and _HEX4.match(row.vendor_id) and _HEX4.match(row.product_id)):
+            raise ValueError("the request carries no USB vendor/product id, so no exception can be written")
+        span = minutes if minutes is not None else int(row.minutes)
+        if not 1 <= span <= MAX_MINUTES:
+            raise ValueError(f"minutes must be between 1 and {MAX_MINUTES}")
+        expires_at = now + timedelta(minutes=span)
+        current = policy_changes.current_document(db) or PolicyDocument(version=0)
+        usb = current.controls.usb
+        exception = UsbException(
+            vendor_id=row.vendor_id,
+            product_id=row.product_id,
+            serial=row.serial,
+            expires_at=expires_at,
+            device_id=row.device_id,
+            reviewed_at=now,
+        )
+        new_usb = usb.model_copy(update={"exceptions": [*usb.exceptions, exception]})
+        document = current.model_copy(
+            update={"controls": current.controls.model_copy(update={"usb": new_usb}), "version": 0}
+        )
+        submitted = policy_changes.submit(
+            db,
+            signer,
+            PolicyDocument.model_validate(document.model_dump()),
+            actor=viewer.name,
+            summary=f"USB exception {row.vendor_id}:{row.product_id} for {row.device_id} until {expires_at:%Y-%m-%d %H:%M}Z"
+            f" (request #{request_id})",
+            two_person=two_person,
+            now=now,
+            retention_days=retention_days,
+        )
+    with db.write() as conn:
+        conn.execute(
+            update(r)
+            .where(r.c.id == request_id)
+            .values(
+                status="approved" if approve else "denied",
+                decided_by=viewer.name,
+                decided_at=now,
+                expires_at=expires_at,
+                draft_id=None if submitted is None else submitted.draft_id,
+            )
+        )
+        audit.record(
+            conn,
+            actor=viewer.name,
+            action="exception.approve" if approve else "exception.deny",
+            target=f"exception-request:{request_id}",
+            team=row.team,
+            before={"status": "pending"},
+            after={
+                "status": "approved" if approve else "denied",
+                "expires_at": expires_at.isoformat() if expires_at else None,
+                "policy_version": None if submitted is None else submitted.published_version,
+            },
+            now=now,
+        )
+    return submitted
