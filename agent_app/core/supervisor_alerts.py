@@ -11,6 +11,7 @@ import codecs
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable, Sequence
@@ -197,7 +198,11 @@ class SseAlertClient:
         session = requests.Session()
         try:
             while not self._stopping.is_set():
-                delay = self._connect_once(session, callback)
+                try:
+                    delay = self._connect_once(session, callback)
+                except Exception:
+                    log.exception("supervisor alert stream failed")
+                    delay = None
                 if delay is None:
                     delay = self._backoff.next_delay()
                 log.info("supervisor alert stream closed; reconnecting in %.1f s", delay)
@@ -281,14 +286,17 @@ class SseAlertClient:
             log.exception("supervisor alert callback failed")
 
     def _abort_stream(self) -> None:
-        """Unblock a read in progress: shut the socket down (close() alone does not wake recv on Linux)."""
+        """Unblock a read in progress by shutting the connection's socket down (close() alone does not wake
+        recv on Linux, and closing the response from this thread would race with the reader: http.client is
+        not thread-safe). The reader then sees EOF and closes the response itself."""
         with self._lock:
             response = self._response
-        if response is None:
-            return
-        connection = getattr(response.raw, "connection", None)
-        sock = getattr(connection, "sock", None)
-        if isinstance(sock, socket.socket):
-            with contextlib.suppress(OSError):
+            if response is None:
+                return
+            try:
+                fd = response.raw.fileno()
+            except (OSError, ValueError, AttributeError):
+                return
+            # The lock keeps the reader from closing (and the OS from reusing) the descriptor meanwhile.
+            with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
                 sock.shutdown(socket.SHUT_RDWR)
-        response.close()
