@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -91,14 +92,14 @@ def test_junk_is_a_validation_error(body: object) -> None:
 @budget(200)
 @given(event=chained_events(), field=st.sampled_from(["seq", "data", "kind", "user", "ts"]))
 def test_changing_a_chained_field_breaks_the_link(event: Event, field: str) -> None:
-    changed = {
+    options: dict[str, dict[str, Any]] = {
         "seq": {"seq": event.seq + 1 if event.seq < 2**63 - 1 else event.seq - 1},
         "data": {"data": {**event.data, "tampered": True}},
         "kind": {"kind": EventKind.agent_loss if event.kind is not EventKind.agent_loss else EventKind.agent_tamper},
         "user": {"user": event.user + "x"},
         "ts": {"ts": event.ts + timedelta(seconds=1)},
-    }[field]
-    assert not verify_link(KEY, GENESIS_MAC, event.model_copy(update=changed))
+    }
+    assert not verify_link(KEY, GENESIS_MAC, event.model_copy(update=options[field]))
 
 
 @budget(100)
