@@ -47,7 +47,7 @@ class Notice:
         return cls(event=str(parsed["event"]), alert=dict(parsed["alert"]))
 
 
-@dataclass
+@dataclass(eq=False)
 class Subscription:
     loop: asyncio.AbstractEventLoop
     accepts: Callable[[Notice], bool]

@@ -1,0 +1,196 @@
+"""The console end to end over HTTP: login, CSRF, team scoping, alert workflow, policy round trip, exceptions."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+
+import httpx
+import pytest
+
+from central.store import policies
+from central.store.console_config import ConsoleConfig, save_config
+from policy_client.schema import EventKind, PolicyDocument, Severity
+from tests.integration.central.console.live import Console, csrf_of, wait_until
+
+
+def _routed_alerts(console: Console, client: httpx.Client) -> list[str]:
+    page = client.get("/console/alerts?status=")
+    return [line for line in page.text.splitlines() if 'id="alert-' in line]
+
+
+def test_pages_need_a_session_and_login_throttles(console: Console) -> None:
+    answer = httpx.get(f"{console.url}/console/devices", follow_redirects=False)
+    assert answer.status_code == 303
+    assert answer.headers["location"].startswith("/console/login")
+    console.user("sam", "admin")
+    client = console.client()
+    token = csrf_of(client.get("/console/login").text)
+    codes = [
+        client.post("/console/login", data={"username": "sam", "password": "wrong-password!", "csrf_token": token})
+        .status_code
+        for _ in range(6)
+    ]
+    assert codes[:5] == [401] * 5
+    assert codes[5] == 429
+
+
+def test_forms_without_the_csrf_token_are_refused(console: Console) -> None:
+    console.user("sam", "admin")
+    client = console.login("sam")
+    answer = client.post("/console/retention/purge", data={})
+    assert answer.status_code == 403
+    answer = client.post("/console/retention/purge", data={"csrf_token": "forged"})
+    assert answer.status_code == 403
+    ok = client.post("/console/retention/purge", data={"csrf_token": csrf_of(client.get("/console/settings").text)})
+    assert ok.status_code == 303
+
+
+def test_supervisor_sees_only_their_team_and_can_close_with_a_note(console: Console) -> None:
+    console.user("sup-a", "supervisor", ["team-a"])
+    console.user("sup-b", "supervisor", ["team-b"])
+    agent_a, headers_a = console.enroll(team="team-a")
+    agent_b, headers_b = console.enroll(team="team-b", hostname="desk-2")
+    console.raise_tamper(agent_a, headers_a)
+    console.raise_tamper(agent_b, headers_b)
+    a = console.login("sup-a")
+    wait_until(lambda: len(_routed_alerts(console, a)) == 1, timeout=10, what="team-a alert routed")
+    b = console.login("sup-b")
+    wait_until(lambda: len(_routed_alerts(console, b)) == 1, timeout=10, what="team-b alert routed")
+    alert_a = int(_routed_alerts(console, a)[0].split('id="alert-')[1].split('"')[0])
+
+    # The other team's alert by hand-typed URL: not found, and no action possible.
+    assert b.get(f"/console/alerts/{alert_a}").status_code == 404
+    token_b = csrf_of(b.get("/console/alerts").text)
+    assert b.post(f"/console/alerts/{alert_a}/ack", data={"csrf_token": token_b}).status_code == 404
+
+    page = a.get(f"/console/alerts/{alert_a}")
+    assert page.status_code == 200
+    token = csrf_of(page.text)
+    assert a.post(f"/console/alerts/{alert_a}/ack", data={"csrf_token": token}).status_code == 303
+    missing_note = a.post(f"/console/alerts/{alert_a}/close", data={"csrf_token": token, "note": " "})
+    assert "needs a note" in missing_note.headers["location"].replace("%20", " ")
+    a.post(f"/console/alerts/{alert_a}/close", data={"csrf_token": token, "note": "Agent restarted by IT"})
+    detail = a.get(f"/console/alerts/{alert_a}").text
+    assert "Agent restarted by IT" in detail
+    assert "closed" in detail
+    audit = a.get("/console/audit").text
+    assert "alert.close" in audit
+    assert "team-b" not in audit
+
+
+def test_auditor_reads_but_cannot_act(console: Console) -> None:
+    console.user("ada", "auditor")
+    agent, headers = console.enroll(team="team-a")
+    console.raise_tamper(agent, headers)
+    client = console.login("ada")
+    wait_until(lambda: len(_routed_alerts(console, client)) == 1, timeout=10, what="alert routed")
+    alert_id = int(_routed_alerts(console, client)[0].split('id="alert-')[1].split('"')[0])
+    token = csrf_of(client.get("/console/alerts").text)
+    assert client.post(f"/console/alerts/{alert_id}/ack", data={"csrf_token": token}).status_code == 403
+    assert client.post("/console/retention/purge", data={"csrf_token": token}).status_code == 403
+
+
+def test_policy_published_in_the_console_is_served_to_agents(console: Console) -> None:
+    console.user("sam", "admin")
+    client = console.login("sam")
+    _agent, headers = console.enroll(team="team-a")
+    before = httpx.get(f"{console.url}/v1/policy", headers=headers).json()
+    page = client.get("/console/policy")
+    token = csrf_of(page.text)
+    current = PolicyDocument.model_validate_json(base64.b64decode(before["payload"]))
+    edited = current.model_dump(mode="json")
+    edited["controls"]["usb"]["mode"] = "block"
+    preview = client.post("/console/policy", data={"csrf_token": token, "document": json.dumps(edited),
+                                                   "step": "preview"})
+    assert '+      "mode": "block"' in html.unescape(preview.text)
+    bad = client.post("/console/policy", data={"csrf_token": token, "document": '{"version": -1}', "step": "publish"})
+    assert bad.status_code == 422
+    done = client.post("/console/policy", data={"csrf_token": token, "document": json.dumps(edited),
+                                                "step": "publish", "summary": "block USB"})
+    assert done.status_code == 303
+    after = httpx.get(f"{console.url}/v1/policy", headers=headers).json()
+    served = PolicyDocument.model_validate_json(base64.b64decode(after["payload"]))
+    assert served.version == current.version + 1
+    assert served.controls.usb.mode == "block"
+    history = client.get("/console/policy").text
+    assert "block USB" in history
+
+
+def test_two_person_rule_needs_a_second_admin(console: Console) -> None:
+    save_config(console.runtime.db, ConsoleConfig(two_person_rule=True), now=console.runtime.clock())
+    console.user("sam", "admin")
+    console.user("kim", "admin")
+    sam = console.login("sam")
+    token = csrf_of(sam.get("/console/policy").text)
+    start = policies.latest_version(console.runtime.db)
+    doc = PolicyDocument(version=0, org="two-person").model_dump(mode="json")
+    sam.post("/console/policy", data={"csrf_token": token, "document": json.dumps(doc), "step": "publish"})
+    assert policies.latest_version(console.runtime.db) == start
+    draft_page = sam.get("/console/policy").text
+    draft_id = int(draft_page.split("/console/policy/drafts/")[1].split("/")[0])
+    own = sam.post(f"/console/policy/drafts/{draft_id}/approve", data={"csrf_token": token})
+    assert "two-person" in own.headers["location"]
+    assert policies.latest_version(console.runtime.db) == start
+    kim = console.login("kim")
+    kim_token = csrf_of(kim.get("/console/policy").text)
+    kim.post(f"/console/policy/drafts/{draft_id}/approve", data={"csrf_token": kim_token})
+    assert policies.latest_version(console.runtime.db) == start + 1
+    assert "sam, approved by kim" in kim.get("/console/policy").text or "kim" in kim.get("/console/policy").text
+
+
+def test_approved_usb_exception_reaches_the_agent_through_policy(console: Console) -> None:
+    console.user("sup", "supervisor", ["team-a"])
+    agent, headers = console.enroll(team="team-a")
+    event = agent.next_event(
+        kind=EventKind.usb_exception_requested,
+        severity=Severity.low,
+        data={"vendor_id": "0781", "product_id": "5581", "serial": "ABC", "label": "SanDisk", "reason": "client files",
+              "minutes": 30},
+    )
+    httpx.post(f"{console.url}/v1/events", content=agent.batch([event]).model_dump_json(),
+               headers=headers | {"Content-Type": "application/json"})
+    client = console.login("sup")
+    page = client.get("/console/exceptions")
+    assert "client files" in page.text
+    request_id = int(page.text.split('id="request-')[1].split('"')[0])
+    client.post(f"/console/exceptions/{request_id}/approve", data={"csrf_token": csrf_of(page.text), "minutes": "45"})
+    served = httpx.get(f"{console.url}/v1/policy", headers=headers).json()
+    doc = PolicyDocument.model_validate_json(base64.b64decode(served["payload"]))
+    [exc] = doc.controls.usb.exceptions
+    assert (exc.vendor_id, exc.product_id, exc.device_id) == ("0781", "5581", agent.device_id)
+
+
+def test_alert_stream_is_team_scoped_for_personal_tokens(console: Console) -> None:
+    console.user("sup-a", "supervisor", ["team-a"])
+    client = console.login("sup-a")
+    page = client.post("/console/tokens", data={"csrf_token": csrf_of(client.get("/console/teams").text)})
+    token = page.text.split('<pre id="token">')[1].split("</pre>")[0]
+    agent_a, headers_a = console.enroll(team="team-a")
+    agent_b, headers_b = console.enroll(team="team-b", hostname="desk-2")
+    assert httpx.get(f"{console.url}/v1/alerts/stream", headers={"Authorization": "Bearer nope"}).status_code == 401
+    forbidden = httpx.get(f"{console.url}/v1/alerts/stream?team=team-b", headers={"Authorization": f"Bearer {token}"})
+    assert forbidden.status_code == 403
+    with httpx.stream("GET", f"{console.url}/v1/alerts/stream", headers={"Authorization": f"Bearer {token}"},
+                      timeout=20) as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith("retry:")
+        console.raise_tamper(agent_b, headers_b)
+        console.raise_tamper(agent_a, headers_a)
+        data = next(line for line in lines if line.startswith("data:"))
+    alert = json.loads(data.removeprefix("data:"))
+    assert alert["team"] == "team-a"
+    assert alert["kind"] == "tamper.agent_reported"
+
+
+@pytest.mark.parametrize("role", ["admin"])
+def test_every_console_page_renders(console: Console, role: str) -> None:
+    console.user("sam", role)
+    client = console.login("sam")
+    for page in ("alerts", "devices", "attestations", "exceptions", "policy", "rules", "teams", "reports", "audit",
+                 "settings"):
+        assert client.get(f"/console/{page}").status_code == 200, page
+    csv = client.get("/console/reports.csv")
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.startswith("team,period_start")
