@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
-import multiprocessing
 import os
 import platform
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +26,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from central.commands import run_server
 from central.runtime import Runtime, prepare
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent, batch_json
@@ -40,6 +39,7 @@ from tests.pg import PG_ENV, fresh_pg_database
 class Result:
     path: str
     backend: str
+    workers: int
     clients: int
     batch: int
     events: int
@@ -52,7 +52,7 @@ class Result:
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
         rate = self.events / self.seconds
         return (
-            f"| {self.path} | {self.backend} | {self.clients} | {self.batch} | {self.events:,} "
+            f"| {self.path} | {self.backend} | {self.workers} | {self.clients} | {self.batch} | {self.events:,} "
             f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} |"
         )
 
@@ -109,7 +109,7 @@ def bench_store(settings: ServerSettings, backend: str, clients: int, batches: i
         seconds, latencies = _run_clients(work)
     finally:
         runtime.db.dispose()
-    return Result("store", backend, clients, size, clients * batches * size, seconds, latencies)
+    return Result("store", backend, 1, clients, size, clients * batches * size, seconds, latencies)
 
 
 def _free_port() -> int:
@@ -120,8 +120,11 @@ def _free_port() -> int:
 
 @contextmanager
 def _server(settings: ServerSettings) -> Iterator[None]:
-    process = multiprocessing.get_context("spawn").Process(target=run_server, args=(settings,), daemon=True)
-    process.start()
+    # A plain child process: uvicorn's own worker processes cannot start from a multiprocessing child.
+    code = "import sys; from central.commands import run_server; from central.settings import ServerSettings; "
+    code += "run_server(ServerSettings.from_json(sys.argv[1]))"
+    root = str(Path(__file__).resolve().parents[1])
+    process = subprocess.Popen([sys.executable, "-c", code, settings.to_json()], cwd=root)
     deadline = time.monotonic() + 60
     try:
         while True:
@@ -131,13 +134,13 @@ def _server(settings: ServerSettings) -> Iterator[None]:
                 if conn.getresponse().status == 200:
                     break
             except OSError:
-                if time.monotonic() > deadline or not process.is_alive():
+                if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("endpoint did not start") from None
                 threading.Event().wait(0.1)
         yield
     finally:
         process.terminate()
-        process.join(10)
+        process.wait(30)
 
 
 def bench_http(settings: ServerSettings, backend: str, clients: int, batches: int, size: int) -> Result:
@@ -167,7 +170,7 @@ def bench_http(settings: ServerSettings, backend: str, clients: int, batches: in
             }
             work.append([_post(conn, body, headers, size) for body in mine])
         seconds, latencies = _run_clients(work)
-    return Result("http", backend, clients, size, clients * batches * size, seconds, latencies)
+    return Result("http", backend, settings.workers, clients, size, clients * batches * size, seconds, latencies)
 
 
 def _set_credential(runtime: Runtime, device_id: str, credential: str) -> None:
@@ -203,6 +206,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=40, help="batches per client")
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--path", choices=["store", "http", "both"], default="both")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers for PostgreSQL http runs")
     parser.add_argument("--pg", default=os.environ.get(PG_ENV), help=f"PostgreSQL URL (default ${PG_ENV})")
     args = parser.parse_args()
 
@@ -228,6 +232,7 @@ def main() -> None:
                         port=_free_port(),
                         log_level="warning",
                         max_concurrent_ingest=max(8, clients),
+                        workers=args.workers if backend == "postgres" and path == "http" else 1,
                     )
                     run = bench_store if path == "store" else bench_http
                     result = run(settings, backend, clients, args.batches, args.batch)
@@ -235,8 +240,8 @@ def main() -> None:
                     print(result.row(), file=sys.stderr)
 
     print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
-    print("| path | backend | clients | batch | events | events/s | p50 batch ms | p99 batch ms |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| path | backend | workers | clients | batch | events | events/s | p50 batch ms | p99 batch ms |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for result in results:
         print(result.row())
 

@@ -5,7 +5,8 @@ A frozen value; read from any thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class ServerSettings:
     offline_after: timedelta = timedelta(minutes=3)
     """A device not seen for this long is reported offline by the read API."""
     log_level: str = "info"
+    workers: int = 1
+    """uvicorn worker processes; more than one needs PostgreSQL (SQLite has a single writer)."""
 
     @property
     def database_url(self) -> str:
@@ -46,3 +49,17 @@ class ServerSettings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def to_json(self) -> str:
+        """For handing the settings to worker processes (through their environment)."""
+        values = asdict(self)
+        values["data_dir"] = str(self.data_dir)
+        values["offline_after"] = self.offline_after.total_seconds()
+        return json.dumps(values)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServerSettings:
+        values = json.loads(text)
+        values["data_dir"] = Path(values["data_dir"])
+        values["offline_after"] = timedelta(seconds=values["offline_after"])
+        return cls(**values)
