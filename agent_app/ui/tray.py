@@ -80,13 +80,15 @@ class TrayMenu(QObject):
         action.triggered.connect(signal)
         return action
 
-    def set_status(self, lines: list[str]) -> None:
+    def set_status(self, lines: list[str], *, icon: QIcon | None = None) -> None:
         for action in self._status_actions:
             self.menu.removeAction(action)
             action.deleteLater()
         self._status_actions = []
         for line in lines:
             action = QAction(line, self.menu)
+            if icon is not None and not self._status_actions:
+                action.setIcon(icon)
             action.setEnabled(False)
             self.menu.insertAction(self._status_end, action)
             self._status_actions.append(action)
@@ -153,6 +155,9 @@ class TrayIconHost(QObject):
         kind = QSystemTrayIcon.MessageIcon.Critical if critical else QSystemTrayIcon.MessageIcon.Warning
         self.icon.showMessage(title, body, kind, 15_000)
         return True
+
+    def icon_for(self, state: TrayState) -> QIcon:
+        return self._icon(state)
 
     def _icon(self, state: TrayState) -> QIcon:
         if state not in self._cache:

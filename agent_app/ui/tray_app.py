@@ -168,7 +168,7 @@ class TrayApp(QObject):
         state = effective_state(status, self.local_attention.values())
         self.host.set_state(state)
         attention = [*status.attention, *self.local_attention.values()]
-        self.menu.set_status(status_lines(status, state, attention))
+        self.menu.set_status(status_lines(status, state, attention), icon=self.host.icon_for(state))
         self.menu.set_quit_allowed(self.port.may_quit())
 
     def _set_attention(self, key: str, reason: str | None) -> None:

@@ -274,7 +274,7 @@ def test_reported_view_lists_history_read_only(qtbot: QtBot) -> None:
 
     assert cell(0, 1) == texts.kind_label("usb.mounted")
     assert cell(0, 4) == "usb.block (v7)"
-    assert cell(0, 5) == '{"count":1,"vendor_id":"0781"}'
+    assert cell(0, 5) == '{"count": 1, "vendor_id": "0781"}'
     assert not dialog.empty.isVisibleTo(dialog)
 
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 import html
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit, QWidget
 
 from agent_app import __version__
 from agent_app.core import texts
 from agent_app.core.status import AgentStatus
-from agent_app.ui.dialogs.common import prepare, set_width_in_chars, wrapped
+from agent_app.ui.dialogs.common import dialog_layout, prepare, set_width_in_chars, wrapped
 
 
 class AboutDialog(QDialog):
     def __init__(self, status: AgentStatus, *, user: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         prepare(self, texts.ABOUT_TITLE)
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         body = texts.ABOUT_TEXT.format(
             version=html.escape(__version__),
             device=html.escape(status.device_id or texts.ABOUT_NOT_ENROLLED),
@@ -47,7 +47,7 @@ class UnlockDialog(QDialog):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         prepare(self, texts.UNLOCK_TITLE)
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         intro = wrapped(texts.UNLOCK_TEXT)
         set_width_in_chars(intro, 52)
         layout.addWidget(intro)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QShowEvent
-from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QPushButton, QTextBrowser, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QPushButton, QTextBrowser, QWidget
 
 from agent_app.core import texts
-from agent_app.ui.dialogs.common import prepare, set_width_in_chars, wrapped
+from agent_app.ui.dialogs.common import dialog_layout, prepare, set_width_in_chars, wrapped
 from policy_client.schema import PolicyDocument
 
 
@@ -30,15 +30,15 @@ class AcknowledgementDialog(QDialog):
             if policy.org
             else texts.ACK_INTRO_NO_ORG.format(version=policy.version)
         )
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         layout.addWidget(wrapped(note if view_only and note else intro))
         self.browser = QTextBrowser()
         self.browser.setOpenExternalLinks(False)
         self.browser.setOpenLinks(False)
         self.browser.setMarkdown(policy.controls.acknowledgement.text_markdown)
         self.browser.setAccessibleName(texts.POLICY_VIEW_TITLE)
-        set_width_in_chars(self.browser, 72)
-        self.browser.setMinimumHeight(self.browser.fontMetrics().lineSpacing() * 16)
+        set_width_in_chars(self.browser, 84)
+        self.browser.setMinimumHeight(self.browser.fontMetrics().lineSpacing() * 20)
         layout.addWidget(self.browser, 1)
         self.hint = wrapped(texts.ACK_SCROLL_HINT)
         self.checkbox = QCheckBox(texts.ACK_CHECKBOX)

@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QLabel, QPushButton, QWidget
 
 from agent_app.core import texts
 from agent_app.core.prompts.cleandesk import ShowPrompt
-from agent_app.ui.dialogs.common import prepare, set_width_in_chars, wrapped
+from agent_app.ui.dialogs.common import dialog_layout, prepare, set_width_in_chars, wrapped
 
 
 class CleanDeskDialog(QDialog):
@@ -30,7 +30,7 @@ class CleanDeskDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         prepare(self, texts.CLEANDESK_TITLE)
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         self.intro = wrapped(texts.CLEANDESK_INTRO[prompt.trigger.value], bold=True)
         set_width_in_chars(self.intro, 56)
         layout.addWidget(self.intro)

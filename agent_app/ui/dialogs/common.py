@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QDialog, QLabel, QWidget
+from PySide6.QtWidgets import QDialog, QLabel, QLayout, QVBoxLayout, QWidget
 
 MAX_DETAIL_CHARS = 160
 
@@ -37,6 +37,14 @@ def prepare(dialog: QDialog, title: str) -> None:
     dialog.setWindowTitle(title)
     dialog.setWindowFlag(Qt.WindowType.WindowContextHelpButtonHint, on=False)
     dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, on=False)
+
+
+def dialog_layout(dialog: QDialog) -> QVBoxLayout:
+    """The dialog's main layout; the window can never be smaller than its content needs (wrapped labels
+    included), so nothing overlaps at 200 % scaling or when the person shrinks the window."""
+    layout = QVBoxLayout(dialog)
+    layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
+    return layout
 
 
 def compact_json(value: Any) -> str:

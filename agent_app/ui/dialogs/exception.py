@@ -11,6 +11,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -19,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from agent_app.core import texts
-from agent_app.ui.dialogs.common import prepare, set_width_in_chars, wrapped
+from agent_app.ui.dialogs.common import dialog_layout, prepare, set_width_in_chars, wrapped
 
 
 def device_line(vendor_id: str, product_id: str, serial: str | None) -> str:
@@ -44,7 +45,7 @@ class ExceptionForm(QWidget):
         self.duration.setCurrentIndex(1)
         self.reason = QLineEdit()
         self.reason.setPlaceholderText(texts.EXCEPTION_REASON_PLACEHOLDER)
-        set_width_in_chars(self.reason, 48)
+        set_width_in_chars(self.reason, 60)
         form.addRow(texts.EXCEPTION_DURATION, self.duration)
         form.addRow(texts.EXCEPTION_REASON, self.reason)
         layout.addLayout(form)
@@ -53,7 +54,10 @@ class ExceptionForm(QWidget):
         layout.addWidget(self.status)
         self.send = QPushButton(texts.EXCEPTION_SEND)
         self.send.setEnabled(False)
-        layout.addWidget(self.send)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(self.send)
+        layout.addLayout(row)
         self.reason.textChanged.connect(self._update)
         self.reason.returnPressed.connect(self._send)
         self.send.clicked.connect(self._send)
@@ -87,7 +91,7 @@ class ExceptionRequestDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         prepare(self, texts.EXCEPTION_TITLE)
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         self.form = ExceptionForm(min_reason=min_reason, device=device_line(vendor_id, product_id, serial))
         self.form.requested.connect(self.requested)
         layout.addWidget(self.form)

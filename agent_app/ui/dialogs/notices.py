@@ -32,7 +32,7 @@ from agent_app.core.prompts.justification import (
     timed_out,
     validate,
 )
-from agent_app.ui.dialogs.common import details_text, prepare, set_width_in_chars, wrapped
+from agent_app.ui.dialogs.common import details_text, dialog_layout, prepare, set_width_in_chars, wrapped
 from agent_app.ui.dialogs.exception import ExceptionForm, device_line
 from policy_client.schema import Action, JustificationControl, utc_now
 
@@ -79,7 +79,7 @@ class WarnNoticeDialog(QDialog):
         self.control = control
         self.answer: Justification | None = None
         self.countdown = JustificationCountdown(control, clock=clock)
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         _explanation(notice, layout)
         layout.addSpacing(self.fontMetrics().lineSpacing() // 2)
         prompt = wrapped(texts.JUSTIFY_PROMPT.format(min_length=control.min_length))
@@ -175,7 +175,7 @@ class BlockNoticeDialog(QDialog):
         super().__init__(parent)
         prepare(self, texts.BLOCK_TITLE)
         self.notice = notice
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         _explanation(notice, layout)
         self.form: ExceptionForm | None = None
         self.offer: QPushButton | None = None

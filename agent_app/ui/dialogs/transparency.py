@@ -5,10 +5,12 @@ GUI thread only; the rows come from `AgentPort.history()` and nothing here write
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -16,12 +18,11 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from agent_app.core import texts
-from agent_app.ui.dialogs.common import compact_json, prepare, set_width_in_chars, wrapped
+from agent_app.ui.dialogs.common import dialog_layout, prepare, set_width_in_chars, wrapped
 
 
 def _when(value: Any) -> str:
@@ -51,7 +52,7 @@ def row_cells(event: dict[str, Any]) -> list[str]:
         str(event.get("action", "")),
         str(event.get("severity", "")),
         _rule(event.get("rule")),
-        compact_json(event.get("data", {})),
+        json.dumps(event.get("data", {}), separators=(", ", ": "), ensure_ascii=False, sort_keys=True, default=str),
     ]
 
 
@@ -59,7 +60,7 @@ class ReportedDialog(QDialog):
     def __init__(self, rows: Sequence[dict[str, Any]], *, retention_days: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         prepare(self, texts.REPORTED_TITLE)
-        layout = QVBoxLayout(self)
+        layout = dialog_layout(self)
         note = wrapped(texts.REPORTED_NOTE.format(days=retention_days))
         layout.addWidget(note)
         self.table = QTableWidget(0, len(texts.REPORTED_COLUMNS))
@@ -67,14 +68,16 @@ class ReportedDialog(QDialog):
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setAlternatingRowColors(True)
-        self.table.setWordWrap(False)
+        self.table.setWordWrap(True)
         self.table.verticalHeader().setVisible(False)
         header = self.table.horizontalHeader()
         for column in range(len(texts.REPORTED_COLUMNS) - 1):
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.ResizeToContents)
         header.setStretchLastSection(True)
-        set_width_in_chars(self.table, 130)
-        self.table.setMinimumHeight(self.fontMetrics().lineSpacing() * 14)
+        # Rows fit the wrapped details once the columns have their real widths (after layout, and on resize).
+        header.sectionResized.connect(lambda *_args: self.table.resizeRowsToContents())
+        set_width_in_chars(self.table, 150)
+        self.table.setMinimumHeight(self.fontMetrics().lineSpacing() * 18)
         self.table.setAccessibleName(texts.REPORTED_TITLE)
         layout.addWidget(self.table, 1)
         self.empty = wrapped(texts.REPORTED_EMPTY)
@@ -87,6 +90,10 @@ class ReportedDialog(QDialog):
         layout.addWidget(buttons)
         self.set_rows(rows)
 
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        self.table.resizeRowsToContents()
+
     def set_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         self.table.setRowCount(len(rows))
         for row, event in enumerate(rows):
@@ -94,4 +101,5 @@ class ReportedDialog(QDialog):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.table.setItem(row, column, item)
+        self.table.resizeRowsToContents()
         self.empty.setVisible(not rows)
