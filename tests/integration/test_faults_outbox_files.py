@@ -27,7 +27,8 @@ EVENTS = 300
 
 def _truncate_wal(outbox: Path) -> None:
     wal = outbox.with_name(outbox.name + "-wal")
-    assert wal.exists() and wal.stat().st_size > 0, "the kill should leave a WAL behind"
+    assert wal.exists(), "the kill should leave a WAL behind"
+    assert wal.stat().st_size > 0
     with wal.open("r+b") as fh:
         fh.truncate(wal.stat().st_size // 2)
 
