@@ -129,9 +129,15 @@ def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[s
         now = utc_now()
         created = users.create_user(db, name, role=role, teams=teams, password=chosen, now=now)
         with db.write() as conn:
-            audit.record(conn, actor="cli", action="user.create", target=f"user:{created.name}", now=now,
-                         after={"role": created.role, "teams": sorted(created.teams)})
+            audit.record(
+                conn,
+                actor="cli",
+                action="user.create",
+                target=f"user:{created.name}",
+                now=now,
+                after={"role": created.role, "teams": sorted(created.teams)},
+            )
     finally:
         db.dispose()
     if password is None:
-        print(f"password for {name}: {chosen}")  # noqa: T201 - the CLI's answer
+        print(f"password for {name}: {chosen}")

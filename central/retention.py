@@ -105,8 +105,15 @@ def delete_rule(db: Database, rule_id: int, *, actor: str, now: datetime) -> Non
         if row is None:
             return
         conn.execute(delete(r).where(r.c.id == rule_id))
-        audit.record(conn, actor=actor, action="retention.delete", target=f"{row.scope}:{row.kind or '*'}:"
-                     f"{row.team or '*'}", team=row.team, before={"days": int(row.days)}, now=now)
+        audit.record(
+            conn,
+            actor=actor,
+            action="retention.delete",
+            target=f"{row.scope}:{row.kind or '*'}:{row.team or '*'}",
+            team=row.team,
+            before={"days": int(row.days)},
+            now=now,
+        )
 
 
 def _columns(scope: Scope) -> tuple[Any, ColumnElement[Any], Any, Any | None]:
@@ -155,8 +162,7 @@ def purge(db: Database, *, now: datetime, actor: str = "retention", batch: int =
     return counts
 
 
-def _purge_batches(db: Database, scope: Scope, table: Any, ident: Any, cond: ColumnElement[bool], *,
-                   batch: int) -> int:
+def _purge_batches(db: Database, scope: Scope, table: Any, ident: Any, cond: ColumnElement[bool], *, batch: int) -> int:
     removed = 0
     while True:
         with db.write() as conn:

@@ -8,6 +8,7 @@ local hub; on SQLite (one process) `announce` feeds the hub directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -128,10 +129,8 @@ class AlertBus:
         with self._lock:
             subs = list(self._subs)
         for sub in subs:
-            try:
+            with contextlib.suppress(RuntimeError, asyncio.QueueFull):
                 sub.loop.call_soon_threadsafe(sub.queue.put_nowait, None)
-            except (RuntimeError, asyncio.QueueFull):
-                pass
 
     def _listen_loop(self) -> None:
         import psycopg

@@ -47,13 +47,18 @@ def message_payload(alert: dict[str, Any], *, base_url: str, escalated: bool = F
     """What goes into the outbox: the text line, a link, the playbook and the alert itself."""
     link = f"{base_url.rstrip('/')}{alert.get('url', '')}" if base_url else str(alert.get("url", ""))
     slim = {k: v for k, v in alert.items() if k not in ("data",)}
-    return {"text": describe(alert, escalated=escalated) + (f"\n{link}" if link else ""), "alert": slim,
-            "escalated": escalated, "link": link}
+    return {
+        "text": describe(alert, escalated=escalated) + (f"\n{link}" if link else ""),
+        "alert": slim,
+        "escalated": escalated,
+        "link": link,
+    }
 
 
 class Sender(Protocol):
-    def __call__(self, channel: str, target: dict[str, Any], payload: dict[str, Any], config: ConsoleConfig) -> None:
-        ...
+    def __call__(
+        self, channel: str, target: dict[str, Any], payload: dict[str, Any], config: ConsoleConfig
+    ) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+from pydantic import JsonValue
 from sqlalchemy import func, select, update
 
 from central.store import tables
@@ -45,8 +46,14 @@ def raise_offline(db: Database, *, now: datetime, after: timedelta) -> int:
                 minutes = int((now - last_seen).total_seconds() // 60)
                 insert_alerts(
                     conn,
-                    [NewAlert(kind=AGENT_OFFLINE, severity="medium", event_seq=None,
-                              data={"last_seen": last_seen.isoformat(), "silent_minutes": minutes})],
+                    [
+                        NewAlert(
+                            kind=AGENT_OFFLINE,
+                            severity="medium",
+                            event_seq=None,
+                            data={"last_seen": last_seen.isoformat(), "silent_minutes": minutes},
+                        )
+                    ],
                     device_id=str(row.device_id),
                     team=str(row.team),
                     now=now,
@@ -92,15 +99,20 @@ def raise_shared_logins(db: Database, *, now: datetime, window: timedelta) -> in
             ).all()
             if len(rows) < 2:
                 continue
-            devices = [{"device_id": r.device_id, "hostname": r.hostname, "team": r.team} for r in rows]
+            devices: list[JsonValue] = [
+                {"device_id": r.device_id, "hostname": r.hostname, "team": r.team} for r in rows
+            ]
             for team in sorted({str(r.team) for r in rows}):
                 if (team, user) in already:
                     continue
                 first = next(r for r in rows if r.team == team)
                 insert_alerts(
                     conn,
-                    [NewAlert(kind=SHARED_LOGIN, severity="high", event_seq=None,
-                              data={"user": user, "devices": devices})],  # type: ignore[dict-item]
+                    [
+                        NewAlert(
+                            kind=SHARED_LOGIN, severity="high", event_seq=None, data={"user": user, "devices": devices}
+                        )
+                    ],
                     device_id=str(first.device_id),
                     team=team,
                     now=now,

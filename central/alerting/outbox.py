@@ -27,7 +27,8 @@ MAX_BACKOFF = timedelta(hours=1)
 
 def backoff(attempts: int) -> timedelta:
     """5 s, 10 s, 20 s ... capped at an hour."""
-    return min(BASE_BACKOFF * (2 ** max(0, attempts - 1)), MAX_BACKOFF)
+    delay: timedelta = BASE_BACKOFF * (2 ** max(0, attempts - 1))
+    return min(delay, MAX_BACKOFF)
 
 
 def enqueue(
@@ -102,7 +103,5 @@ def pending(db: Database, *, alert_id: int | None = None) -> list[dict[str, Any]
 def undelivered_count(db: Database) -> int:
     o = alert_outbox
     with db.read() as conn:
-        rows = conn.execute(
-            select(o.c.id).where(o.c.delivered_at.is_(None), or_(o.c.failed_at.is_(None)))
-        ).all()
+        rows = conn.execute(select(o.c.id).where(o.c.delivered_at.is_(None), or_(o.c.failed_at.is_(None)))).all()
     return len(rows)

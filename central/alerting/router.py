@@ -118,7 +118,8 @@ class AlertRouter:
                     .values(closed_at=now, closed_by="dedupe", note=f"duplicate of alert #{deduped_of}")
                 )
             alert = workflow.summary(conn, alert_id)
-            assert alert is not None
+            if alert is None:
+                raise LookupError(f"alert {alert_id} vanished while routing")
             if rule is not None and deduped_of is None:
                 self._enqueue(conn, alert, rule.spec.channels, cfg, now=now, escalated=False)
         routed = Routed(alert_id=alert_id, rule_id=rule.id if rule else None, deduped_of=deduped_of)
@@ -161,8 +162,9 @@ class AlertRouter:
             if channel.type == "console":
                 continue  # the live stream and the alert list are the console channel
             target: dict[str, Any] = {"url": str(channel.url)} if channel.type == "webhook" else {"to": channel.to}
-            outbox.enqueue(conn, alert_id=int(alert["id"]), channel=channel.type, target=target, payload=payload,
-                           now=now)
+            outbox.enqueue(
+                conn, alert_id=int(alert["id"]), channel=channel.type, target=target, payload=payload, now=now
+            )
 
     def escalate_due(self, *, config: ConsoleConfig | None = None) -> list[int]:
         """Alerts still open (unacknowledged) past their SLA go to the rule's escalation channels, once."""
@@ -194,7 +196,8 @@ class AlertRouter:
                 if not changed:
                     continue  # another process escalated it
                 alert = workflow.summary(conn, alert_id)
-                assert alert is not None
+                if alert is None:
+                    continue
                 rule = rules.get(alert["rule_id"]) if alert["rule_id"] is not None else None
                 if rule is not None:
                     self._enqueue(conn, alert, rule.spec.escalate_to, cfg, now=now, escalated=True)

@@ -118,7 +118,7 @@ def get_rule(conn: Connection, rule_id: int) -> RoutingRule | None:
 def save_rule(conn: Connection, spec: RuleSpec, *, now: datetime, rule_id: int | None = None) -> int:
     values = _row_values(spec)
     if rule_id is None:
-        return int(conn.execute(insert(routing_rules).values(created_at=now, **values)).inserted_primary_key[0])
+        return int(conn.execute(insert(routing_rules).values(created_at=now, **values)).inserted_primary_key[0])  # type: ignore[index]
     conn.execute(update(routing_rules).where(routing_rules.c.id == rule_id).values(**values))
     return rule_id
 

@@ -103,7 +103,7 @@ class AlertingService:
             due = mono - last_housekeeping >= self._housekeeping_s
             try:
                 self.tick(housekeeping=due)
-            except Exception:  # noqa: BLE001 - the thread must survive a bad pass; the next one retries
+            except Exception:
                 log.exception("alerting pass failed")
             if due:
                 last_housekeeping = mono

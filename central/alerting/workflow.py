@@ -199,7 +199,8 @@ def _act(
         conn.execute(update(a).where(a.c.id == alert_id).values(alert_values))
         conn.execute(update(w).where(w.c.alert_id == alert_id).values(flow))
         after = summary(conn, alert_id)
-        assert after is not None
+        if after is None:
+            raise AlertNotFound(f"no alert {alert_id}")
         keys = ("status", "acknowledged_by", "closed_by", "note", "incident")
         audit.record(
             conn,

@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import JsonValue
 from sqlalchemy import Connection, insert, select
 
 from central.store.clock import as_utc
@@ -24,8 +23,8 @@ def record(
     target: str,
     now: datetime,
     team: str | None = None,
-    before: JsonValue = None,
-    after: JsonValue = None,
+    before: Any = None,
+    after: Any = None,
 ) -> None:
     conn.execute(
         insert(audit_log).values(

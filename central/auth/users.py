@@ -17,7 +17,7 @@ from central.store.console_tables import user_teams, user_tokens, users
 from central.store.engine import Database
 from central.store.tokens import ensure_team, new_token, token_hash
 
-USER_TOKEN_PREFIX = "dwu_"
+USER_TOKEN_PREFIX = "dwu_"  # noqa: S105 - a prefix, not a secret
 
 
 class UserExists(ValueError):
@@ -39,9 +39,7 @@ def _teams_of(conn: Connection, user_id: int) -> frozenset[str]:
     return frozenset(str(t) for t in rows)
 
 
-def create_user(
-    db: Database, name: str, *, role: str, teams: list[str], password: str, now: datetime
-) -> Principal:
+def create_user(db: Database, name: str, *, role: str, teams: list[str], password: str, now: datetime) -> Principal:
     name = name.strip()
     if not name:
         raise ValueError("user name must not be empty")
@@ -53,7 +51,7 @@ def create_user(
         if conn.execute(select(users.c.id).where(users.c.name == name)).first() is not None:
             raise UserExists(f"user {name!r} already exists")
         user_id = int(
-            conn.execute(
+            conn.execute(  # type: ignore[index]
                 insert(users).values(name=name, role=checked, password_hash=password_hash, created_at=now)
             ).inserted_primary_key[0]
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from pydantic import ValidationError
@@ -60,7 +60,7 @@ def policy_submit(
     require_admin(who)
     runtime = console_of(request).runtime
     config = load_config(runtime.db)
-    common = {
+    common: dict[str, Any] = {
         "document": document,
         "version": policies.latest_version(runtime.db),
         "drafts": policy_changes.drafts(runtime.db, status="pending"),
@@ -73,8 +73,13 @@ def policy_submit(
     except policies.InvalidPolicyError as exc:
         return page(request, "policy.html", status_code=422, diff=None, problems=str(exc), **common)
     if step != "publish":
-        return page(request, "policy.html", diff=policy_changes.diff(runtime.db, parsed) or "(no change)",
-                    problems=None, **common)
+        return page(
+            request,
+            "policy.html",
+            diff=policy_changes.diff(runtime.db, parsed) or "(no change)",
+            problems=None,
+            **common,
+        )
     submitted = policy_changes.submit(
         runtime.db,
         runtime.signer,
@@ -99,8 +104,13 @@ def draft_decision(request: Request, session: Acting, draft_id: int, decision: s
     try:
         if decision == "approve":
             version = policy_changes.approve(
-                runtime.db, runtime.signer, draft_id, actor=who.name, two_person=config.two_person_rule,
-                now=runtime.clock(), retention_days=retention.fleet_event_days(runtime.db),
+                runtime.db,
+                runtime.signer,
+                draft_id,
+                actor=who.name,
+                two_person=config.two_person_rule,
+                now=runtime.clock(),
+                retention_days=retention.fleet_event_days(runtime.db),
             )
             return back("/console/policy", msg=f"Approved; published policy version {version}.")
         if decision == "reject":
@@ -132,8 +142,13 @@ RULE_EXAMPLE = {
 def rules_page(request: Request, who: Viewer) -> Response:
     runtime = console_of(request).runtime
     rows = [r for r in routing.list_rules(runtime.db) if who.all_teams or r.spec.team is None or who.sees(r.spec.team)]
-    return page(request, "rules.html", rules=rows, example=json.dumps(RULE_EXAMPLE, indent=2),
-                as_json=lambda r: r.spec.model_dump_json(indent=2))
+    return page(
+        request,
+        "rules.html",
+        rules=rows,
+        example=json.dumps(RULE_EXAMPLE, indent=2),
+        as_json=lambda r: r.spec.model_dump_json(indent=2),
+    )
 
 
 @router.post("/rules")
@@ -152,9 +167,16 @@ def rules_save(
     with runtime.db.write() as conn:
         existing = routing.get_rule(conn, int(rule_id)) if rule_id.isdigit() else None
         saved = routing.save_rule(conn, parsed, now=now, rule_id=existing.id if existing else None)
-        audit.record(conn, actor=who.name, action="rule.save", target=f"rule:{saved}", team=parsed.team, now=now,
-                     before=None if existing is None else existing.spec.model_dump(mode="json"),
-                     after=parsed.model_dump(mode="json"))
+        audit.record(
+            conn,
+            actor=who.name,
+            action="rule.save",
+            target=f"rule:{saved}",
+            team=parsed.team,
+            now=now,
+            before=None if existing is None else existing.spec.model_dump(mode="json"),
+            after=parsed.model_dump(mode="json"),
+        )
     return back("/console/rules", msg=f"Rule #{saved} saved.")
 
 
@@ -169,8 +191,15 @@ def rules_delete(request: Request, session: Acting, rule_id: int) -> Response:
         if existing is None:
             raise HTTPException(status_code=404, detail="no such rule")
         routing.delete_rule(conn, rule_id)
-        audit.record(conn, actor=who.name, action="rule.delete", target=f"rule:{rule_id}", team=existing.spec.team,
-                     before=existing.spec.model_dump(mode="json"), now=now)
+        audit.record(
+            conn,
+            actor=who.name,
+            action="rule.delete",
+            target=f"rule:{rule_id}",
+            team=existing.spec.team,
+            before=existing.spec.model_dump(mode="json"),
+            now=now,
+        )
     return back("/console/rules", msg=f"Rule #{rule_id} deleted.")
 
 
@@ -204,8 +233,14 @@ def user_create(
     except ValueError as exc:
         return back("/console/teams", err=str(exc))
     with runtime.db.write() as conn:
-        audit.record(conn, actor=who.name, action="user.create", target=f"user:{created.name}", now=now,
-                     after={"role": created.role, "teams": sorted(created.teams)})
+        audit.record(
+            conn,
+            actor=who.name,
+            action="user.create",
+            target=f"user:{created.name}",
+            now=now,
+            after={"role": created.role, "teams": sorted(created.teams)},
+        )
     return back("/console/teams", msg=f"User {created.name} created.")
 
 
@@ -223,13 +258,20 @@ def user_update(
     runtime = console_of(request).runtime
     now = runtime.clock()
     try:
-        before, after = users.update_user(runtime.db, user_id, role=role, disabled=bool(disabled), now=now,
-                                          teams=[t.strip() for t in teams_field.split(",") if t.strip()])
+        before, after = users.update_user(
+            runtime.db,
+            user_id,
+            role=role,
+            disabled=bool(disabled),
+            now=now,
+            teams=[t.strip() for t in teams_field.split(",") if t.strip()],
+        )
     except (ValueError, LookupError) as exc:
         return back("/console/teams", err=str(exc))
     with runtime.db.write() as conn:
-        audit.record(conn, actor=who.name, action="user.update", target=f"user-id:{user_id}", now=now,
-                     before=before, after=after)
+        audit.record(
+            conn, actor=who.name, action="user.update", target=f"user-id:{user_id}", now=now, before=before, after=after
+        )
     return back("/console/teams", msg="User updated.")
 
 
@@ -237,7 +279,8 @@ def user_update(
 def personal_token(request: Request, session: Acting) -> Response:
     runtime = console_of(request).runtime
     who = session.principal
-    assert who.user_id is not None
+    if who.user_id is None:
+        raise HTTPException(status_code=403, detail="only console users have personal tokens")
     token = users.issue_user_token(runtime.db, who.user_id, now=runtime.clock())
     with runtime.db.write() as conn:
         audit.record(conn, actor=who.name, action="token.issue", target=f"user:{who.name}", now=runtime.clock())
@@ -253,13 +296,21 @@ def enroll_token(
     runtime = console_of(request).runtime
     now = runtime.clock()
     try:
-        token = tokens.issue_enroll_token(runtime.db, team.strip(), ttl=timedelta(hours=hours), now=now,
-                                          created_by=who.name)
+        token = tokens.issue_enroll_token(
+            runtime.db, team.strip(), ttl=timedelta(hours=hours), now=now, created_by=who.name
+        )
     except ValueError as exc:
         return back("/console/teams", err=str(exc))
     with runtime.db.write() as conn:
-        audit.record(conn, actor=who.name, action="enroll-token.issue", target=f"team:{team}", team=team, now=now,
-                     after={"hours": hours})
+        audit.record(
+            conn,
+            actor=who.name,
+            action="enroll-token.issue",
+            target=f"team:{team}",
+            team=team,
+            now=now,
+            after={"hours": hours},
+        )
     return page(request, "token.html", token=token, kind=f"Enrolment token for team {team} (valid {hours} h)")
 
 
@@ -270,10 +321,19 @@ def enroll_token(
 def settings_page(request: Request, who: Viewer) -> Response:
     runtime = console_of(request).runtime
     config = load_config(runtime.db)
-    shown = replace(config, smtp_password="••••" if config.smtp_password else "",
-                    webhook_secret="••••" if config.webhook_secret else "")
-    return page(request, "settings.html", config=shown, rules=retention.rules_in_force(runtime.db),
-                defaults=retention.DEFAULT_DAYS, last_purge=console_of(request).retention.last_result)
+    shown = replace(
+        config,
+        smtp_password="••••" if config.smtp_password else "",
+        webhook_secret="••••" if config.webhook_secret else "",
+    )
+    return page(
+        request,
+        "settings.html",
+        config=shown,
+        rules=retention.rules_in_force(runtime.db),
+        defaults=retention.DEFAULT_DAYS,
+        last_purge=console_of(request).retention.last_result,
+    )
 
 
 @router.post("/settings")
@@ -314,12 +374,21 @@ def settings_save(
     save_config(runtime.db, new, now=now)
 
     def visible(c: ConsoleConfig) -> dict[str, object]:
-        return asdict(c) | {"smtp_password": "(set)" if c.smtp_password else "", "webhook_secret":
-                            "(set)" if c.webhook_secret else ""}
+        return asdict(c) | {
+            "smtp_password": "(set)" if c.smtp_password else "",
+            "webhook_secret": "(set)" if c.webhook_secret else "",
+        }
 
     with runtime.db.write() as conn:
-        audit.record(conn, actor=who.name, action="settings.save", target="console-settings", now=now,
-                     before=visible(old), after=visible(new))  # type: ignore[arg-type]
+        audit.record(
+            conn,
+            actor=who.name,
+            action="settings.save",
+            target="console-settings",
+            now=now,
+            before=visible(old),
+            after=visible(new),
+        )
     return back("/console/settings", msg="Settings saved.")
 
 
@@ -336,8 +405,12 @@ def retention_save(
     require_admin(who)
     runtime = console_of(request).runtime
     try:
-        rule = retention.RetentionRule(scope=scope, days=days, kind=kind.strip() or None,  # type: ignore[arg-type]
-                                       team=team.strip() or None)
+        rule = retention.RetentionRule(
+            scope=cast(retention.Scope, scope),
+            days=days,
+            kind=kind.strip() or None,
+            team=team.strip() or None,
+        )
         retention.set_rule(runtime.db, rule, actor=who.name, now=runtime.clock())
     except ValueError as exc:
         return back("/console/settings", err=str(exc))
@@ -360,5 +433,6 @@ def retention_purge(request: Request, session: Acting) -> Response:
 def audit_page(request: Request, who: Viewer, before: int | None = None) -> Response:
     runtime = console_of(request).runtime
     entries = audit.list_entries(runtime.db, teams=who.team_filter(), before_id=before)
-    return page(request, "audit.html", entries=entries, dumps=lambda v: "" if v is None else json.dumps(v,
-                sort_keys=True))
+    return page(
+        request, "audit.html", entries=entries, dumps=lambda v: "" if v is None else json.dumps(v, sort_keys=True)
+    )

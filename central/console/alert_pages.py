@@ -117,7 +117,12 @@ async def _stream(request: Request, who: Principal, *, last_id: int | None, team
         yield b"retry: 2000\n: connected\n\n"
         if last_id is not None:
             missed = await run_in_threadpool(
-                workflow.list_alerts, state.runtime.db, who, status="active", team=team, after_id=last_id,
+                workflow.list_alerts,
+                state.runtime.db,
+                who,
+                status="active",
+                team=team,
+                after_id=last_id,
                 limit=REPLAY_LIMIT,
             )
             for alert in reversed(missed):
@@ -126,8 +131,9 @@ async def _stream(request: Request, who: Principal, *, last_id: int | None, team
         try:
             while True:
                 getter = asyncio.ensure_future(sub.queue.get())
-                done, _pending = await asyncio.wait({getter, gone}, timeout=KEEPALIVE_S,
-                                                    return_when=asyncio.FIRST_COMPLETED)
+                done, _pending = await asyncio.wait(
+                    {getter, gone}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
+                )
                 if gone in done:
                     getter.cancel()
                     return
@@ -155,9 +161,7 @@ def _stream_response(request: Request, who: Principal, last_event_id: str | None
 
 
 @router.get("/alerts-stream")
-def console_stream(
-    request: Request, who: Viewer, last_event_id: Annotated[str | None, Header()] = None
-) -> Response:
+def console_stream(request: Request, who: Viewer, last_event_id: Annotated[str | None, Header()] = None) -> Response:
     return _stream_response(request, who, last_event_id, None)
 
 

@@ -75,6 +75,8 @@ def decide(
     if submitted is None:
         return back("/console/exceptions", msg=f"Request #{request_id} denied.")
     if submitted.published_version is None:
-        return back("/console/exceptions",
-                    msg=f"Approved; policy draft #{submitted.draft_id} waits for a second admin (two-person rule).")
+        return back(
+            "/console/exceptions",
+            msg=f"Approved; policy draft #{submitted.draft_id} waits for a second admin (two-person rule).",
+        )
     return back("/console/exceptions", msg=f"Approved; published as policy version {submitted.published_version}.")

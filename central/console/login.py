@@ -14,7 +14,7 @@ from starlette.responses import Response
 from central.auth import audit, throttle
 from central.auth.sessions import end_session, start_session
 from central.auth.users import authenticate
-from central.console.deps import LOGIN_CSRF_COOKIE, Acting, SESSION_COOKIE, back, new_login_csrf, page, secure_request
+from central.console.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Acting, back, new_login_csrf, page, secure_request
 from central.console.state import console_of
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -25,11 +25,12 @@ def _safe_next(value: str) -> str:
 
 
 @router.get("/login")
-def login_form(request: Request, next: str = "/console/alerts") -> Response:  # noqa: A002 - the query name
+def login_form(request: Request, next: str = "/console/alerts") -> Response:
     token = new_login_csrf()
     answer = page(request, "login.html", next=_safe_next(next), login_csrf=token)
-    answer.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure_request(request),
-                      path="/console")
+    answer.set_cookie(
+        LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", secure=secure_request(request), path="/console"
+    )
     return answer
 
 
@@ -39,32 +40,57 @@ def login(
     username: Annotated[str, Form()],
     password: Annotated[str, Form()],
     csrf_token: Annotated[str, Form()] = "",
-    next: Annotated[str, Form()] = "/console/alerts",  # noqa: A002
+    next: Annotated[str, Form()] = "/console/alerts",
 ) -> Response:
     runtime = console_of(request).runtime
     now = runtime.clock()
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not cookie or not hmac.compare_digest(cookie, csrf_token):
-        return page(request, "login.html", status_code=403, next=_safe_next(next), login_csrf=cookie,
-                    login_error="The form expired; please try again.")
+        return page(
+            request,
+            "login.html",
+            status_code=403,
+            next=_safe_next(next),
+            login_csrf=cookie,
+            login_error="The form expired; please try again.",
+        )
     client = request.client.host if request.client else "unknown"
     name = username.strip()
     if throttle.locked_until(runtime.db, name, client, now=now) is not None:
-        return page(request, "login.html", status_code=429, next=_safe_next(next), login_csrf=cookie,
-                    login_error="Too many failed attempts; try again in 15 minutes.")
+        return page(
+            request,
+            "login.html",
+            status_code=429,
+            next=_safe_next(next),
+            login_csrf=cookie,
+            login_error="Too many failed attempts; try again in 15 minutes.",
+        )
     principal = authenticate(runtime.db, name, password, now=now)
     if principal is None:
         throttle.record_failure(runtime.db, name, client, now=now)
-        return page(request, "login.html", status_code=401, next=_safe_next(next), login_csrf=cookie,
-                    login_error="Wrong user name or password.")
+        return page(
+            request,
+            "login.html",
+            status_code=401,
+            next=_safe_next(next),
+            login_csrf=cookie,
+            login_error="Wrong user name or password.",
+        )
     throttle.record_success(runtime.db, name)
     session_id, _csrf = start_session(runtime.db, principal, now=now)
     with runtime.db.write() as conn:
-        audit.record(conn, actor=principal.name, action="session.login", target=f"user:{principal.name}", now=now,
-                     after={"client": client})
+        audit.record(
+            conn,
+            actor=principal.name,
+            action="session.login",
+            target=f"user:{principal.name}",
+            now=now,
+            after={"client": client},
+        )
     answer = back(_safe_next(next))
-    answer.set_cookie(SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=secure_request(request),
-                      path="/")
+    answer.set_cookie(
+        SESSION_COOKIE, session_id, httponly=True, samesite="strict", secure=secure_request(request), path="/"
+    )
     answer.delete_cookie(LOGIN_CSRF_COOKIE, path="/console")
     return answer
 

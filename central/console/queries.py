@@ -30,7 +30,8 @@ def attestations(db: Database, who: Principal, *, now: datetime) -> list[dict[st
     kinds = ("policy.acknowledged", "cleandesk.attested", "cleandesk.missed", "cleandesk.prompted")
     with db.read() as conn:
         devs = conn.execute(
-            select(d.c.device_id, d.c.team, d.c.hostname, d.c.user).where(d.c.revoked_at.is_(None))
+            select(d.c.device_id, d.c.team, d.c.hostname, d.c.user)
+            .where(d.c.revoked_at.is_(None))
             .order_by(d.c.team, d.c.hostname)
         ).all()
         last_ack = {
@@ -81,7 +82,7 @@ def attestations(db: Database, who: Principal, *, now: datetime) -> list[dict[st
 def teams(db: Database) -> list[dict[str, Any]]:
     t, d = tables.teams, tables.devices
     with db.read() as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute(select(d.c.team, func.count()).where(d.c.revoked_at.is_(None)).group_by(d.c.team)).all()
         )
         names = [str(n) for n in conn.execute(select(t.c.name).order_by(t.c.name)).scalars()]

@@ -57,8 +57,16 @@ def report_page(request: Request, who: Viewer, team: str = "", start: str = "", 
         "ageing": svg.bars(report.review_buckets),
     }
     options = [t["name"] for t in teams(runtime.db) if who.sees(t["name"])]
-    return page(request, "reports.html", report=report, charts=charts, teams=options, team=chosen or "",
-                start=begin.date().isoformat(), end=(finish - timedelta(days=1)).date().isoformat())
+    return page(
+        request,
+        "reports.html",
+        report=report,
+        charts=charts,
+        teams=options,
+        team=chosen or "",
+        start=begin.date().isoformat(),
+        end=(finish - timedelta(days=1)).date().isoformat(),
+    )
 
 
 @router.get("/reports.csv")
@@ -70,5 +78,6 @@ def report_csv(request: Request, who: Viewer, team: str = "", start: str = "", e
     out = io.StringIO()
     csv.writer(out).writerows(figures.csv_rows(report))
     name = f"deskwarden-report-{chosen or 'all'}-{begin.date()}-{(finish - timedelta(days=1)).date()}.csv"
-    return Response(out.getvalue(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return Response(
+        out.getvalue(), media_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )

@@ -13,6 +13,7 @@ Definitions (also in docs/reports.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -74,8 +75,8 @@ class GovernanceReport:
 
 def compute(db: Database, *, start: datetime, end: datetime, team: str | None = None) -> GovernanceReport:
     e, a, w, d = tables.events, tables.alerts, alert_workflow, tables.devices
-    in_period_events = and_(e.c.ts >= start, e.c.ts < end) if team is None else and_(
-        e.c.ts >= start, e.c.ts < end, e.c.team == team
+    in_period_events = (
+        and_(e.c.ts >= start, e.c.ts < end) if team is None else and_(e.c.ts >= start, e.c.ts < end, e.c.team == team)
     )
     with db.read() as conn:
         violations: dict[str, int] = {c: 0 for c in sorted(set(VIOLATION_KINDS.values()))}
@@ -145,28 +146,42 @@ def compute(db: Database, *, start: datetime, end: datetime, team: str | None = 
     )
 
 
-def _review_ages(versions: list[Any], *, end: datetime, team_devices: set[str] | None) -> list[dict[str, Any]]:
+def _review_ages(versions: Sequence[Any], *, end: datetime, team_devices: set[str] | None) -> list[dict[str, Any]]:
     if not versions:
         return []
     first_seen: dict[tuple[str, str, str | None], datetime] = {}
     for row in versions:
         doc = PolicyDocument.model_validate_json(bytes(row.payload))
         for entry in doc.controls.usb.allow:
-            first_seen.setdefault((entry.vendor_id.lower(), entry.product_id.lower(), entry.serial), as_utc(row.created_at))
+            first_seen.setdefault(
+                (entry.vendor_id.lower(), entry.product_id.lower(), entry.serial), as_utc(row.created_at)
+            )
     current = PolicyDocument.model_validate_json(bytes(versions[-1].payload))
     out: list[dict[str, Any]] = []
     for entry in current.controls.usb.allow:
         since = first_seen[(entry.vendor_id.lower(), entry.product_id.lower(), entry.serial)]
-        out.append({"type": "allow", "id": f"{entry.vendor_id}:{entry.product_id}", "device_id": None,
-                    "age_days": (end - since).days})
+        out.append(
+            {
+                "type": "allow",
+                "id": f"{entry.vendor_id}:{entry.product_id}",
+                "device_id": None,
+                "age_days": (end - since).days,
+            }
+        )
     for exc in current.controls.usb.exceptions:
         if as_utc(exc.expires_at) <= end:
             continue
         if team_devices is not None and exc.device_id is not None and exc.device_id not in team_devices:
             continue
         since = as_utc(exc.reviewed_at) if exc.reviewed_at else as_utc(versions[-1].created_at)
-        out.append({"type": "exception", "id": f"{exc.vendor_id}:{exc.product_id}", "device_id": exc.device_id,
-                    "age_days": max(0, (end - since).days)})
+        out.append(
+            {
+                "type": "exception",
+                "id": f"{exc.vendor_id}:{exc.product_id}",
+                "device_id": exc.device_id,
+                "age_days": max(0, (end - since).days),
+            }
+        )
     return out
 
 

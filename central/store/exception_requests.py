@@ -151,8 +151,10 @@ def decide(
             signer,
             PolicyDocument.model_validate(document.model_dump()),
             actor=viewer.name,
-            summary=f"USB exception {row.vendor_id}:{row.product_id} for {row.device_id} until {expires_at:%Y-%m-%d %H:%M}Z"
-            f" (request #{request_id})",
+            summary=(
+                f"USB exception {row.vendor_id}:{row.product_id} for {row.device_id} "
+                f"until {expires_at:%Y-%m-%d %H:%M}Z (request #{request_id})"
+            ),
             two_person=two_person,
             now=now,
             retention_days=retention_days,

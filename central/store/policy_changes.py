@@ -1,4 +1,5 @@
-"""Policy change control: drafts, the two-person rule, signing and publishing, and who drafted and approved each version.
+"""Policy change control: drafts, the two-person rule, signing and publishing, and who drafted and approved
+each version.
 
 Called from console request worker threads. Publishing goes through `policies.publish` (sign + store).
 """
@@ -50,6 +51,7 @@ def current_document(db: Database) -> PolicyDocument | None:
 
 def diff(db: Database, proposed: PolicyDocument) -> str:
     current = current_document(db)
+
     # issued_at and version always change; leave them out so the diff shows what matters.
     def body(doc: PolicyDocument | None) -> list[str]:
         if doc is None:
@@ -78,7 +80,7 @@ def submit(
     base = policies.latest_version(db)
     with db.write() as conn:
         draft_id = int(
-            conn.execute(
+            conn.execute(  # type: ignore[index]
                 policy_drafts.insert().values(
                     payload=document.model_dump_json(),
                     summary=summary[:500] or "policy change",
@@ -89,8 +91,14 @@ def submit(
                 )
             ).inserted_primary_key[0]
         )
-        audit.record(conn, actor=actor, action="policy.draft", target=f"draft:{draft_id}", now=now,
-                     after={"summary": summary[:500], "base_version": base})
+        audit.record(
+            conn,
+            actor=actor,
+            action="policy.draft",
+            target=f"draft:{draft_id}",
+            now=now,
+            after={"summary": summary[:500], "base_version": base},
+        )
     if two_person:
         return Submitted(draft_id=draft_id, published_version=None)
     version = approve(db, signer, draft_id, actor=actor, two_person=False, now=now, retention_days=retention_days)
@@ -135,9 +143,15 @@ def approve(
         ).rowcount
         if not changed:
             raise DraftStateError(f"draft {draft_id} was decided meanwhile")
-        audit.record(conn, actor=actor, action="policy.publish", target=f"policy:v{published.version}", now=now,
-                     before={"version": int(row.base_version)},
-                     after={"version": published.version, "drafted_by": row.drafted_by, "approved_by": actor})
+        audit.record(
+            conn,
+            actor=actor,
+            action="policy.publish",
+            target=f"policy:v{published.version}",
+            now=now,
+            before={"version": int(row.base_version)},
+            after={"version": published.version, "drafted_by": row.drafted_by, "approved_by": actor},
+        )
     return published.version
 
 

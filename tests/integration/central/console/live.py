@@ -62,7 +62,9 @@ class Console:
         assert answer.status_code == 303, answer.text
         return client
 
-    def enroll(self, *, team: str, user: str = "asha", hostname: str = "desk-1") -> tuple[SimulatedAgent, dict[str, str]]:
+    def enroll(
+        self, *, team: str, user: str = "asha", hostname: str = "desk-1"
+    ) -> tuple[SimulatedAgent, dict[str, str]]:
         token = commands.issue_enroll_token(self.settings, team, timedelta(hours=1))
         agent = SimulatedAgent(user=user)
         answer = httpx.post(
@@ -76,8 +78,11 @@ class Console:
     def raise_tamper(self, agent: SimulatedAgent, headers: dict[str, str]) -> None:
         """Send an agent.tamper event: ingest writes a tamper alert, which the router picks up."""
         event = agent.next_event(kind=EventKind.agent_tamper, severity=Severity.high, data={"what": "test"})
-        answer = httpx.post(f"{self.url}/v1/events", content=agent.batch([event]).model_dump_json(),
-                            headers=headers | {"Content-Type": "application/json"})
+        answer = httpx.post(
+            f"{self.url}/v1/events",
+            content=agent.batch([event]).model_dump_json(),
+            headers=headers | {"Content-Type": "application/json"},
+        )
         assert answer.status_code == 200, answer.text
         self.state.alerting.wake()
 
@@ -101,8 +106,9 @@ def serve_console(settings: ServerSettings, *, poll_s: float = 0.1) -> Iterator[
     try:
         wait_until(lambda: server.started or not thread.is_alive(), timeout=20, what="uvicorn start")
         assert server.started, "uvicorn did not start"
-        live = Console(url=f"http://127.0.0.1:{port}", settings=settings, runtime=app.state.runtime,
-                       state=app.state.console)
+        live = Console(
+            url=f"http://127.0.0.1:{port}", settings=settings, runtime=app.state.runtime, state=app.state.console
+        )
         try:
             yield live
         finally:

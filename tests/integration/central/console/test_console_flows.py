@@ -28,8 +28,9 @@ def test_pages_need_a_session_and_login_throttles(console: Console) -> None:
     client = console.client()
     token = csrf_of(client.get("/console/login").text)
     codes = [
-        client.post("/console/login", data={"username": "sam", "password": "wrong-password!", "csrf_token": token})
-        .status_code
+        client.post(
+            "/console/login", data={"username": "sam", "password": "wrong-password!", "csrf_token": token}
+        ).status_code
         for _ in range(6)
     ]
     assert codes[:5] == [401] * 5
@@ -102,13 +103,16 @@ def test_policy_published_in_the_console_is_served_to_agents(console: Console) -
     current = PolicyDocument.model_validate_json(base64.b64decode(before["payload"]))
     edited = current.model_dump(mode="json")
     edited["controls"]["usb"]["mode"] = "block"
-    preview = client.post("/console/policy", data={"csrf_token": token, "document": json.dumps(edited),
-                                                   "step": "preview"})
+    preview = client.post(
+        "/console/policy", data={"csrf_token": token, "document": json.dumps(edited), "step": "preview"}
+    )
     assert '+      "mode": "block"' in html.unescape(preview.text)
     bad = client.post("/console/policy", data={"csrf_token": token, "document": '{"version": -1}', "step": "publish"})
     assert bad.status_code == 422
-    done = client.post("/console/policy", data={"csrf_token": token, "document": json.dumps(edited),
-                                                "step": "publish", "summary": "block USB"})
+    done = client.post(
+        "/console/policy",
+        data={"csrf_token": token, "document": json.dumps(edited), "step": "publish", "summary": "block USB"},
+    )
     assert done.status_code == 303
     after = httpx.get(f"{console.url}/v1/policy", headers=headers).json()
     served = PolicyDocument.model_validate_json(base64.b64decode(after["payload"]))
@@ -146,11 +150,20 @@ def test_approved_usb_exception_reaches_the_agent_through_policy(console: Consol
     event = agent.next_event(
         kind=EventKind.usb_exception_requested,
         severity=Severity.low,
-        data={"vendor_id": "0781", "product_id": "5581", "serial": "ABC", "label": "SanDisk", "reason": "client files",
-              "minutes": 30},
+        data={
+            "vendor_id": "0781",
+            "product_id": "5581",
+            "serial": "ABC",
+            "label": "SanDisk",
+            "reason": "client files",
+            "minutes": 30,
+        },
     )
-    httpx.post(f"{console.url}/v1/events", content=agent.batch([event]).model_dump_json(),
-               headers=headers | {"Content-Type": "application/json"})
+    httpx.post(
+        f"{console.url}/v1/events",
+        content=agent.batch([event]).model_dump_json(),
+        headers=headers | {"Content-Type": "application/json"},
+    )
     client = console.login("sup")
     page = client.get("/console/exceptions")
     assert "client files" in page.text
@@ -172,8 +185,9 @@ def test_alert_stream_is_team_scoped_for_personal_tokens(console: Console) -> No
     assert httpx.get(f"{console.url}/v1/alerts/stream", headers={"Authorization": "Bearer nope"}).status_code == 401
     forbidden = httpx.get(f"{console.url}/v1/alerts/stream?team=team-b", headers={"Authorization": f"Bearer {token}"})
     assert forbidden.status_code == 403
-    with httpx.stream("GET", f"{console.url}/v1/alerts/stream", headers={"Authorization": f"Bearer {token}"},
-                      timeout=20) as stream:
+    with httpx.stream(
+        "GET", f"{console.url}/v1/alerts/stream", headers={"Authorization": f"Bearer {token}"}, timeout=20
+    ) as stream:
         lines = stream.iter_lines()
         assert next(lines).startswith("retry:")
         console.raise_tamper(agent_b, headers_b)
@@ -188,8 +202,18 @@ def test_alert_stream_is_team_scoped_for_personal_tokens(console: Console) -> No
 def test_every_console_page_renders(console: Console, role: str) -> None:
     console.user("sam", role)
     client = console.login("sam")
-    for page in ("alerts", "devices", "attestations", "exceptions", "policy", "rules", "teams", "reports", "audit",
-                 "settings"):
+    for page in (
+        "alerts",
+        "devices",
+        "attestations",
+        "exceptions",
+        "policy",
+        "rules",
+        "teams",
+        "reports",
+        "audit",
+        "settings",
+    ):
         assert client.get(f"/console/{page}").status_code == 200, page
     csv = client.get("/console/reports.csv")
     assert csv.headers["content-type"].startswith("text/csv")

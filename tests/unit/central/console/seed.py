@@ -18,8 +18,19 @@ def event(runtime: Runtime, device_id: str, team: str, kind: str, action: str, t
     with runtime.db.write() as conn:
         conn.execute(
             insert(tables.events).values(
-                device_id=device_id, seq=next(_seq), id=str(uuid.uuid4()), ts=ts, kind=kind, severity="medium",
-                user="asha", action=action, rule_id=None, policy_version=None, data={}, mac="0" * 64,
-                received_at=ts, team=team,
+                device_id=device_id,
+                seq=next(_seq),
+                id=str(uuid.uuid4()),
+                ts=ts,
+                kind=kind,
+                severity="medium",
+                user="asha",
+                action=action,
+                rule_id=None,
+                policy_version=None,
+                data={},
+                mac="0" * 64,
+                received_at=ts,
+                team=team,
             )
         )

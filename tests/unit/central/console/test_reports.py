@@ -41,18 +41,34 @@ def test_report_figures_match_the_hand_computed_answers(runtime: Runtime, clock:
     with runtime.db.write() as conn:
         save_rule(conn, RuleSpec(name="all", sla_minutes=60, dedupe_seconds=0), now=clock())
         for _ in range(3):
-            insert_alerts(conn, [NewAlert(kind="tamper.seq_gap", severity="high", event_seq=None)],
-                          device_id=a, team="t", now=day)
+            insert_alerts(
+                conn, [NewAlert(kind="tamper.seq_gap", severity="high", event_seq=None)], device_id=a, team="t", now=day
+            )
     ids = [r.alert_id for r in AlertRouter(runtime.db, None, clock=clock).route_pending()]
     boss = Principal(name="boss", role="admin")
     workflow.close(runtime.db, boss, ids[0], note="ok", now=day + timedelta(minutes=30))  # within SLA
     workflow.close(runtime.db, boss, ids[1], note="late", now=day + timedelta(minutes=90))  # past SLA
     workflow.toggle_incident(runtime.db, boss, ids[2], now=day)
     # Allow entry first published 40 days before the end; exception reviewed 10 days before the end.
-    doc = PolicyDocument.model_validate({"version": 0, "controls": {"usb": {
-        "allow": [{"vendor_id": "0781", "product_id": "5581"}],
-        "exceptions": [{"vendor_id": "1234", "product_id": "abcd", "device_id": a,
-                        "expires_at": "2026-04-01T00:00:00Z", "reviewed_at": "2026-02-26T00:00:00Z"}]}}})
+    doc = PolicyDocument.model_validate(
+        {
+            "version": 0,
+            "controls": {
+                "usb": {
+                    "allow": [{"vendor_id": "0781", "product_id": "5581"}],
+                    "exceptions": [
+                        {
+                            "vendor_id": "1234",
+                            "product_id": "abcd",
+                            "device_id": a,
+                            "expires_at": "2026-04-01T00:00:00Z",
+                            "reviewed_at": "2026-02-26T00:00:00Z",
+                        }
+                    ],
+                }
+            },
+        }
+    )
     policies.publish(runtime.db, runtime.signer, doc, author="t", now=END - timedelta(days=40))
     with runtime.db.write() as conn:
         conn.execute(update(alert_workflow).values(routed_at=day))

@@ -24,16 +24,22 @@ def _kinds(runtime: Runtime) -> list[str]:
 def test_purge_removes_only_what_is_past_retention(runtime: Runtime, clock: FakeClock) -> None:
     device = enroll_agent(runtime, team="t").device_id
     now = clock()
-    retention.set_rule(runtime.db, retention.RetentionRule(scope="events", kind="clipboard.sensitive", days=7),
-                       actor="test", now=now)
+    retention.set_rule(
+        runtime.db, retention.RetentionRule(scope="events", kind="clipboard.sensitive", days=7), actor="test", now=now
+    )
     event(runtime, device, "t", "clipboard.sensitive", "masked", now - timedelta(days=10))  # past 7 days: goes
     event(runtime, device, "t", "clipboard.sensitive", "masked", now - timedelta(days=3))  # stays
     event(runtime, device, "t", "usb.blocked", "blocked", now - timedelta(days=10))  # default 180: stays
     event(runtime, device, "t", "usb.mounted", "observed", now - timedelta(days=200))  # goes
     with runtime.db.write() as conn:
         for _ in range(2):
-            insert_alerts(conn, [NewAlert(kind="tamper.seq_gap", severity="high", event_seq=None)],
-                          device_id=device, team="t", now=now - timedelta(days=400))
+            insert_alerts(
+                conn,
+                [NewAlert(kind="tamper.seq_gap", severity="high", event_seq=None)],
+                device_id=device,
+                team="t",
+                now=now - timedelta(days=400),
+            )
         audit.record(conn, actor="x", action="old", target="y", now=now - timedelta(days=800))
     AlertRouter(runtime.db, None, clock=clock).route_pending()
     with runtime.db.write() as conn:

@@ -28,8 +28,13 @@ from tests.unit.central.conftest import FakeClock, enroll_agent
 
 def _alert(runtime: Runtime, device_id: str, *, kind: str = "tamper.seq_gap", team: str = "collections") -> None:
     with runtime.db.write() as conn:
-        insert_alerts(conn, [NewAlert(kind=kind, severity="high", event_seq=None)], device_id=device_id, team=team,
-                      now=runtime.clock())
+        insert_alerts(
+            conn,
+            [NewAlert(kind=kind, severity="high", event_seq=None)],
+            device_id=device_id,
+            team=team,
+            now=runtime.clock(),
+        )
 
 
 def _rule(runtime: Runtime, **spec: Any) -> int:
@@ -51,8 +56,12 @@ class Recorder:
 
 def test_second_alert_within_the_dedupe_window_is_closed_as_a_duplicate(runtime: Runtime, clock: FakeClock) -> None:
     device = enroll_agent(runtime).device_id
-    _rule(runtime, kinds=["tamper.*"], dedupe_seconds=300,
-          channels=[{"type": "webhook", "url": "http://127.0.0.1:9/hook"}])
+    _rule(
+        runtime,
+        kinds=["tamper.*"],
+        dedupe_seconds=300,
+        channels=[{"type": "webhook", "url": "http://127.0.0.1:9/hook"}],
+    )
     router = AlertRouter(runtime.db, None, clock=clock)
     _alert(runtime, device)
     first = router.route_pending()
@@ -126,7 +135,7 @@ def test_webhook_is_signed_and_retried_against_a_real_http_server() -> None:
     statuses = [500, 204]
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append(({k: v for k, v in self.headers.items()}, body))
             self.send_response(statuses.pop(0))
