@@ -163,3 +163,48 @@ KIND_LABELS: Final = {
 
 def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind)
+
+
+DETECTOR_LABELS = {
+    "card": "card number",
+    "aadhaar": "Aadhaar number",
+    "pan": "PAN",
+    "iban": "IBAN",
+    "ssn": "social security number",
+    "email": "e-mail address",
+    "phone": "phone number",
+}
+
+HIDDEN_DETAIL_KEYS = frozenset({"hash", "sha256", "mac", "quarantine_id", "scan_truncated", "pid", "target"})
+"""Metadata that is reported but means nothing to the person reading a notice."""
+
+
+def finding_line(finding: object) -> str:
+    """`2 card numbers, e.g. XXXX XXXX XXXX 1111` for one finding summary."""
+    if not isinstance(finding, dict):
+        return str(finding)
+    count = finding.get("count", 1)
+    label = DETECTOR_LABELS.get(str(finding.get("type")), str(finding.get("type")))
+    plural = "s" if isinstance(count, int) and count != 1 else ""
+    sample = finding.get("sample")
+    return f"{count} {label}{plural}" + (f", e.g. {sample}" if sample else "")
+
+
+def notice_details(summary: dict[str, object]) -> list[tuple[str, str]]:
+    """The (label, value) lines a notice shows for an event's metadata, in a readable order."""
+    lines: list[tuple[str, str]] = []
+    findings = summary.get("findings")
+    if isinstance(findings, list) and findings:
+        lines.append(("found", "; ".join(finding_line(item) for item in findings)))
+    for key in sorted(summary):
+        value = summary[key]
+        if key == "findings" or key in HIDDEN_DETAIL_KEYS or value is None or value is False:
+            continue
+        lines.append((key.replace("_", " "), value if isinstance(value, str) else _compact(value)))
+    return lines
+
+
+def _compact(value: object) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))

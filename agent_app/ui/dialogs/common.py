@@ -12,6 +12,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QDialog, QLabel, QLayout, QVBoxLayout, QWidget
 
+from agent_app.core import texts
+
 MAX_DETAIL_CHARS = 160
 
 
@@ -52,12 +54,10 @@ def compact_json(value: Any) -> str:
 
 
 def details_text(summary: dict[str, Any]) -> str:
-    """One `key: value` per line for the notice's safe metadata (long values shortened)."""
+    """One `label: value` per line for the notice's safe metadata (long values shortened)."""
     lines = []
-    for key in sorted(summary):
-        value = summary[key]
-        text = value if isinstance(value, str) else compact_json(value)
+    for label, text in texts.notice_details(summary):
         if len(text) > MAX_DETAIL_CHARS:
             text = text[: MAX_DETAIL_CHARS - 1] + "…"
-        lines.append(f"{key.replace('_', ' ')}: {text}")
+        lines.append(f"{label}: {text}")
     return "\n".join(lines)
