@@ -71,9 +71,9 @@ def fill(outbox: Outbox, count: int) -> float:
 
 def agent_side_breakdown(outbox: Outbox, device_id: str, batches: int = 10) -> dict[str, float]:
     """Milliseconds per 500-event batch spent on the agent side, without the network or the endpoint."""
-    import json
-
     from policy_client.transport import gzip_bytes
+
+    encoder = Uploader(outbox_factory=lambda: outbox, transport=None, device_id=device_id, record=lambda d: None)
 
     fill(outbox, 500 * batches)
     totals = {"pending": 0.0, "encode": 0.0, "gzip": 0.0, "mark_sent": 0.0}
@@ -81,11 +81,7 @@ def agent_side_breakdown(outbox: Outbox, device_id: str, batches: int = 10) -> d
         t0 = time.perf_counter()
         part = outbox.pending(limit=500, max_bytes=952_000)
         t1 = time.perf_counter()
-        body = json.dumps(
-            {"device_id": device_id, "events": [{**e, "device_id": device_id} for e in part]},
-            separators=(",", ":"),
-            ensure_ascii=False,
-        ).encode()
+        body = encoder._encode(part)
         t2 = time.perf_counter()
         gzip_bytes(body)
         t3 = time.perf_counter()
