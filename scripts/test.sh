@@ -15,8 +15,13 @@ export QT_QPA_PLATFORM="${QT_QPA_PLATFORM:-offscreen}"
 export PYTHON_KEYRING_BACKEND=keyring.backends.fail.Keyring
 export DESKWARDEN_CHROMIUM="${DESKWARDEN_CHROMIUM:-$(command -v chromium || true)}"
 
-echo "== ruff" && "$VENV/bin/ruff" check . && "$VENV/bin/ruff" format --check .
-echo "== mypy" && "$VENV/bin/mypy" agent_app collectors policy_client central
-echo "== mypy win32/darwin" && "$VENV/bin/mypy" --platform win32 collectors agent_app/core \
-  && "$VENV/bin/mypy" --platform darwin collectors agent_app/core
-echo "== pytest" && "$VENV/bin/pytest" -n "${DESKWARDEN_TEST_WORKERS:-2}" --durations=15 "$@"
+echo "== ruff"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+echo "== mypy --strict"
+"$VENV/bin/mypy" agent_app collectors policy_client central
+echo "== mypy --platform win32 / darwin"
+"$VENV/bin/mypy" --platform win32 collectors agent_app/core
+"$VENV/bin/mypy" --platform darwin collectors agent_app/core
+echo "== pytest"
+"$VENV/bin/pytest" -n "${DESKWARDEN_TEST_WORKERS:-2}" --durations=15 "$@"
