@@ -128,6 +128,7 @@ async def _stream(request: Request, who: Principal, *, last_id: int | None, team
             for alert in reversed(missed):
                 yield _sse(Notice(event="alert", alert=alert))
         gone = asyncio.ensure_future(_disconnected(request))
+        getter: asyncio.Future[Notice | None] | None = None
         try:
             while True:
                 getter = asyncio.ensure_future(sub.queue.get())
@@ -147,6 +148,8 @@ async def _stream(request: Request, who: Principal, *, last_id: int | None, team
                 yield _sse(notice)
         finally:
             gone.cancel()
+            if getter is not None:
+                getter.cancel()
     finally:
         state.bus.unsubscribe(sub)
 
