@@ -6,6 +6,7 @@ Called from CLI commands, app start-up and request worker threads.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,8 +54,15 @@ class Published:
 
 
 def parse_policy(document_bytes: bytes) -> PolicyDocument:
+    """Validate an admin's policy document; one without `version` is numbered on publishing."""
     try:
-        return PolicyDocument.model_validate_json(document_bytes)
+        raw = json.loads(document_bytes)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidPolicyError(f"invalid policy document: not valid JSON ({exc})") from None
+    if isinstance(raw, dict):
+        raw.setdefault("version", 0)
+    try:
+        return PolicyDocument.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(document)'}: {err['msg']}" for err in exc.errors()

@@ -92,3 +92,9 @@ def test_bundled_default_policy_is_used_for_version_one(tmp_path: Path) -> None:
     path.write_text("{broken")
     assert runtime_module._initial_policy(path).org == ""
     assert runtime_module._initial_policy(tmp_path / "missing.json").version == 1
+
+
+def test_a_document_without_a_version_gets_the_next_one(settings: ServerSettings) -> None:
+    first = commands.publish_policy(settings, b'{"org": "Acme CX"}')
+    second = commands.publish_policy(settings, b'{"org": "Acme CX", "controls": {"usb": {"mode": "block"}}}')
+    assert second == first + 1
