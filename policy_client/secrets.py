@@ -35,7 +35,22 @@ def service_name(home: Path) -> str:
     return SERVICE_PREFIX + digest
 
 
+_NO_KEYRING_BACKENDS = frozenset({"keyring.backends.fail.Keyring", "keyring.backends.null.Keyring"})
+
+
+class KeyringUnreachable(RuntimeError):
+    """The OS keyring cannot work here; known without importing keyring."""
+
+
 def _default_backend() -> Any:
+    # Importing keyring and discovering its backends costs ~20 MB of resident memory (entry points,
+    # importlib metadata, D-Bus bindings), a quarter of the agent's budget. When the answer is known
+    # to be "no keyring", skip the import entirely.
+    configured = os.environ.get("PYTHON_KEYRING_BACKEND", "")
+    if configured in _NO_KEYRING_BACKENDS:
+        raise KeyringUnreachable(f"no usable keyring backend ({configured})")
+    if sys.platform.startswith("linux") and not configured and not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        raise KeyringUnreachable("no D-Bus session bus, so the Secret Service keyring is unreachable")
     import keyring  # lazy: backend discovery touches D-Bus / the keychain
 
     return keyring.get_keyring()
@@ -69,6 +84,9 @@ class SecretStore:
         self._backend: Any | None = None
         try:
             chosen = backend if backend is not None else _default_backend()
+        except KeyringUnreachable as exc:
+            self._use_file(str(exc))
+            return
         except Exception as exc:  # noqa: BLE001 - any failure to find a backend means "use the file"
             self._use_file(f"keyring unavailable: {type(exc).__name__}")
             return

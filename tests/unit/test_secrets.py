@@ -6,6 +6,8 @@ import base64
 import hashlib
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +174,18 @@ def test_wrong_length_key_is_refused(tmp_path: Path) -> None:
     store.set("data_key", base64.b64encode(b"short").decode())
     with pytest.raises(ValueError, match="expected 32"):
         load_or_create_keys(store)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the D-Bus shortcut is Linux only")
+def test_without_a_session_bus_keyring_is_never_imported(tmp_path: Path) -> None:
+    """Importing keyring costs ~20 MB; a headless Linux desk must not pay it for a keyring it cannot reach."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON_KEYRING_BACKEND", "DBUS_SESSION_BUS_ADDRESS")}
+    script = (
+        "import sys, pathlib; from policy_client.secrets import SecretStore; "
+        f"s = SecretStore(pathlib.Path({str(tmp_path)!r})); "
+        "print(s.fallback_reason); print('keyring' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    reason, imported = result.stdout.splitlines()
+    assert "D-Bus" in reason
+    assert imported == "False"
