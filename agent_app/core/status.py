@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -86,7 +87,12 @@ def read_status(home: Path) -> dict[str, Any]:
     data.setdefault("policy_version", None)
     data.setdefault("last_upload", None)
     data.setdefault("collectors", {})
-    data["queue_depth"] = read_depth(home / "outbox.db")
+    try:
+        data["queue_depth"] = read_depth(home / "outbox.db")
+    except (sqlite3.Error, OSError) as exc:
+        # A read-only or damaged state dir: say so instead of dying with a traceback.
+        data["queue_depth"] = None
+        data["queue_error"] = f"cannot read the outbox: {exc}"
     return data
 
 
@@ -98,7 +104,7 @@ def print_status(*, as_json: bool) -> int:
     lines = [
         f"device id:       {data['device_id'] or 'not enrolled'}",
         f"policy version:  {data['policy_version'] if data['policy_version'] is not None else 'unknown'}",
-        f"queue depth:     {data['queue_depth']}",
+        f"queue depth:     {data['queue_depth'] if data['queue_depth'] is not None else data.get('queue_error')}",
         f"last upload:     {data['last_upload'] or 'never'}",
         f"connection:      {data.get('connection', 'agent not running')}",
         "collectors:      "
