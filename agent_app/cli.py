@@ -38,7 +38,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from central.settings import ServerSettings, default_data_dir
 
     kwargs: dict[str, Any] = {"data_dir": args.data_dir or default_data_dir(), "db_url": args.db}
-    for name in ("host", "port"):
+    for name in ("host", "port", "workers"):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
     return ServerSettings(**kwargs)
@@ -150,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(server)
     server.add_argument("--host", default=None)
     server.add_argument("--port", type=int, default=None)
+    server.add_argument("--workers", type=int, default=None, help="API worker processes (PostgreSQL only)")
     server.set_defaults(handler=_cmd_server)
 
     admin = sub.add_parser("admin", help="endpoint administration").add_subparsers(dest="admin", required=True)
