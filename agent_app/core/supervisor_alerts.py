@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urljoin
 
 import requests
 
@@ -280,6 +282,9 @@ class SseAlertClient:
         except ValueError as exc:
             log.warning("supervisor alert stream sent an unreadable alert: %s", exc)
             return
+        if alert.url and not alert.url.startswith(("https://", "http://")):
+            # The endpoint sends console paths (/console/alerts/N); they live on the endpoint's own origin.
+            alert = dataclasses.replace(alert, url=urljoin(self.base_url + "/", alert.url))
         try:
             callback(alert)
         except Exception:

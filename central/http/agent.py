@@ -10,6 +10,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from central.alerting.service import alerts_committed
 from central.http.auth import authenticate_device, runtime_of
 from central.http.bodies import check_int_range, decode, parse, read_raw
 from central.http.errors import ApiError
@@ -134,6 +135,8 @@ def _ingest(runtime: Runtime, raw: bytes, encoding: str | None, authorization: s
         outcome = ingest_batch(runtime.db, device.device_id, batch, now=runtime.clock())
     except DeviceGone:
         raise ApiError(401, "device credential was revoked", headers={"WWW-Authenticate": "Bearer"}) from None
+    if outcome.alerts:
+        alerts_committed(runtime)  # wake the alert router now instead of at its next poll
     return _json(IngestResult(accepted=outcome.accepted, duplicates=outcome.duplicates).model_dump_json())
 
 
