@@ -74,6 +74,13 @@ def _cmd_api_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_unlock_code(args: argparse.Namespace) -> int:
+    from central.commands import issue_unlock_code
+
+    print(issue_unlock_code(_settings(args), args.device_id))
+    return 0
+
+
 def _cmd_create_user(args: argparse.Namespace) -> int:
     from central.commands import create_user
 
@@ -164,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("name")
     api.add_argument("--role", choices=["admin", "auditor"], required=True)
     api.set_defaults(handler=_cmd_api_token)
+    unlock = admin.add_parser("unlock-code", help="print today's unlock code for a device (quit/uninstall)")
+    _server_args(unlock)
+    unlock.add_argument("device_id")
+    unlock.set_defaults(handler=_cmd_unlock_code)
     user = admin.add_parser("create-user", help="create a console user")
     _server_args(user)
     user.add_argument("name")

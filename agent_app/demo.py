@@ -13,6 +13,10 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from central.settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,16 +33,16 @@ def free_port() -> int:
 class EmbeddedServer:
     """uvicorn serving the central app on a daemon thread; `start` returns once it accepts connections."""
 
-    def __init__(self, settings: object) -> None:
+    def __init__(self, settings: ServerSettings) -> None:
         import uvicorn
 
         from central.app import create_app
 
         self._server = uvicorn.Server(
             uvicorn.Config(
-                create_app(settings),  # type: ignore[arg-type]
-                host=settings.host,  # type: ignore[attr-defined]
-                port=settings.port,  # type: ignore[attr-defined]
+                create_app(settings),
+                host=settings.host,
+                port=settings.port,
                 log_level="warning",
                 lifespan="on",
             )
@@ -64,10 +68,9 @@ class EmbeddedServer:
 
 
 def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0) -> int:
-    from central.commands import issue_enroll_token, publish_policy
-
     from agent_app.core.enrol import enrol_here
     from agent_app.run import run_agent
+    from central.commands import issue_enroll_token, publish_policy
     from central.settings import ServerSettings
     from policy_client.agent_config import load_config
 
@@ -104,7 +107,7 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
         server.stop()
 
 
-def _console_admin(settings: object, state: Path) -> Path | None:
+def _console_admin(settings: ServerSettings, state: Path) -> Path | None:
     """Create the demo's console admin once; the password goes to a file readable by the user alone."""
     try:
         from central.commands import create_user

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from central.runtime import open_store, prepare
 from central.settings import ServerSettings
-from central.store import policies, tokens
+from central.store import devices, policies, tokens
 from central.store.policies import InvalidPolicyError
 from policy_client.schema import utc_now
 
@@ -88,6 +88,24 @@ def revoke_enroll_token(settings: ServerSettings, token: str) -> bool:
     db = open_store(settings)
     try:
         return tokens.revoke_enroll_token(db, token, now=utc_now())
+    finally:
+        db.dispose()
+
+
+def issue_unlock_code(settings: ServerSettings, device_id: str, *, actor: str = "cli") -> str:
+    """Today's admin unlock code for a device (lets its agent quit or be uninstalled); audit-logged."""
+    from central.auth import audit
+
+    db = open_store(settings)
+    try:
+        now = utc_now()
+        issued = devices.issue_unlock_code(db, device_id, now=now)
+        if issued is None:
+            raise ValueError(f"no device {device_id!r}")
+        code, team = issued
+        with db.write() as conn:
+            audit.record(conn, actor=actor, action="device.unlock_code", target=device_id, team=team, now=now)
+        return code
     finally:
         db.dispose()
 

@@ -11,7 +11,7 @@ import hmac
 import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -219,6 +219,17 @@ def verify_link(key: bytes, prev_mac: str, event: Event) -> bool:
     body = event.model_dump(mode="json")
     expected = chain_link(key, prev_mac, event.seq, event_digest(body))
     return hmac.compare_digest(expected, event.mac)
+
+
+UNLOCK_CODE_LENGTH = 8
+
+
+def unlock_code(chain_key: bytes, day: date) -> str:
+    """The admin unlock code for one device and one UTC day: HMAC-SHA256(chain key, "deskwarden/unlock/v1:" +
+    date), first 8 hex characters. Both the agent and the endpoint hold the chain key, so the endpoint can issue
+    it and the agent can check it offline."""
+    message = f"deskwarden/unlock/v1:{day.isoformat()}".encode()
+    return hmac.new(chain_key, message, hashlib.sha256).hexdigest()[:UNLOCK_CODE_LENGTH]
 
 
 def new_event_id() -> uuid.UUID:

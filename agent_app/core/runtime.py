@@ -160,8 +160,8 @@ class AgentRuntime:
 
     def may_quit(self, unlock_code: str | None = None) -> bool:
         """True when policy allows quitting, or `unlock_code` is today's admin code for this device."""
-        credential = self._secrets.get("device_credential")
-        return may_stop(self._policy, credential, unlock_code, now=self._clock())
+        chain_key = self._keys.chain_key if self._config is not None else None
+        return may_stop(self._policy, chain_key, unlock_code, now=self._clock())
 
     def status(self) -> AgentStatus:
         uploader = self._uploader

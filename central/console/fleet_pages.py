@@ -11,10 +11,11 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import Response
 
 from central import retention
-from central.console.deps import Acting, Viewer, back, page, require_actor
+from central.auth import audit
+from central.console.deps import Acting, Viewer, back, page, require_actor, require_admin
 from central.console.queries import attestations, visible_devices
 from central.console.state import console_of
-from central.store import exception_requests
+from central.store import devices, exception_requests
 from central.store.console_config import load_config
 from central.store.policy_changes import TwoPersonRuleError
 
@@ -26,6 +27,23 @@ def devices_page(request: Request, who: Viewer) -> Response:
     runtime = console_of(request).runtime
     rows = visible_devices(runtime.db, who, now=runtime.clock(), offline_after=runtime.settings.offline_after)
     return page(request, "devices.html", devices=rows)
+
+
+@router.post("/devices/{device_id}/unlock-code")
+def unlock_code_page(request: Request, session: Acting, device_id: str) -> Response:
+    """Admins issue today's unlock code so a desk's agent may be quit or uninstalled; audit-logged."""
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    issued = devices.issue_unlock_code(runtime.db, device_id, now=now)
+    if issued is None:
+        raise HTTPException(status_code=404, detail="no such device")
+    code, team = issued
+    with runtime.db.write() as conn:
+        audit.record(conn, actor=who.name, action="device.unlock_code", target=device_id, team=team, now=now)
+    rows = visible_devices(runtime.db, who, now=now, offline_after=runtime.settings.offline_after)
+    return page(request, "devices.html", devices=rows, unlock={"device_id": device_id, "code": code})
 
 
 @router.get("/attestations")

@@ -7,7 +7,7 @@ import base64
 import json
 import shutil
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,9 +18,10 @@ from agent_app.core import paths
 from agent_app.core.autostart import install, uninstall
 from agent_app.core.autostart.linux import LinuxAutostart
 from agent_app.core.autostart.model import CommandResult, LaunchSpec
-from agent_app.core.autostart.unlock import check_unlock_code, expected_unlock_code
+from agent_app.core.autostart.unlock import check_unlock_code
 from agent_app.core.outbox import Outbox
 from agent_app.core.runtime import assets_dir
+from policy_client.schema import unlock_code
 from policy_client.secrets import SecretStore, load_or_create_keys
 from tests.integration.faulty_server import FaultyServer
 
@@ -106,7 +107,7 @@ def test_install_enrols_then_uninstall_with_code_reports_to_endpoint(
     config = json.loads(paths.config_path(home).read_text(encoding="utf-8"))
     assert config["device_id"] == "dev-test-1"
     assert all(path.is_file() for path in _autostart_files(tmp_path))
-    code = expected_unlock_code("cred-0123456789abcdef", NOW.date())
+    code = _code(home, NOW.date())
 
     result = uninstall(unlock_code=code.upper(), adapter=adapter, spec=SPEC, now=lambda: NOW, deliver_timeout=10)
 
@@ -135,8 +136,8 @@ def test_uninstall_without_code_is_refused_and_reported(
 
 def test_uninstall_with_wrong_or_stale_code_is_refused(home: Path, adapter: LinuxAutostart, tmp_path: Path) -> None:
     adapter.register(SPEC)
-    credential = _set_credential(home)
-    stale = expected_unlock_code(credential, (NOW - timedelta(days=2)).date())
+    _set_credential(home)
+    stale = _code(home, (NOW - timedelta(days=2)).date())
 
     assert uninstall(unlock_code="00000000", adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
     assert uninstall(unlock_code=stale, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
@@ -152,8 +153,8 @@ def test_uninstall_with_valid_code_offline_keeps_event_queued(
     home: Path, adapter: LinuxAutostart, tmp_path: Path
 ) -> None:
     adapter.register(SPEC)
-    credential = _set_credential(home)
-    code = expected_unlock_code(credential, (NOW - timedelta(days=1)).date())  # yesterday's code still works
+    _set_credential(home)
+    code = _code(home, (NOW - timedelta(days=1)).date())  # yesterday's code still works
 
     assert uninstall(unlock_code=code, adapter=adapter, spec=SPEC, now=lambda: NOW) == 0
 
@@ -183,8 +184,13 @@ def test_uninstall_allowed_by_policy_needs_no_code(
 
 def test_unlock_code_matches_runtime_rule() -> None:
     """The endpoint issues HMAC-SHA256(credential, "unlock:<UTC date>")[:8]; today's and yesterday's are valid."""
-    assert check_unlock_code("c", expected_unlock_code("c", NOW.date()), now=NOW)
-    assert check_unlock_code("c", " " + expected_unlock_code("c", NOW.date()).upper() + "\n", now=NOW)
-    assert not check_unlock_code("other", expected_unlock_code("c", NOW.date()), now=NOW)
-    assert not check_unlock_code(None, expected_unlock_code("c", NOW.date()), now=NOW)
-    assert not check_unlock_code("c", expected_unlock_code("c", (NOW + timedelta(days=1)).date()), now=NOW)
+    assert check_unlock_code(b"c", unlock_code(b"c", NOW.date()), now=NOW)
+    assert check_unlock_code(b"c", " " + unlock_code(b"c", NOW.date()).upper() + "\n", now=NOW)
+    assert not check_unlock_code(b"other", unlock_code(b"c", NOW.date()), now=NOW)
+    assert not check_unlock_code(None, unlock_code(b"c", NOW.date()), now=NOW)
+    assert not check_unlock_code(b"c", unlock_code(b"c", (NOW + timedelta(days=1)).date()), now=NOW)
+
+
+def _code(home: Path, day: date) -> str:
+    """The code the endpoint would issue for this agent's chain key on `day`."""
+    return unlock_code(load_or_create_keys(SecretStore(home)).chain_key, day)

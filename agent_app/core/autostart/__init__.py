@@ -94,13 +94,15 @@ def uninstall(
     deliver_timeout: float = DELIVER_TIMEOUT_S,
 ) -> int:
     """Remove autostart when policy allows quitting or `unlock_code` is valid; report the uninstall either way."""
-    from policy_client.secrets import SecretStore
+    from policy_client.secrets import SecretStore, load_or_create_keys
 
     home = home or paths.state_dir()
     secrets = SecretStore(home, backend=secret_backend)
     policy = current_policy(home)
     credential = secrets.get("device_credential")
-    if not may_stop(policy, credential, unlock_code, now=now()):
+    # Unlock codes are derived from the chain key the endpoint received at enrolment; none before enrolment.
+    chain_key = load_or_create_keys(secrets).chain_key if credential else None
+    if not may_stop(policy, chain_key, unlock_code, now=now()):
         reason = "invalid unlock code" if unlock_code else "no unlock code"
         _record(
             home,

@@ -5,34 +5,23 @@ Pure functions; called on the main thread by the tray's quit action and by `desk
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 
-from policy_client.schema import PolicyDocument
-
-CODE_LENGTH = 8
+from policy_client.schema import PolicyDocument, unlock_code
 
 
-def expected_unlock_code(credential: str, day: date) -> str:
-    """The code the endpoint issues for one UTC day: HMAC-SHA256(device credential, "unlock:" + date), 8 hex."""
-    digest = hmac.new(credential.encode(), f"unlock:{day.isoformat()}".encode(), hashlib.sha256).hexdigest()
-    return digest[:CODE_LENGTH]
-
-
-def check_unlock_code(credential: str | None, code: str, *, now: datetime) -> bool:
+def check_unlock_code(chain_key: bytes | None, code: str, *, now: datetime) -> bool:
     """True when `code` is today's or yesterday's code (UTC) for this device; never true when not enrolled."""
-    if not credential:
+    if not chain_key:
         return False
     given = code.strip().lower()
     today = now.date()
-    return any(
-        hmac.compare_digest(expected_unlock_code(credential, day), given) for day in (today, today - timedelta(days=1))
-    )
+    return any(hmac.compare_digest(unlock_code(chain_key, day), given) for day in (today, today - timedelta(days=1)))
 
 
-def may_stop(policy: PolicyDocument, credential: str | None, unlock_code: str | None, *, now: datetime) -> bool:
-    """Policy allows quitting, or a valid unlock code was given."""
+def may_stop(policy: PolicyDocument, chain_key: bytes | None, unlock_code: str | None, *, now: datetime) -> bool:
+    """Policy allows quitting, or a valid unlock code was given (`chain_key` is None when not enrolled)."""
     if policy.controls.agent.allow_quit:
         return True
-    return unlock_code is not None and check_unlock_code(credential, unlock_code, now=now)
+    return unlock_code is not None and check_unlock_code(chain_key, unlock_code, now=now)

@@ -218,3 +218,24 @@ def test_every_console_page_renders(console: Console, role: str) -> None:
     csv = client.get("/console/reports.csv")
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.startswith("team,period_start")
+
+
+def test_admin_issues_an_unlock_code_the_agent_accepts_and_supervisors_cannot(console: Console) -> None:
+    from agent_app.core.autostart.unlock import check_unlock_code
+    from policy_client.schema import utc_now
+
+    console.user("sam", "admin")
+    console.user("sup-a", "supervisor", ["team-a"])
+    agent, _headers = console.enroll(team="team-a")
+    admin = console.login("sam")
+    token = csrf_of(admin.get("/console/devices").text)
+    answer = admin.post(f"/console/devices/{agent.device_id}/unlock-code", data={"csrf_token": token})
+    assert answer.status_code == 200
+    code = html.unescape(answer.text).split("today (UTC): <code>")[1].split("</code>")[0]
+    assert check_unlock_code(agent.chain_key, code, now=utc_now())
+    assert "device.unlock_code" in admin.get("/console/audit").text
+
+    supervisor = console.login("sup-a")
+    token = csrf_of(supervisor.get("/console/devices").text)
+    refused = supervisor.post(f"/console/devices/{agent.device_id}/unlock-code", data={"csrf_token": token})
+    assert refused.status_code == 403
