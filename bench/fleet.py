@@ -23,12 +23,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from central import commands  # noqa: E402
-from central.reports import figures  # noqa: E402
-from central.settings import ServerSettings  # noqa: E402
-from central.simulate import SimulatedAgent  # noqa: E402
-from policy_client.schema import EventKind, Severity  # noqa: E402
-from tests.integration.central.console.live import serve_console  # noqa: E402
+from central import commands
+from central.reports import figures
+from central.settings import ServerSettings
+from central.simulate import SimulatedAgent
+from policy_client.schema import EventKind, Severity
+from tests.integration.central.console.live import serve_console
 
 
 def pct(values: list[float], q: float) -> float:
@@ -43,9 +43,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--db", default=None)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, serve_console(
-        ServerSettings(data_dir=Path(tmp), db_url=args.db, max_concurrent_ingest=32)
-    ) as live:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        serve_console(ServerSettings(data_dir=Path(tmp), db_url=args.db, max_concurrent_ingest=32)) as live,
+    ):
         token = commands.issue_enroll_token(live.settings, "floor", timedelta(hours=2))
         commands.create_api_token(live.settings, "bench", "admin")
         api = commands.create_api_token(live.settings, "bench-stream", "admin")
@@ -53,8 +54,16 @@ def main() -> None:
         agents: list[tuple[SimulatedAgent, dict[str, str], threading.Lock]] = []
         for i in range(args.agents):
             agent = SimulatedAgent(user=f"agent{i:05d}")
-            answer = client.post("/v1/enroll", json={"token": token, "hostname": f"desk-{i}", "os": "linux",
-                                                     "user": agent.user, "chain_key": agent.chain_key_b64}).json()
+            answer = client.post(
+                "/v1/enroll",
+                json={
+                    "token": token,
+                    "hostname": f"desk-{i}",
+                    "os": "linux",
+                    "user": agent.user,
+                    "chain_key": agent.chain_key_b64,
+                },
+            ).json()
             agent.device_id = answer["device_id"]
             agents.append((agent, {"Authorization": f"Bearer {answer['credential']}"}, threading.Lock()))
         beats: list[float] = []
@@ -76,8 +85,11 @@ def main() -> None:
                 with lock:
                     batch = agent.batch(agent.events(3, kind=EventKind.clipboard_sensitive))
                     t0 = time.perf_counter()
-                    client.post("/v1/events", content=batch.model_dump_json(),
-                                headers=headers | {"Content-Type": "application/json"})
+                    client.post(
+                        "/v1/events",
+                        content=batch.model_dump_json(),
+                        headers=headers | {"Content-Type": "application/json"},
+                    )
                 ingests.append(time.perf_counter() - t0)
 
         delays: list[float] = []
@@ -94,15 +106,19 @@ def main() -> None:
             # Alert delivery delay: event POST to SSE receipt, while the fleet is still running.
             for _ in range(5):
                 agent, headers, lock = agents[0]
-                with httpx.stream("GET", f"{live.url}/v1/alerts/stream", headers={"Authorization": f"Bearer {api}"},
-                                  timeout=30) as stream:
+                with httpx.stream(
+                    "GET", f"{live.url}/v1/alerts/stream", headers={"Authorization": f"Bearer {api}"}, timeout=30
+                ) as stream:
                     lines = stream.iter_lines()
                     next(lines)
                     with lock:
                         event = agent.next_event(kind=EventKind.agent_tamper, severity=Severity.high)
                         t0 = time.perf_counter()
-                        httpx.post(f"{live.url}/v1/events", content=agent.batch([event]).model_dump_json(),
-                                   headers=headers | {"Content-Type": "application/json"})
+                        httpx.post(
+                            f"{live.url}/v1/events",
+                            content=agent.batch([event]).model_dump_json(),
+                            headers=headers | {"Content-Type": "application/json"},
+                        )
                     for line in lines:
                         if line.startswith("data:") and json.loads(line[5:])["kind"] == "tamper.agent_reported":
                             delays.append(time.perf_counter() - t0)
@@ -117,8 +133,10 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| heartbeat (ms) | {pct(beats, 0.5):.1f} | {pct(beats, 0.99):.1f} | {len(beats)} |")
     print(f"| ingest, 3-event batch (ms) | {pct(ingests, 0.5):.1f} | {pct(ingests, 0.99):.1f} | {len(ingests)} |")
-    print(f"| alert delivery to SSE (ms) | {statistics.median(delays) * 1000:.0f} | {max(delays) * 1000:.0f} (max) "
-          f"| {len(delays)} |")
+    print(
+        f"| alert delivery to SSE (ms) | {statistics.median(delays) * 1000:.0f} | {max(delays) * 1000:.0f} (max) "
+        f"| {len(delays)} |"
+    )
     print(f"| 30-day report (ms) | {report_s * 1000:.0f} | | 1 |")
 
 

@@ -20,7 +20,9 @@ from policy_client.schema import Action, EventDraft, PolicyDocument, Severity
 
 log = logging.getLogger(__name__)
 
-DecisionAction = Literal["ignore", "audit", "warn", "block", "read_only", "mask", "clear", "quarantine", "delete", "terminate"]
+DecisionAction = Literal[
+    "ignore", "audit", "warn", "block", "read_only", "mask", "clear", "quarantine", "delete", "terminate"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,13 +151,13 @@ class Collector(abc.ABC):
     def _run(self) -> None:  # pragma: no cover - overridden
         self._stopping.wait()
 
-    def _wake(self) -> None:
+    def _wake(self) -> None:  # noqa: B027 - optional hook; the default `_run` needs no waking
         """Interrupt a blocking wait in `_run` (override when `_run` blocks on something else)."""
 
     def _guarded_run(self) -> None:
         try:
             self._run()
-        except BaseException as exc:  # noqa: BLE001 - a collector crash must reach the supervisor, not kill the agent
+        except BaseException as exc:
             log.exception("collector %s crashed", self.id)
             self.error = exc
 
