@@ -6,6 +6,7 @@ Each starts the real AgentRuntime twice (no crash loop) and checks what reaches 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -155,11 +156,6 @@ def test_a_full_disk_loses_nothing_silently_and_the_agent_keeps_running(
     assert len(indexes) == len(set(indexes)), "an event was stored twice"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, reported: outbox.read_depth opens a WAL database read-only, which needs a writable -shm; "
-    "on a read-only home `deskwarden status` dies with sqlite3.OperationalError instead of a clear message",
-)
 def test_a_read_only_home_fails_clearly_and_does_not_crash_loop(tmp_path: Path, endpoint: EndpointProcess) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for a read-only bind mount")
@@ -183,5 +179,7 @@ def test_a_read_only_home_fails_clearly_and_does_not_crash_loop(tmp_path: Path, 
                 check=False,
             )
             assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
+            assert proc.returncode == 0
+            assert "cannot read the outbox" in json.loads(proc.stdout)["queue_error"]
     finally:
         subprocess.run(["umount", "-l", str(home)], check=False, capture_output=True)
