@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sqlite3
+import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -62,6 +63,11 @@ BACKGROUND_CHECK_FROM = 32 * 1024 * 1024
 """After an unclean stop, files at least this big get their quick_check on a background thread
 (about 0.8 s per GB) so uploading starts at once; smaller files are checked before open returns."""
 CLEAN_MARKER_SUFFIX = "-clean"
+HIGH_WATER_SUFFIX = "-seq"
+"""Side file holding the last committed seq and mac, fsynced after every commit. SQLite forgets commits whose
+WAL frames are cut off (a truncated WAL); this mark is how the outbox notices, reports the loss and never
+reuses those seqs (the endpoint would take new events under a reused seq for duplicates)."""
+_HIGH_WATER_LEN = 20 + 1 + 64 + 1
 
 _T = TypeVar("_T")
 _OPEN_LOCKS: dict[str, threading.RLock] = {}
@@ -157,6 +163,26 @@ def _is_full(exc: BaseException) -> bool:
     return "disk is full" in str(exc)
 
 
+def _high_water_path(path: Path) -> Path:
+    return path.with_name(path.name + HIGH_WATER_SUFFIX)
+
+
+def _read_high_water(path: Path) -> tuple[int, str] | None:
+    """(seq, mac hex) of the last commit the mark saw, or None when absent or unreadable."""
+    try:
+        text = _high_water_path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    parts = text.split()
+    if len(parts) != 2 or not parts[0].isdigit() or len(parts[1]) != 64:
+        return None
+    try:
+        bytes.fromhex(parts[1])
+    except ValueError:
+        return None
+    return int(parts[0]), parts[1]
+
+
 class _FileSwapped(Exception):
     """Another thread recovered the file and replaced it; reopen and retry."""
 
@@ -199,8 +225,13 @@ class Outbox:
         self._conn: sqlite3.Connection | None = None
         self._file: tuple[int, int] | None = None
         self._counted = False
+        self._high_water_fd: int | None = None
+        self._mark_floor = 0
+        """Never write a mark below this: a recovery's own commit must not erase the evidence of lost commits."""
         with self._lock:
+            self._raise_mark_floor()
             self._open(quick_check=check)
+            self._reconcile_high_water()
 
     # --- opening and recovery ----------------------------------------------------------------
 
@@ -240,6 +271,50 @@ class Outbox:
                 target=self._background_check, args=(self._file,), name="outbox-check", daemon=True
             ).start()
 
+    def _reconcile_high_water(self) -> None:
+        """Commits the high-water mark saw but the database lost (a truncated WAL, a rebuilt file): record an
+        `agent.loss` for them and continue the seqs after them, so the endpoint sees a gap, not duplicates."""
+        mark = _read_high_water(self._path)
+        if mark is None:
+            return
+        mark_seq, mark_mac = mark
+        with _path_lock(self._path):
+            head_seq, _ = outbox_schema.read_head(self._db())
+            if mark_seq <= head_seq:
+                return
+            log.error(
+                "outbox lost commits %d..%d (truncated WAL or damaged file); reporting them", head_seq + 1, mark_seq
+            )
+
+            def lift(conn: sqlite3.Connection) -> None:
+                outbox_schema.write_head(conn, mark_seq, mark_mac)
+
+            data = {
+                "reason": "lost_commits",
+                "count": mark_seq - head_seq,
+                "first_seq": head_seq + 1,
+                "last_seq": mark_seq,
+            }
+            self._commit_group([], extra=[self._loss_draft(data)], before=lift)
+
+    def _raise_mark_floor(self) -> None:
+        mark = _read_high_water(self._path)
+        if mark is not None:
+            self._mark_floor = max(self._mark_floor, mark[0])
+
+    def _write_high_water(self, seq: int, mac: bytes) -> None:
+        """Durably note the last committed seq (one small fixed-size write and fdatasync per commit)."""
+        if seq < self._mark_floor:
+            return  # a recovery's record, written before `_reconcile_high_water` lifts the head past the mark
+        record = f"{seq:020d} {mac.hex()}\n".encode("ascii")
+        try:
+            if self._high_water_fd is None:
+                self._high_water_fd = os.open(_high_water_path(self._path), os.O_WRONLY | os.O_CREAT, 0o600)
+            _write_at_start(self._high_water_fd, record)
+        except OSError:
+            # The rows are committed; without the mark only a later truncated WAL would go unnoticed.
+            log.warning("could not update the outbox high-water mark", exc_info=True)
+
     def _background_check(self, ident: tuple[int, int] | None) -> None:
         """quick_check on its own connection while the queue is in use; recovers the file if it fails."""
         try:
@@ -270,6 +345,7 @@ class Outbox:
 
     def _recover(self, detail: str) -> None:
         """A corrupt page found while working: salvage the file (once, whoever sees it first)."""
+        self._raise_mark_floor()
         with _path_lock(self._path):
             self._close_conn()
             if _ident(self._path) == self._file:
@@ -278,6 +354,7 @@ class Outbox:
                 self._file = _ident(self._path)
                 _use(self._path).verified = True  # rebuilt from authenticated rows
                 self._record_recovery(report)
+                self._reconcile_high_water()
             else:
                 self._open(quick_check=False)
 
@@ -412,6 +489,8 @@ class Outbox:
                 conn.executemany(_INSERT, rows)
                 outbox_schema.write_head(conn, seq, prev.hex())
             conn.execute("COMMIT")
+            if rows:
+                self._write_high_water(seq, prev)
         except BaseException:
             if conn.in_transaction:
                 try:
@@ -638,6 +717,9 @@ class Outbox:
         """Close; the last instance in the process to close a verified file leaves a clean-stop marker."""
         with self._lock:
             self._close_conn()
+            if self._high_water_fd is not None:
+                os.close(self._high_water_fd)
+                self._high_water_fd = None
             if not self._counted:
                 return
             self._counted = False
@@ -652,6 +734,19 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_at_start(fd: int, data: bytes) -> None:
+    if sys.platform == "win32":
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, data)
+        os.fsync(fd)
+    elif sys.platform == "darwin":
+        os.pwrite(fd, data, 0)
+        os.fsync(fd)
+    else:
+        os.pwrite(fd, data, 0)
+        os.fdatasync(fd)
 
 
 def _size(path: Path) -> int:

@@ -101,6 +101,25 @@ def test_truncated_wal_simply_opens(tmp_path: Path, keys: OutboxKeys) -> None:
         verify_segments(keys, events)
 
 
+def test_commits_cut_from_the_wal_are_reported_and_their_seqs_never_reused(tmp_path: Path, keys: OutboxKeys) -> None:
+    live, copy = tmp_path / "live.db", tmp_path / "copy.db"
+    box = Outbox(live, keys=keys)
+    box.append(drafts(0, 10))
+    box.append(drafts(10, 10))
+    snapshot(live, copy)
+    shutil.copyfile(live.with_name(live.name + "-seq"), copy.with_name(copy.name + "-seq"))
+    box.close()
+    wal = copy.with_name(copy.name + "-wal")
+    os.truncate(wal, wal.stat().st_size - 100)  # the second commit (seqs 11-20) is cut off
+    with Outbox(copy, keys=keys) as reopened:
+        (loss,) = loss_events(reopened)
+        assert loss["data"] == {"reason": "lost_commits", "count": 10, "first_seq": 11, "last_seq": 20}
+        assert loss["seq"] == 21
+        assert reopened.append(drafts(20, 1)) == [22]
+    with Outbox(copy, keys=keys) as again:
+        assert len(loss_events(again)) == 1, "a second open must not report the same loss again"
+
+
 def test_missing_shm_opens_with_everything(tmp_path: Path, keys: OutboxKeys) -> None:
     live, copy = tmp_path / "live.db", tmp_path / "copy.db"
     box = Outbox(live, keys=keys)
