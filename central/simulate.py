@@ -48,6 +48,7 @@ class SimulatedAgent:
         severity: Severity = Severity.medium,
         data: dict[str, Any] | None = None,
         ts: datetime | None = None,
+        action: str = "masked",
     ) -> Event:
         self.seq += 1
         when = ts if ts is not None else _BASE_TS + timedelta(milliseconds=self.seq)
@@ -59,7 +60,7 @@ class SimulatedAgent:
             "kind": kind.value,
             "severity": severity.value,
             "user": self.user,
-            "action": "masked",
+            "action": action,
             "rule": RuleRef(id="clipboard.mask", policy_version=1).model_dump(mode="json"),
             "data": data if data is not None else {"detector": "card", "count": 1, "sample": "XXXX XXXX XXXX 1111"},
         }

@@ -284,16 +284,40 @@ def _advance(new_seqs: list[int], *, last_seq: int, missing: int) -> tuple[int, 
 
 _EVENT_ALERTS: Mapping[EventKind, str] = {EventKind.agent_tamper: AGENT_TAMPER, EventKind.agent_stopped: AGENT_STOPPED}
 
+_CONTROL_KINDS = frozenset(
+    kind for kind in EventKind if kind.value.split(".")[0] in ("usb", "download", "clipboard", "capture")
+)
+_VIOLATION_ACTIONS = frozenset({"warned", "blocked", "quarantined", "deleted", "terminated", "failed"})
+"""Control events a supervisor must see: the person was warned, something was enforced, or enforcement failed.
+Audit-only observations and protective rewrites (masked, cleared) are counted in reports, not alerted."""
+
+_ATTENTION_KINDS = frozenset(
+    {
+        EventKind.usb_exception_requested,
+        EventKind.cleandesk_missed,
+        EventKind.policy_rejected,
+        EventKind.agent_loss,
+        EventKind.agent_dead_letter,
+        EventKind.agent_collector_failed,
+    }
+)
+"""Agent-side events that need a person: a request to decide, a missed attestation, lost or refused data."""
+
 
 def _event_alerts(new_events: list[Event]) -> list[NewAlert]:
     out: list[NewAlert] = []
     for ev in new_events:
         kind = _EVENT_ALERTS.get(ev.kind)
-        if kind is None:
+        if kind is not None:
+            severity = ev.severity if ev.kind is EventKind.agent_tamper else Severity.medium
+            if ev.kind is EventKind.agent_tamper and severity.rank < Severity.high.rank:
+                severity = Severity.high
+        elif (ev.kind in _CONTROL_KINDS and ev.action.value in _VIOLATION_ACTIONS) or ev.kind in _ATTENTION_KINDS:
+            if ev.kind is EventKind.agent_collector_failed and not ev.data.get("gave_up"):
+                continue  # restarted within its budget; the agent.collector_failed event itself is enough
+            kind, severity = ev.kind.value, ev.severity
+        else:
             continue
-        severity = ev.severity if ev.kind is EventKind.agent_tamper else Severity.medium
-        if ev.kind is EventKind.agent_tamper and severity.rank < Severity.high.rank:
-            severity = Severity.high
         out.append(
             NewAlert(kind=kind, severity=severity.value, event_seq=ev.seq, data={"event_id": str(ev.id), **ev.data})
         )

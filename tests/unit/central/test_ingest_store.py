@@ -238,3 +238,30 @@ def test_event_time_with_an_offset_is_stored_as_the_same_instant(runtime: Runtim
     assert datetime.fromisoformat(stored["ts"]) == local
     assert stored["ts"].endswith("+00:00")
     assert alerts.list_alerts(runtime.db) == []
+
+
+def test_enforced_and_warned_control_events_alert_supervisors_and_audits_do_not(runtime: Runtime) -> None:
+    agent = enroll_agent(runtime)
+    events = [
+        agent.next_event(kind=EventKind.usb_mounted, action="observed"),  # audit mode: recorded only
+        agent.next_event(kind=EventKind.usb_blocked, severity=Severity.high, action="blocked"),
+        agent.next_event(kind=EventKind.clipboard_sensitive, action="masked"),  # protected, counted in reports
+        agent.next_event(kind=EventKind.clipboard_sensitive, action="warned"),
+        agent.next_event(kind=EventKind.download_quarantined, severity=Severity.high, action="quarantined"),
+        agent.next_event(kind=EventKind.capture_tool_started, action="failed"),
+        agent.next_event(kind=EventKind.usb_exception_requested, severity=Severity.low, action="observed"),
+        agent.next_event(kind=EventKind.agent_collector_failed, action="observed", data={"gave_up": False}),
+        agent.next_event(kind=EventKind.agent_collector_failed, action="observed", data={"gave_up": True}),
+    ]
+
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock())
+
+    raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
+    assert sorted((a["event_seq"], a["kind"], a["severity"]) for a in raised) == [
+        (2, "usb.blocked", "high"),
+        (4, "clipboard.sensitive", "medium"),
+        (5, "download.quarantined", "high"),
+        (6, "capture.tool_started", "medium"),
+        (7, "usb.exception_requested", "low"),
+        (9, "agent.collector_failed", "medium"),
+    ]
