@@ -444,6 +444,8 @@ class Heartbeat(_Frozen):
     collectors: dict[str, str] = Field(default_factory=dict)
     rss_bytes: int | None = Field(default=None, ge=0)
     cpu_percent: float | None = Field(default=None, ge=0)
+    attention: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=10)
+    """What the person at the desk must act on (e.g. an overdue policy acknowledgement), in plain words."""
 
 
 class HeartbeatResponse(_Frozen):

@@ -121,6 +121,7 @@ class AgentRuntime:
         self._reader: Outbox | None = None
         self._last_purge: datetime | None = None
         self._stopped = False
+        self._attention: tuple[str, ...] = ()
         collectors = collectors if collectors is not None else default_collectors(home=home, keys=self._keys)
         self._pipeline = Pipeline(
             outbox_factory=self._open_outbox,
@@ -163,6 +164,13 @@ class AgentRuntime:
         chain_key = self._keys.chain_key if self._config is not None else None
         return may_stop(self._policy, chain_key, unlock_code, now=self._clock())
 
+    def set_attention(self, reasons: tuple[str, ...]) -> None:
+        """What the person must act on (overdue acknowledgement, missed clean desk), reported with heartbeats."""
+        if reasons != self._attention:
+            self._attention = reasons
+            if self._uploader is not None:
+                self._uploader.heartbeat_soon()
+
     def status(self) -> AgentStatus:
         uploader = self._uploader
         reader = self._outbox_reader()
@@ -173,6 +181,7 @@ class AgentRuntime:
             last_upload=uploader.last_upload if uploader else None,
             collectors=self._supervisor.states(),
             connection=uploader.state if uploader else "not_enrolled",
+            attention=self._attention,
             server_url=self._config.server_url if self._config else None,
             pid=os.getpid(),
             updated_at=self._clock(),
@@ -312,6 +321,7 @@ class AgentRuntime:
             policy_version=lambda: self._policy.version,
             heartbeat_seconds=lambda: self._policy.controls.reporting.heartbeat_seconds,
             collector_states=self._supervisor.states,
+            attention=lambda: self._attention,
             user=self._user,
             **self._uploader_options,
         )

@@ -107,6 +107,7 @@ class Uploader:
         policy_version: Callable[[], int] = _version_zero,
         heartbeat_seconds: Callable[[], float] | float = DEFAULT_HEARTBEAT_S,
         collector_states: Callable[[], dict[str, str]] = _no_collectors,
+        attention: Callable[[], Sequence[str]] = tuple,
         on_state_change: Callable[[UploaderState], None] | None = None,
         user: str = "",
         batch_limit: int = MAX_BATCH_EVENTS,
@@ -125,6 +126,7 @@ class Uploader:
         self._policy_version = policy_version
         self._heartbeat_seconds = heartbeat_seconds
         self._collectors = collector_states
+        self._attention = attention
         self._on_state_change = on_state_change
         self._user = user
         self._max_limit = max(1, min(batch_limit, MAX_BATCH_EVENTS))
@@ -207,6 +209,11 @@ class Uploader:
 
     def notify(self) -> None:
         """New events were appended: wake the thread (unless it is backing off)."""
+        self._wake.set()
+
+    def heartbeat_soon(self) -> None:
+        """Send a heartbeat at the next opportunity (the agent's health changed in a way a supervisor sees)."""
+        self._next_heartbeat = 0.0
         self._wake.set()
 
     def resume(
@@ -370,6 +377,7 @@ class Uploader:
             collectors=collectors,
             rss_bytes=rss,
             cpu_percent=cpu,
+            attention=[reason[:200] for reason in list(self._attention())[:10]],
         )
         status, content = self._post("/v1/heartbeat", beat.model_dump_json().encode())
         if status >= 400:

@@ -167,7 +167,7 @@ class TrayApp(QObject):
         self._status = status
         state = effective_state(status, self.local_attention.values())
         self.host.set_state(state)
-        attention = [*status.attention, *self.local_attention.values()]
+        attention = list(dict.fromkeys([*status.attention, *self.local_attention.values()]))
         self.menu.set_status(status_lines(status, state, attention), icon=self.host.icon_for(state))
         self.menu.set_quit_allowed(self.port.may_quit())
 
@@ -178,6 +178,7 @@ class TrayApp(QObject):
         else:
             self.local_attention.pop(key, None)
         if changed:
+            self.port.set_attention(tuple(self.local_attention.values()))
             self.update_status(self._status)
 
     def apply_policy(self, policy: PolicyDocument) -> None:

@@ -121,6 +121,7 @@ def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: 
         "collectors": dict(beat.collectors),
         "rss_bytes": beat.rss_bytes,
         "cpu_percent": beat.cpu_percent,
+        "attention": list(beat.attention),
     }
     device_values: dict[str, Any] = {"last_seen": now}
     if beat.user:
@@ -157,6 +158,7 @@ def list_devices(
             h.c.collectors,
             h.c.rss_bytes,
             h.c.cpu_percent,
+            h.c.attention,
             h.c.received_at.label("last_heartbeat"),
         )
         .select_from(d.outerjoin(h, h.c.device_id == d.c.device_id))
@@ -189,6 +191,7 @@ def list_devices(
                 "collectors": row.collectors or {},
                 "rss_bytes": row.rss_bytes,
                 "cpu_percent": row.cpu_percent,
+                "attention": list(row.attention or []),
                 "last_heartbeat": last_beat.isoformat() if last_beat else None,
                 "last_seq": row.last_seq,
                 "missing_events": row.missing,

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import BigInteger, Column, Connection, Float, MetaData, String, Table, func, insert, select, text
 
 from central.store import console_tables, tables
 from central.store.engine import Database
@@ -36,7 +36,6 @@ def _v1_initial(conn: Connection) -> None:
         tables.enroll_tokens,
         tables.api_tokens,
         tables.devices,
-        tables.device_health,
         tables.events,
         tables.chain_pending,
         tables.alerts,
@@ -44,15 +43,38 @@ def _v1_initial(conn: Connection) -> None:
         tables.signing_keys,
     ]
     tables.metadata.create_all(conn, tables=v1)
+    frozen = MetaData()
+    Table(  # device_health as released in version 1 (version 3 adds `attention`)
+        "device_health",
+        frozen,
+        Column("device_id", String(64), primary_key=True),
+        Column("ts", tables.Timestamp, nullable=False),
+        Column("received_at", tables.Timestamp, nullable=False),
+        Column("user", String(256), nullable=False),
+        Column("agent_version", String(64), nullable=False),
+        Column("policy_version", BigInteger, nullable=False),
+        Column("queue_depth", BigInteger, nullable=False),
+        Column("oldest_unsent_age_s", Float, nullable=True),
+        Column("collectors", tables.Json, nullable=False),
+        Column("rss_bytes", BigInteger, nullable=True),
+        Column("cpu_percent", Float, nullable=True),
+    )
+    frozen.create_all(conn)
 
 
 def _v2_console(conn: Connection) -> None:
     tables.metadata.create_all(conn, tables=list(console_tables.V2_TABLES))
 
 
+def _v3_attention(conn: Connection) -> None:
+    json_type = tables.Json.compile(dialect=conn.dialect)
+    conn.execute(text(f"ALTER TABLE device_health ADD COLUMN attention {json_type}"))
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "console, alert routing, change control, exception requests, retention", _v2_console),
+    Migration(3, "device health: what the person at the desk must act on (overdue acknowledgement...)", _v3_attention),
 )
 
 

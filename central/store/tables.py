@@ -102,6 +102,7 @@ device_health = Table(
     Column("collectors", Json, nullable=False),
     Column("rss_bytes", BigInteger, nullable=True),
     Column("cpu_percent", Float, nullable=True),
+    Column("attention", Json, nullable=True),
 )
 
 events = Table(

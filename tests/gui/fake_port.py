@@ -48,6 +48,7 @@ class FakePort:
         self.rows = history or []
         self.input_at = last_input
         self.stops: list[str] = []
+        self.attention_reported: list[tuple[str, ...]] = []
         self.stopped = threading.Event()
         self.notice_listeners: list[Callable[[Notice], None]] = []
         self.status_listeners: list[Callable[[AgentStatus], None]] = []
@@ -77,6 +78,9 @@ class FakePort:
 
     def may_quit(self, unlock_code: str | None = None) -> bool:
         return self.allow_quit or unlock_code == UNLOCK_CODE
+
+    def set_attention(self, reasons: tuple[str, ...]) -> None:
+        self.attention_reported.append(reasons)
 
     def stop(self, *, reason: str) -> None:
         self.stops.append(reason)

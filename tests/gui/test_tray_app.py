@@ -189,9 +189,11 @@ def test_overdue_acknowledgement_raises_attention(qtbot: QtBot, home: Path) -> N
     app.check_prompts()
     assert _state(app) is TrayState.attention
     assert texts.STATUS_ATTENTION.format(reason=texts.ATTENTION_ACK_OVERDUE) in app.menu.texts()
+    assert port.attention_reported[-1] == (texts.ATTENTION_ACK_OVERDUE,), "the endpoint must hear of it"
     assert app.ack_dialog is not None
     app.ack_dialog.acknowledged.emit()
     assert app.host.state is TrayState.protected
+    assert port.attention_reported[-1] == ()
 
 
 # --- clean desk -----------------------------------------------------------------------------------
