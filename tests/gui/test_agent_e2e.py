@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QUrl
+from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from agent_app.core.enrol import enrol_here
@@ -42,7 +43,7 @@ def test_acknowledgement_clean_desk_and_justification_reach_the_endpoint(
                 "downloads": {"mode": "warn", "paths": [str(downloads)], "blocked_extensions": [".exe"]},
                 "usb": {"mode": "off"},
                 "screen_capture": {"mode": "off"},
-                "clipboard": {"mode": "off"},
+                "clipboard": {"mode": "mask"},
                 "clean_desk": {"times": ["13:00"]},
                 "acknowledgement": {"text_markdown": "# Rules\n\nKeep customer data on this desk.\n"},
             }
@@ -51,7 +52,8 @@ def test_acknowledgement_clean_desk_and_justification_reach_the_endpoint(
         device_id = enrol_here(endpoint.url, endpoint.enroll_token(), home=home)
         api = endpoint.api_token()
         keys = load_or_create_keys(SecretStore(home))
-        collectors = {"downloads": default_collectors(home=home, keys=keys)["downloads"]}
+        available = default_collectors(home=home, keys=keys)
+        collectors = {name: available[name] for name in ("downloads", "clipboard")}
         runtime = AgentRuntime(home, collectors=collectors)
         main = runtime
         runtime.set_dispatcher(lambda call: call())  # the test thread is the GUI thread
@@ -98,10 +100,21 @@ def test_acknowledgement_clean_desk_and_justification_reach_the_endpoint(
         warn.text.setPlainText("Installer requested by the client's IT desk")
         warn.send_button.click()
 
+        # Customer data copied to the clipboard: masked in place, reported without the number.
+        clipboard = QGuiApplication.clipboard()
+        clipboard.setText("card 4111 1111 1111 1111 for the refund")
+        qtbot.waitUntil(lambda: clipboard.text() == "card XXXX XXXX XXXX 1111 for the refund", timeout=10_000)
+
         def kinds() -> set[str]:
             return {event["kind"] for event in endpoint.events(api, device_id=device_id)}
 
-        wanted = {"policy.acknowledged", "cleandesk.prompted", "cleandesk.attested", "violation.justified"}
+        wanted = {
+            "policy.acknowledged",
+            "cleandesk.prompted",
+            "cleandesk.attested",
+            "violation.justified",
+            "clipboard.sensitive",
+        }
         wait_for(lambda: wanted <= kinds(), timeout=30, what=f"{wanted} at the endpoint")
         stored = {event["kind"]: event for event in endpoint.events(api, device_id=device_id)}
         assert stored["policy.acknowledged"]["data"]["version"] == version
@@ -111,6 +124,12 @@ def test_acknowledgement_clean_desk_and_justification_reach_the_endpoint(
         assert justified["data"]["ref_seq"] == detected["seq"]
         assert justified["data"]["timed_out"] is False
         assert stored["cleandesk.attested"]["data"]["trigger"] == "scheduled"
+        masked = stored["clipboard.sensitive"]
+        assert masked["action"] == "masked"
+        assert masked["data"]["findings"][0]["sample"] == "XXXX XXXX XXXX 1111"
+        everything = json.dumps(endpoint.events(api, device_id=device_id))
+        assert "4111 1111 1111 1111" not in everything
+        assert "4111111111111111" not in everything
     finally:
         if tray is not None:
             tray.shutdown("test")
