@@ -20,6 +20,7 @@ from typing import Any
 from agent_app.core import outbox_schema
 from agent_app.core.outbox_crypto import RowCipher, RowUnreadable
 from agent_app.core.outbox_schema import CORRUPTION_CODES, STATE_DEAD, STATE_PENDING, STATE_SENT
+from policy_client.agent_config import fsync_dir
 from policy_client.schema import GENESIS_MAC, Severity
 
 log = logging.getLogger(__name__)
@@ -309,7 +310,7 @@ def recover(path: Path, *, cipher: RowCipher, stamp: datetime, detail: str) -> R
         with contextlib.suppress(FileNotFoundError):
             os.replace(sibling, aside.with_name(aside.name + suffix))
     os.replace(target, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     report = RecoveryReport(
         detail=detail,
         corrupt_path=aside,
@@ -320,13 +321,3 @@ def recover(path: Path, *, cipher: RowCipher, stamp: datetime, detail: str) -> R
     )
     log.error("outbox recovered: kept %s rows, lost %s; damaged file kept as %s", len(kept), report.count, aside)
     return report
-
-
-def _fsync_dir(directory: Path) -> None:
-    if os.name == "nt":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from collectors.base import Observation
 from collectors.capture import ScreenCaptureCollector
 from collectors.capture.process_scan import ProcessInfo
 from collectors.idle import IdleClock
 from collectors.idle.linux import PynputActivitySource
 from policy_client.schema import Controls, EventKind, PolicyDocument, ScreenCaptureControl
+from tests.support.sink import Sink
 
 pytestmark = [
     pytest.mark.platform,
@@ -72,27 +72,6 @@ class NoProcesses:
         return "exited"
 
 
-class Sink:
-    def __init__(self) -> None:
-        self.items: list[Observation] = []
-        self.cond = threading.Condition()
-
-    def emit(self, observation: Observation) -> None:
-        with self.cond:
-            self.items.append(observation)
-            self.cond.notify_all()
-
-    def wait_count(self, n: int, timeout: float = 10.0) -> list[Observation]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.items) < n:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"expected {n} observations, got {[o.draft for o in self.items]}")
-                self.cond.wait(left)
-            return list(self.items)
-
-
 def test_print_key_is_reported_and_ordinary_keys_are_not(x_display: str) -> None:
     collector = ScreenCaptureCollector(processes=NoProcesses())
     sink = Sink()
@@ -101,7 +80,7 @@ def test_print_key_is_reported_and_ordinary_keys_are_not(x_display: str) -> None
     try:
         assert collector.hotkeys_running, collector.hotkeys_error
         xdotool(x_display, "key", "Print")
-        [first] = sink.wait_count(1)
+        [first] = sink.wait_count(1, timeout=10.0)
         assert first.draft.kind is EventKind.capture_hotkey
         assert first.draft.data == {"shortcut": "PrintScreen"}
 
@@ -109,7 +88,7 @@ def test_print_key_is_reported_and_ordinary_keys_are_not(x_display: str) -> None
         xdotool(x_display, "key", "a", "shift+b", "super+shift+s", "ctrl+c", "Return")
         # The second Print is delivered after the ordinary keys, so once it arrives they were all seen.
         xdotool(x_display, "key", "Print")
-        items = sink.wait_count(2)
+        items = sink.wait_count(2, timeout=10.0)
         assert [o.draft.data for o in items] == [{"shortcut": "PrintScreen"}, {"shortcut": "PrintScreen"}]
     finally:
         collector.stop()

@@ -9,12 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from collectors.base import Decision, Observation
+from collectors.base import Decision
 from collectors.capture import HotkeyTarget, ScreenCaptureCollector, ToolTarget, same_user
 from collectors.capture.hotkeys import ShortcutDetector, normalize_key
 from collectors.capture.known_tools import ToolMatcher, default_tool_names
 from collectors.capture.process_scan import AdaptiveInterval, ProcessInfo, ProcessScanner, ScanResult
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, ScreenCaptureControl, Severity
+from tests.support.sink import Sink
 
 
 class FakeTable:
@@ -75,26 +76,6 @@ class FakeKeys:
             self.press(key)
         for key in reversed(keys):
             self.release(key)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.items: list[Observation] = []
-        self.cond = threading.Condition()
-
-    def emit(self, observation: Observation) -> None:
-        with self.cond:
-            self.items.append(observation)
-            self.cond.notify_all()
-
-    def wait_count(self, n: int, timeout: float = 3.0) -> list[Observation]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.items) < n:
-                left = deadline - time.monotonic()
-                assert left > 0, f"expected {n}, got {self.items}"
-                self.cond.wait(left)
-            return list(self.items)
 
 
 def policy(**control: object) -> PolicyDocument:

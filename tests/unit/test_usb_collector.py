@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 import pytest
 from pydantic import JsonValue
 
-from collectors.base import Decision, Observation
+from collectors.base import Decision
 from collectors.usb import EnforcementError, UsbCollector, Volume, exception_request_draft
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, Severity, UsbControl
+from tests.support.sink import Sink
 
 STICK = Volume(
     mount_point="/media/u/STICK",
@@ -69,26 +70,6 @@ class FakeVolumes:
             raise EnforcementError(self.fail_with)
         self.read_only.append(volume)
         return {"method": "fake-remount"}
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.items: list[Observation] = []
-        self.cond = threading.Condition()
-
-    def emit(self, observation: Observation) -> None:
-        with self.cond:
-            self.items.append(observation)
-            self.cond.notify_all()
-
-    def wait_count(self, n: int, timeout: float = 3.0) -> list[Observation]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while len(self.items) < n:
-                left = deadline - time.monotonic()
-                assert left > 0, f"expected {n} observations, got {self.items}"
-                self.cond.wait(left)
-            return list(self.items)
 
 
 @pytest.fixture
