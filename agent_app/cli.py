@@ -236,6 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in ("central", "fastapi", "uvicorn", "sqlalchemy"):
+            print(
+                "deskwarden: this build has no central endpoint; install the `server` extra "
+                "(pip install 'deskwarden[server]') or use the endpoint's own installation",
+                file=sys.stderr,
+            )
+            return 2
+        raise
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"deskwarden: {exc}", file=sys.stderr)
         return 2
