@@ -78,7 +78,7 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
     agent_home = state / "agent"
     agent_home.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ["DESKWARDEN_HOME"] = str(agent_home)
-    settings = ServerSettings(data_dir=state / "server", port=port or free_port())
+    settings = ServerSettings(data_dir=state / "server", port=port or _demo_port(state))
     server = EmbeddedServer(settings)
     server.start()
     url = f"http://127.0.0.1:{settings.port}"
@@ -105,6 +105,19 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
         return run_agent(headless=headless, home=agent_home)
     finally:
         server.stop()
+
+
+def _demo_port(state: Path) -> int:
+    """The port the last demo used (so the enrolled agent keeps its identity), or a free one."""
+    remembered = state / "port"
+    try:
+        port = int(remembered.read_text(encoding="utf-8"))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+    except (OSError, ValueError):
+        port = free_port()
+    remembered.write_text(str(port), encoding="utf-8")
+    return port
 
 
 def _console_admin(settings: ServerSettings, state: Path) -> Path | None:
