@@ -113,6 +113,7 @@ def _demo_port(state: Path) -> int:
     try:
         port = int(remembered.read_text(encoding="utf-8"))
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is fine
             sock.bind(("127.0.0.1", port))
     except (OSError, ValueError):
         port = free_port()
