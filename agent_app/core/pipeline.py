@@ -34,6 +34,8 @@ RETRY_WAIT_S = 1.0
 class OutboxWriter(Protocol):
     def append(self, drafts: Sequence[EventDraft]) -> list[int]: ...
 
+    def set_quota(self, quota_bytes: int) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -151,6 +153,9 @@ class Pipeline:
                     drafts.append(draft)
             else:
                 drafts.append(item if item.user else item.model_copy(update={"user": self._user}))
+        if drafts:
+            # The quota travels in policy; a new snapshot applies from the next group on.
+            outbox.set_quota(self._policy().controls.reporting.queue_quota_mb * 2**20)
         seqs = self._commit(outbox, drafts) if drafts else []
         for done in flushes:
             done.set()
