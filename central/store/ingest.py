@@ -192,7 +192,9 @@ def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: dateti
         insert_alerts(conn, alerts, device_id=device_id, team=team, now=now)
 
     for alert in alerts:
-        log.warning("alert %s for device %s at seq %s", alert.kind, device_id, alert.event_seq)
+        # Tamper evidence is an operator concern too; violations are the console's business.
+        level = logging.WARNING if alert.kind.startswith("tamper.") else logging.DEBUG
+        log.log(level, "alert %s for device %s at seq %s", alert.kind, device_id, alert.event_seq)
     return IngestOutcome(accepted=len(new_seqs), duplicates=duplicates, alerts=tuple(alerts))
 
 
