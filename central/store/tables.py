@@ -125,6 +125,7 @@ events = Table(
     Column("team", String(128), nullable=False),
     UniqueConstraint("device_id", "seq", name="uq_events_device_seq"),
     Index("ix_events_team_ts", "team", "ts"),
+    Index("ix_events_kind_ts", "kind", "ts", "action"),
 )
 
 chain_pending = Table(
