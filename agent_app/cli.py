@@ -81,6 +81,25 @@ def _cmd_unlock_code(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_revoke_device(args: argparse.Namespace) -> int:
+    from central.commands import revoke_device
+
+    if not revoke_device(_settings(args), args.device_id):
+        print(f"deskwarden: no active device {args.device_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_revoke_token(args: argparse.Namespace) -> int:
+    from central.commands import revoke_enroll_token
+
+    token = sys.stdin.readline().strip() if args.token in ("-",) else args.token  # "-" keeps it out of ps
+    if not revoke_enroll_token(_settings(args), token):
+        print("deskwarden: no such active enrolment token", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_create_user(args: argparse.Namespace) -> int:
     from central.commands import create_user
 
@@ -175,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(unlock)
     unlock.add_argument("device_id")
     unlock.set_defaults(handler=_cmd_unlock_code)
+    revoke = admin.add_parser("revoke-device", help="refuse a device's credential (lost or re-imaged PC)")
+    _server_args(revoke)
+    revoke.add_argument("device_id")
+    revoke.set_defaults(handler=_cmd_revoke_device)
+    revoke_token = admin.add_parser("revoke-enroll-token", help="refuse an enrolment token before it expires")
+    _server_args(revoke_token)
+    revoke_token.add_argument("token", help="the token, or - to read it from standard input")
+    revoke_token.set_defaults(handler=_cmd_revoke_token)
     user = admin.add_parser("create-user", help="create a console user")
     _server_args(user)
     user.add_argument("name")

@@ -110,6 +110,22 @@ def issue_unlock_code(settings: ServerSettings, device_id: str, *, actor: str = 
         db.dispose()
 
 
+def revoke_device(settings: ServerSettings, device_id: str, *, actor: str = "cli") -> bool:
+    """Refuse a device's credential from now on (a lost or re-imaged PC); its agent asks to be re-enrolled."""
+    from central.auth import audit
+
+    db = open_store(settings)
+    try:
+        now = utc_now()
+        revoked = devices.revoke_device(db, device_id, now=now)
+        if revoked:
+            with db.write() as conn:
+                audit.record(conn, actor=actor, action="device.revoke", target=device_id, now=now)
+        return revoked
+    finally:
+        db.dispose()
+
+
 def create_api_token(settings: ServerSettings, name: str, role: Literal["admin", "auditor"]) -> str:
     db = open_store(settings)
     try:

@@ -46,6 +46,30 @@ def unlock_code_page(request: Request, session: Acting, device_id: str) -> Respo
     return page(request, "devices.html", devices=rows, unlock={"device_id": device_id, "code": code})
 
 
+@router.post("/devices/{device_id}/revoke")
+def revoke_device(request: Request, session: Acting, device_id: str) -> Response:
+    """Admins revoke a lost or re-imaged PC's credential; its agent then asks to be re-enrolled."""
+    who = session.principal
+    require_admin(who)
+    runtime = console_of(request).runtime
+    now = runtime.clock()
+    team = next(
+        (
+            d["team"]
+            for d in devices.list_devices(runtime.db, now=now, offline_after=runtime.settings.offline_after)
+            if d["device_id"] == device_id
+        ),
+        None,
+    )
+    if team is None:
+        raise HTTPException(status_code=404, detail="no such device")
+    if devices.revoke_device(runtime.db, device_id, now=now):
+        with runtime.db.write() as conn:
+            audit.record(conn, actor=who.name, action="device.revoke", target=device_id, team=team, now=now)
+        return back("/console/devices", msg=f"Device {device_id[:12]} revoked; its agent must be enrolled again.")
+    return back("/console/devices", err="That device was already revoked.")
+
+
 @router.get("/attestations")
 def attestations_page(request: Request, who: Viewer) -> Response:
     runtime = console_of(request).runtime

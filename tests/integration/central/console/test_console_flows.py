@@ -239,3 +239,16 @@ def test_admin_issues_an_unlock_code_the_agent_accepts_and_supervisors_cannot(co
     token = csrf_of(supervisor.get("/console/devices").text)
     refused = supervisor.post(f"/console/devices/{agent.device_id}/unlock-code", data={"csrf_token": token})
     assert refused.status_code == 403
+
+
+def test_admin_revokes_a_device_and_its_credential_stops_working(console: Console) -> None:
+    console.user("sam", "admin")
+    agent, headers = console.enroll(team="team-a")
+    admin = console.login("sam")
+    token = csrf_of(admin.get("/console/devices").text)
+    answer = admin.post(f"/console/devices/{agent.device_id}/revoke", data={"csrf_token": token})
+    assert answer.status_code == 303
+    assert "revoked" in answer.headers["location"]
+    refused = httpx.get(f"{console.url}/v1/policy", headers=headers)
+    assert refused.status_code == 401
+    assert "device.revoke" in admin.get("/console/audit").text
