@@ -343,6 +343,8 @@ class AgentRuntime:
             return
         self._policy = verdict.policy
         self._post(self._apply_policy)
+        if self._uploader is not None:
+            self._uploader.heartbeat_soon()  # the console shows the version in force without waiting a minute
 
     def _apply_policy(self) -> None:
         policy = self._policy
