@@ -9,10 +9,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Mapping
 from typing import Any
-
-from pydantic import JsonValue
 
 from collectors.base import Collector, Decision, Outcome, Probe
 from collectors.usb.model import EnforcementError, Volume, VolumeSource
@@ -24,13 +21,9 @@ __all__ = [
     "Volume",
     "VolumeSource",
     "default_volume_source",
-    "exception_request_draft",
 ]
 
 log = logging.getLogger(__name__)
-
-MAX_EXCEPTION_MINUTES = 7 * 24 * 60
-_DEVICE_FIELDS = ("vendor_id", "product_id", "serial", "bus", "label", "filesystem", "size_bytes")
 
 
 def default_volume_source() -> VolumeSource | None:
@@ -54,24 +47,6 @@ def default_volume_source() -> VolumeSource | None:
         return None
     log.warning("no USB storage backend for %s", platform)
     return None
-
-
-def exception_request_draft(device: Volume | Mapping[str, Any], reason: str, minutes: int) -> EventDraft:
-    """The `usb.exception_requested` event a person raises from a block notice.
-
-    Carries the device identity the console needs to approve an allow-list exception, the reason
-    typed by the person and the requested duration. Raises ValueError on an empty reason or a
-    duration outside 1 minute .. 7 days.
-    """
-    reason = reason.strip()
-    if not reason:
-        raise ValueError("an exception request needs a reason")
-    if not 1 <= minutes <= MAX_EXCEPTION_MINUTES:
-        raise ValueError(f"minutes must be between 1 and {MAX_EXCEPTION_MINUTES}")
-    attrs: dict[str, JsonValue] = device.event_data() if isinstance(device, Volume) else dict(device)
-    data: dict[str, JsonValue] = {name: attrs.get(name) for name in _DEVICE_FIELDS}
-    data.update({"reason": reason[:500], "minutes": minutes})
-    return EventDraft(kind=EventKind.usb_exception_requested, severity=Severity.low, data=data)
 
 
 class UsbCollector(Collector):

@@ -88,3 +88,16 @@ def test_exception_request_draft() -> None:
         "minutes": 60,
         "reason": "auditor forms",
     }
+
+
+def test_personal_data_typed_into_a_justification_is_masked_before_it_leaves() -> None:
+    from agent_app.core.prompts.justification import Justification
+    from tests.gui.helpers import notice
+
+    answer = Justification(reason="other", text="customer 4111 1111 1111 1111 asked for the statement", timed_out=False)
+    draft = drafts.justified(notice("warn"), answer)
+    assert draft.data["text"] == "customer XXXX XXXX XXXX 1111 asked for the statement"
+    request = drafts.exception_requested(
+        vendor_id="0781", product_id="5581", serial=None, minutes=60, reason="copy for jane.doe@example.com"
+    )
+    assert "jane.doe@example.com" not in str(request.data["reason"])

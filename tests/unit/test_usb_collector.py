@@ -10,7 +10,7 @@ import pytest
 from pydantic import JsonValue
 
 from collectors.base import Decision
-from collectors.usb import EnforcementError, UsbCollector, Volume, exception_request_draft
+from collectors.usb import EnforcementError, UsbCollector, Volume
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, Severity, UsbControl
 from tests.support.sink import Sink
 
@@ -222,20 +222,3 @@ def test_probe_without_backend() -> None:
     usb = UsbCollector(volumes=None)
     # On Linux a backend exists; the probe must say so without side effects.
     assert usb.probe().available is (usb._volumes is not None)
-
-
-def test_exception_request_draft_carries_identity_reason_and_duration() -> None:
-    draft = exception_request_draft(STICK, "  Customer asked for the signed form  ", 60)
-    assert draft.kind is EventKind.usb_exception_requested
-    assert draft.data["vendor_id"] == "0781"
-    assert draft.data["serial"] == "4C530001"
-    assert draft.data["reason"] == "Customer asked for the signed form"
-    assert draft.data["minutes"] == 60
-    from_mapping = exception_request_draft({"vendor_id": "abcd", "product_id": "0001"}, "need it", 5)
-    assert from_mapping.data["serial"] is None
-
-
-@pytest.mark.parametrize(("reason", "minutes"), [("", 10), ("   ", 10), ("ok", 0), ("ok", 7 * 24 * 60 + 1)])
-def test_exception_request_draft_rejects_bad_input(reason: str, minutes: int) -> None:
-    with pytest.raises(ValueError, match=r"reason|minutes"):
-        exception_request_draft(STICK, reason, minutes)

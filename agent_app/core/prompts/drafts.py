@@ -13,6 +13,7 @@ from agent_app.core.pipeline import Notice
 from agent_app.core.prompts.acknowledgement import text_sha256
 from agent_app.core.prompts.cleandesk import Trigger
 from agent_app.core.prompts.justification import MAX_TEXT, Justification
+from collectors.pii import mask_text, scan_text
 from policy_client.schema import EventDraft, EventKind, PolicyDocument, RuleRef, Severity, utc_now
 
 ACK_RULE = "acknowledgement"
@@ -43,6 +44,12 @@ def cleandesk(
     )
 
 
+def masked_free_text(text: str) -> str:
+    """What the person typed, with any personal data in it masked: a justification like "customer 4111 1111
+    1111 1111 asked for it" must not carry the number off the desk."""
+    return mask_text(text, scan_text(text))
+
+
 def justified(notice: Notice, answer: Justification, *, ts: datetime | None = None) -> EventDraft:
     decision = notice.decision
     return EventDraft(
@@ -54,7 +61,7 @@ def justified(notice: Notice, answer: Justification, *, ts: datetime | None = No
             "ref_seq": notice.seq,
             "rule": decision.rule_id,
             "reason": answer.reason,
-            "text": answer.text[:MAX_TEXT],
+            "text": masked_free_text(answer.text[:MAX_TEXT]),
             "timed_out": answer.timed_out,
         },
     )
@@ -75,7 +82,7 @@ def exception_requested(
         "product_id": product_id,
         "serial": serial,
         "minutes": minutes,
-        "reason": " ".join(reason.split())[:MAX_TEXT],
+        "reason": masked_free_text(" ".join(reason.split())[:MAX_TEXT]),
     }
     return EventDraft(
         kind=EventKind.usb_exception_requested, ts=ts or utc_now(), severity=Severity.low, rule=rule, data=data
