@@ -6,6 +6,7 @@ The pipeline thread owns its outbox connection and commits in groups.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -162,11 +163,11 @@ class Pipeline:
         if seqs:
             self.written += len(seqs)
             self._on_written(seqs)
+        # `append` returns the seqs of accepted drafts only; when the quota refused some, positions no longer
+        # line up, so the notice still goes out (the person must be told) without a seq to refer to.
+        aligned = len(seqs) == len(drafts)
         for index, notice in notices:
-            if index < len(seqs):
-                self._safe_notice(
-                    Notice(seqs[index], notice.kind, notice.control, notice.decision, notice.outcome, notice.summary)
-                )
+            self._safe_notice(dataclasses.replace(notice, seq=seqs[index] if aligned else 0))
 
     def _commit(self, outbox: OutboxWriter, drafts: list[EventDraft]) -> list[int]:
         """Write the group; on an unexpected error keep retrying until stopped (violations are never dropped)."""

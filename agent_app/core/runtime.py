@@ -12,7 +12,8 @@ import hmac
 import logging
 import os
 import queue
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def assets_dir() -> Path:
     override = os.environ.get("DESKWARDEN_ASSETS")
     if override:
         return Path(override)
-    bundle = getattr(__import__("sys"), "_MEIPASS", None)
+    bundle = getattr(sys, "_MEIPASS", None)  # set by PyInstaller
     if bundle:
         return Path(bundle) / "assets"
     return Path(__file__).resolve().parents[2] / "assets"
@@ -326,7 +327,7 @@ class AgentRuntime:
             **self._uploader_options,
         )
 
-    def _on_written(self, seqs: object) -> None:
+    def _on_written(self, seqs: Sequence[int]) -> None:
         if self._uploader is not None:
             self._uploader.notify()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +131,42 @@ def test_agent_events_get_the_session_user_and_keep_their_order(tmp_path: Path, 
     assert [e["data"]["n"] for e in events[-100:]] == list(range(2400, 2500))
     assert {e["user"] for e in events} == {"agent7"}
     assert [e["seq"] for e in events] == list(range(1, 2501))
+
+
+class RefusingLowSeverity:
+    """An outbox over its quota: it accepts only drafts of medium severity and above."""
+
+    def __init__(self) -> None:
+        self.next_seq = 0
+
+    def append(self, drafts: Sequence[EventDraft]) -> list[int]:
+        accepted = [d for d in drafts if d.severity.rank >= 2]
+        seqs = list(range(self.next_seq + 1, self.next_seq + 1 + len(accepted)))
+        self.next_seq += len(accepted)
+        return seqs
+
+    def set_quota(self, quota_bytes: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_notice_never_points_at_another_events_seq_when_the_quota_refused_some() -> None:
+    collector = Enforcing(Outcome(Action.blocked))
+    notices: list[Notice] = []
+    pipeline = Pipeline(
+        outbox_factory=RefusingLowSeverity,
+        policy=lambda: PolicyDocument(version=1, controls=Controls(usb=UsbControl(mode="block"))),
+        collector=lambda name: collector,
+        user="agent7",
+        on_notice=notices.append,
+    )
+    # Queued before the thread starts, so both land in one group.
+    pipeline.record(EventDraft(kind=EventKind.agent_heartbeat))  # info: refused, shifts the positions
+    pipeline.emit(usb_observation())
+    pipeline.start()
+    assert pipeline.flush(10)
+    pipeline.stop()
+    (notice,) = notices
+    assert notice.seq == 0, "the block notice must still be shown, but without a seq it cannot vouch for"
