@@ -72,6 +72,8 @@ class EventKind(StrEnum):
     agent_loss = "agent.loss"
     agent_dead_letter = "agent.dead_letter"
     """A batch the endpoint refused with a non-retryable 4xx; the refused seqs are in `data`."""
+    agent_unlock_used = "agent.unlock_used"
+    """The service accepted an unlock token (quit the helper for a while, or uninstall); `data.token_id` names it."""
 
 
 class Action(StrEnum):
@@ -434,6 +436,9 @@ class IngestResult(_Frozen):
     duplicates: int
 
 
+AgentMode = Literal["protected", "unprotected"]
+
+
 class Heartbeat(_Frozen):
     ts: datetime = Field(default_factory=utc_now)
     user: str = Field(default="", max_length=256)
@@ -446,6 +451,9 @@ class Heartbeat(_Frozen):
     cpu_percent: float | None = Field(default=None, ge=0)
     attention: list[Annotated[str, Field(max_length=200)]] = Field(default_factory=list, max_length=10)
     """What the person at the desk must act on (e.g. an overdue policy acknowledgement), in plain words."""
+    mode: AgentMode = "unprotected"
+    """`protected`: a privileged service enforces and a desk user cannot stop it; `unprotected`: service and
+    helper run as the desk user (demo/developer mode, or an agent older than the split)."""
 
 
 class HeartbeatResponse(_Frozen):

@@ -51,6 +51,8 @@ class Notice:
     outcome: Action
     summary: dict[str, Any]
     """Metadata safe to show (the event's `data`); never raw sensitive content."""
+    user: str = ""
+    """The desk user the event is attributed to; the service shows the notice in that user's session."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +211,9 @@ class Pipeline:
         )
         notice = None
         if decision.message or outcome.action is Action.failed:
-            notice = Notice(0, final.kind.value, observation.collector_id, decision, outcome.action, data)
+            notice = Notice(
+                0, final.kind.value, observation.collector_id, decision, outcome.action, data, user=final.user
+            )
         return final, notice
 
     def _safe_notice(self, notice: Notice) -> None:

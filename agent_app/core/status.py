@@ -39,6 +39,9 @@ class AgentStatus:
     server_url: str | None = None
     pid: int | None = None
     updated_at: datetime | None = None
+    mode: str = "unprotected"
+    """`protected` under a privileged service; `unprotected` when service and helper run as the desk user."""
+    state_dir: str | None = None
 
     @property
     def tray_state(self) -> TrayState:
