@@ -164,17 +164,50 @@ class Collector(abc.ABC):
 
 # --- registry -----------------------------------------------------------------------------------
 
+CollectorRole = Literal["service", "helper"]
+"""Where a collector instance runs: `service` is the privileged per-machine process (USB, downloads of every
+monitored user, the process scanner); `helper` is the per-session tray process (clipboard, capture hotkeys)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UserHome:
+    """A desk user whose session the service monitors: login name and home directory."""
+
+    user: str
+    home: str
+
+
+@dataclass(frozen=True)
+class CollectorContext:
+    """What a collector factory may use. Built once per process by the runtime (main thread)."""
+
+    role: CollectorRole
+    hash_key: bytes
+    """Per-device key for keyed hashes of detected values (never the chain key)."""
+    quarantine_dir: str = ""
+    """Where quarantined downloads go: inside the service's state directory, unreadable to the desk user."""
+    monitored_homes: Callable[[], list[UserHome]] | None = None
+    """The desk users whose folders the service watches (`~` in policy paths expands per user); None means the
+    current user only."""
+    clear_clipboard_image: Callable[[], bool] | None = None
+    """In the helper: clears an image left on the clipboard (set once the clipboard collector exists)."""
+
+
+CollectorFactory = Callable[[CollectorContext], "Collector | None"]
+"""Builds the collector for a role, or returns None when it does not run in that role."""
+
 REGISTRY: dict[str, str] = {
-    "usb": "collectors.usb:UsbCollector",
-    "downloads": "collectors.downloads:DownloadsCollector",
-    "clipboard": "collectors.clipboard:ClipboardCollector",
-    "screen_capture": "collectors.capture:ScreenCaptureCollector",
+    "usb": "collectors.usb:create",
+    "downloads": "collectors.downloads:create",
+    "clipboard": "collectors.clipboard:create",
+    "screen_capture": "collectors.capture:create",
 }
-"""Collector id -> "module:Class". Static, so the installer can derive hidden imports from it."""
+"""Collector id -> "module:factory". Static, so the installer can derive hidden imports from it. Each factory
+takes a `CollectorContext` and returns the collector for that role, or None."""
 
 
-def load_collector_class(collector_id: str) -> Callable[..., Collector]:
-    module_name, _, class_name = REGISTRY[collector_id].partition(":")
+def load_collector_factory(collector_id: str) -> CollectorFactory:
+    module_name, _, factory_name = REGISTRY[collector_id].partition(":")
     module = importlib.import_module(module_name)
-    cls: Callable[..., Collector] = getattr(module, class_name)
-    return cls
+    factory: CollectorFactory = getattr(module, factory_name)
+    return factory
