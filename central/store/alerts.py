@@ -22,6 +22,9 @@ CHAIN_BROKEN = "tamper.chain_broken"
 SEQ_GAP = "tamper.seq_gap"
 AGENT_TAMPER = "tamper.agent_reported"
 AGENT_STOPPED = "tamper.agent_stopped"
+HELPER_STOPPED = "tamper.helper_stopped"
+HELPER_MISSING = "tamper.helper_missing"
+UNCLEAN_STOP = "tamper.unclean_stop"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,17 @@ from typing import Any
 from sqlalchemy import delete, insert, select, tuple_, update
 
 from central.store import tables
-from central.store.alerts import AGENT_STOPPED, AGENT_TAMPER, CHAIN_BROKEN, SEQ_GAP, NewAlert, insert_alerts
+from central.store.alerts import (
+    AGENT_STOPPED,
+    AGENT_TAMPER,
+    CHAIN_BROKEN,
+    HELPER_MISSING,
+    HELPER_STOPPED,
+    SEQ_GAP,
+    UNCLEAN_STOP,
+    NewAlert,
+    insert_alerts,
+)
 from central.store.engine import Database
 from policy_client.schema import (
     GENESIS_MAC,
@@ -284,7 +294,18 @@ def _advance(new_seqs: list[int], *, last_seq: int, missing: int) -> tuple[int, 
     return top, missing, alerts
 
 
-_EVENT_ALERTS: Mapping[EventKind, str] = {EventKind.agent_tamper: AGENT_TAMPER, EventKind.agent_stopped: AGENT_STOPPED}
+_EVENT_ALERTS: Mapping[EventKind, str] = {EventKind.agent_stopped: AGENT_STOPPED}
+"""Agent events alerted under a kind of their own, as medium; `agent.tamper` goes by its reason (below)."""
+
+_TAMPER_REASON_ALERTS: Mapping[str, str | None] = {
+    "helper_stopped": HELPER_STOPPED,
+    "helper_missing": HELPER_MISSING,
+    "unclean_stop": UNCLEAN_STOP,
+    # Expected where the OS has no usable keyring (headless and some VDI desks): stored, not alerted.
+    "keyring_unavailable": None,
+}
+"""`agent.tamper` alert kind by `data.reason`, at least high; None stores the event without an alert; any
+other reason alerts as `tamper.agent_reported`."""
 
 _CONTROL_KINDS = frozenset(
     kind for kind in EventKind if kind.value.split(".")[0] in ("usb", "download", "clipboard", "capture")
@@ -309,7 +330,7 @@ _ATTENTION_KINDS = frozenset(
 def _event_alerts(new_events: list[Event]) -> list[NewAlert]:
     out: list[NewAlert] = []
     for ev in new_events:
-        kind = _EVENT_ALERTS.get(ev.kind)
+        kind = _tamper_alert_kind(ev) if ev.kind is EventKind.agent_tamper else _EVENT_ALERTS.get(ev.kind)
         if kind is not None:
             severity = ev.severity if ev.kind is EventKind.agent_tamper else Severity.medium
             if ev.kind is EventKind.agent_tamper and severity.rank < Severity.high.rank:
@@ -319,8 +340,14 @@ def _event_alerts(new_events: list[Event]) -> list[NewAlert]:
                 continue  # restarted within its budget; the agent.collector_failed event itself is enough
             kind, severity = ev.kind.value, ev.severity
         else:
-            continue
+            continue  # includes agent.tamper reasons that are stored without an alert
         out.append(
             NewAlert(kind=kind, severity=severity.value, event_seq=ev.seq, data={"event_id": str(ev.id), **ev.data})
         )
     return out
+
+
+def _tamper_alert_kind(event: Event) -> str | None:
+    reason = event.data.get("reason")
+    return _TAMPER_REASON_ALERTS.get(reason, AGENT_TAMPER) if isinstance(reason, str) else AGENT_TAMPER
+

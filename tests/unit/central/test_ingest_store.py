@@ -185,6 +185,43 @@ def test_agent_tamper_and_stopped_events_raise_alerts(runtime: Runtime) -> None:
     assert raised[0]["data"]["reason"] == "key file fallback"
 
 
+@pytest.mark.parametrize(
+    ("reason", "kind"),
+    [
+        ("helper_stopped", alerts.HELPER_STOPPED),
+        ("helper_missing", alerts.HELPER_MISSING),
+        ("unclean_stop", alerts.UNCLEAN_STOP),
+        ("uninstall_refused", alerts.AGENT_TAMPER),
+        (None, alerts.AGENT_TAMPER),
+        (7, alerts.AGENT_TAMPER),
+    ],
+)
+def test_agent_tamper_alert_kind_follows_the_reported_reason(runtime: Runtime, reason: object, kind: str) -> None:
+    agent = enroll_agent(runtime)
+    data = {} if reason is None else {"reason": reason}
+    event = agent.next_event(kind=EventKind.agent_tamper, severity=Severity.medium, data=data)
+
+    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+
+    raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
+    assert [(a["kind"], a["severity"], a["event_seq"]) for a in raised] == [(kind, "high", 1)]
+
+
+def test_keyring_unavailable_is_stored_but_not_alerted(runtime: Runtime) -> None:
+    """It is expected where no keyring exists, and drowned real tamper alerts (22 of 40 in a demo)."""
+    agent = enroll_agent(runtime)
+    event = agent.next_event(
+        kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "keyring_unavailable", "detail": "x"}
+    )
+
+    outcome = ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+
+    assert (outcome.accepted, outcome.alerts) == (1, ())
+    assert _alert_kinds(runtime, agent.device_id) == []
+    stored = events.list_events(runtime.db, device_id=agent.device_id, kind="agent.tamper")
+    assert [e["data"]["reason"] for e in stored] == ["keyring_unavailable"]
+
+
 def test_replayed_tamper_event_does_not_alert_twice(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     batch = agent.batch([agent.next_event(kind=EventKind.agent_stopped)])
