@@ -74,10 +74,11 @@ def _cmd_api_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_unlock_code(args: argparse.Namespace) -> int:
-    from central.commands import issue_unlock_code
+def _cmd_unlock_token(args: argparse.Namespace) -> int:
+    from central.commands import issue_unlock_token
 
-    print(issue_unlock_code(_settings(args), args.device_id))
+    minutes = max(1, int(args.minutes.total_seconds() // 60))
+    print(issue_unlock_token(_settings(args), args.device_id, scope=args.scope, minutes=minutes, ttl=args.ttl))
     return 0
 
 
@@ -118,21 +119,27 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from agent_app.core.enrol import enrol_here
 
-    device_id = enrol_here(args.url, args.token, ca_bundle=args.ca)
+    device_id = enrol_here(args.url, args.token, ca_bundle=args.ca, home=args.state_dir, machine=True)
     print(device_id)
     return 0
+
+
+def _cmd_service(args: argparse.Namespace) -> int:
+    from agent_app.run import run_service
+
+    return run_service(state_dir=args.state_dir, socket_path=args.socket)
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:
     from agent_app.run import run_agent
 
-    return run_agent(headless=args.headless, supervisor=args.supervisor)
+    return run_agent(socket_path=args.socket, headless=args.headless, supervisor=args.supervisor)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from agent_app.core.status import print_status
 
-    return print_status(as_json=args.json)
+    return print_status(as_json=args.json, state_dir=args.state_dir, socket_path=args.socket)
 
 
 def _cmd_scan(args: argparse.Namespace) -> int:
@@ -150,7 +157,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
 def _cmd_uninstall(args: argparse.Namespace) -> int:
     from agent_app.core.autostart import uninstall
 
-    return uninstall(unlock_code=args.unlock_code, all_users=args.all_users)
+    return uninstall(unlock_token=args.unlock_token, all_users=args.all_users, home=args.state_dir)
 
 
 def _cmd_selftest(args: argparse.Namespace) -> int:
@@ -190,10 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("name")
     api.add_argument("--role", choices=["admin", "auditor"], required=True)
     api.set_defaults(handler=_cmd_api_token)
-    unlock = admin.add_parser("unlock-code", help="print today's unlock code for a device (quit/uninstall)")
+    unlock = admin.add_parser("unlock-code", help="print a signed unlock token for one device (quit/uninstall)")
     _server_args(unlock)
     unlock.add_argument("device_id")
-    unlock.set_defaults(handler=_cmd_unlock_code)
+    unlock.add_argument("--scope", choices=["quit", "uninstall"], default="quit")
+    unlock.add_argument(
+        "--minutes", type=_duration, default=timedelta(hours=1), help="how long the helper may stay off"
+    )
+    unlock.add_argument("--ttl", type=_duration, default=timedelta(hours=8), help="how long the token can be used")
+    unlock.set_defaults(handler=_cmd_unlock_token)
     revoke = admin.add_parser("revoke-device", help="refuse a device's credential (lost or re-imaged PC)")
     _server_args(revoke)
     revoke.add_argument("device_id")
@@ -217,19 +229,28 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--author", default="cli")
     publish.set_defaults(handler=_cmd_publish)
 
-    enroll = sub.add_parser("enroll", help="enrol this agent with an endpoint")
+    enroll = sub.add_parser("enroll", help="enrol this machine's service with an endpoint (as root)")
     enroll.add_argument("url")
     enroll.add_argument("--token", required=True)
     enroll.add_argument("--ca", default=None, help="CA bundle that signs the endpoint's certificate")
+    enroll.add_argument("--state-dir", type=Path, default=None, help="service state directory")
     enroll.set_defaults(handler=_cmd_enroll)
 
-    agent = sub.add_parser("agent", help="run the agent (tray when a display exists)")
+    service = sub.add_parser("service", help="run the privileged service in the foreground (root/SYSTEM)")
+    service.add_argument("--state-dir", type=Path, default=None, help="state directory (default: machine-wide)")
+    service.add_argument("--socket", type=Path, default=None, help="IPC socket path (default: /run/deskwarden/...)")
+    service.set_defaults(handler=_cmd_service)
+
+    agent = sub.add_parser("agent", help="run the session helper (tray when a display exists)")
+    agent.add_argument("--socket", type=Path, default=None, help="the service's IPC socket")
     agent.add_argument("--headless", action="store_true")
     agent.add_argument("--supervisor", action="store_true", help="also show supervisor alert notifications")
     agent.set_defaults(handler=_cmd_agent)
 
-    status = sub.add_parser("status", help="print the agent's state")
+    status = sub.add_parser("status", help="print the agent's state (from the state dir as root, else the service)")
     status.add_argument("--json", action="store_true")
+    status.add_argument("--state-dir", type=Path, default=None, help="service state directory (root)")
+    status.add_argument("--socket", type=Path, default=None, help="ask the running service over this socket")
     status.set_defaults(handler=_cmd_status)
 
     scan = sub.add_parser("scan", help="show what the PII detectors find in a file or standard input")
@@ -243,8 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--ca", default=None, help="CA bundle that signs the endpoint's certificate")
     install.add_argument("--all-users", action="store_true", help="register for every user (needs admin/root)")
     install.set_defaults(handler=_cmd_install)
-    uninstall = sub.add_parser("uninstall", help="remove autostart (unlock code needed unless policy allows quitting)")
-    uninstall.add_argument("--unlock-code", default=None, help="today's admin unlock code from the endpoint")
+    uninstall = sub.add_parser("uninstall", help="remove the agent (unlock token needed unless policy allows quitting)")
+    uninstall.add_argument("--unlock-token", default=None, help="an uninstall token from the endpoint's admin")
+    uninstall.add_argument("--state-dir", type=Path, default=None, help="service state directory")
     uninstall.add_argument("--all-users", action="store_true", help="remove the machine-wide registration")
     uninstall.set_defaults(handler=_cmd_uninstall)
 
@@ -257,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent_app.core.logs import configure_logging
 
     args = build_parser().parse_args(argv)
-    configure_logging(verbose=args.verbose, to_file=args.command in ("agent", "demo"))
+    configure_logging(verbose=args.verbose, to_file=args.command in ("agent", "demo", "service"))
     handler: Handler = args.handler
     try:
         return handler(args)

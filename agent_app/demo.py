@@ -9,8 +9,10 @@ import logging
 import os
 import secrets
 import socket
+import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +70,8 @@ class EmbeddedServer:
 
 
 def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0) -> int:
+    """Endpoint on a thread, the service as a child process and the helper (tray) here, all as this user: the
+    unprotected mode of ARCHITECTURE.md section 6, said so plainly and marked in the console."""
     from agent_app.core.enrol import enrol_here
     from agent_app.run import run_agent
     from central.commands import issue_enroll_token, publish_policy
@@ -75,24 +79,28 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
     from policy_client.agent_config import load_config
 
     state = (state or Path.cwd() / ".deskwarden-demo").resolve()
-    agent_home = state / "agent"
-    agent_home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.environ["DESKWARDEN_HOME"] = str(agent_home)
+    service_home = state / "service"
+    helper_home = state / "agent"
+    for folder in (state, service_home, helper_home):
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ["DESKWARDEN_HOME"] = str(helper_home)
     settings = ServerSettings(data_dir=state / "server", port=port or _demo_port(state))
     server = EmbeddedServer(settings)
     server.start()
     url = f"http://127.0.0.1:{settings.port}"
-    config = load_config(agent_home / "agent.json")
+    config = load_config(service_home / "agent.json")
     if config is None or config.server_url != url:
-        (agent_home / "agent.json").unlink(missing_ok=True)
+        (service_home / "agent.json").unlink(missing_ok=True)
         token = issue_enroll_token(settings, DEMO_TEAM, timedelta(hours=1))
-        enrol_here(url, token, home=agent_home)
+        enrol_here(url, token, home=service_home, machine=True)
         demo_policy = Path(__file__).resolve().parents[1] / "assets" / "policy" / "demo.json"
         if demo_policy.exists():
             publish_policy(settings, demo_policy.read_bytes(), author="demo")
     password_file = _console_admin(settings, state)
+    socket_path = state / "service.sock"
+    service = _start_service(service_home, socket_path, state / "service.log")
     lines = [
-        "DeskWarden demo",
+        "DeskWarden demo (unprotected mode: service and tray run as you, so this desk is not tamper-resistant)",
         f"  endpoint:  {url}",
         f"  console:   {url}/console  (user admin, password in {password_file})"
         if password_file
@@ -102,9 +110,37 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
     try:
-        return run_agent(headless=headless, home=agent_home)
+        return run_agent(socket_path=socket_path, headless=headless, home=helper_home)
     finally:
+        service.terminate()
+        try:
+            service.wait(15)
+        except subprocess.TimeoutExpired:
+            service.kill()
         server.stop()
+
+
+def _start_service(home: Path, socket_path: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    """`deskwarden service` as a child process; returns once its socket accepts connections."""
+    argv = [sys.executable, "service"] if getattr(sys, "frozen", False) else [sys.executable, "-m", "agent_app"]
+    if not getattr(sys, "frozen", False):
+        argv.append("service")
+    socket_path.unlink(missing_ok=True)  # a stale socket must not pass for a ready service
+    with log_file.open("ab") as sink:
+        child = subprocess.Popen(
+            [*argv, "--state-dir", str(home), "--socket", str(socket_path)], stdout=sink, stderr=sink
+        )
+    ready = threading.Event()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and child.poll() is None:
+        if socket_path.exists():
+            ready.set()
+            break
+        ready.wait(0.1)
+    if not ready.is_set():
+        child.kill()
+        raise RuntimeError(f"the demo service did not start; see {log_file}")
+    return child
 
 
 def _demo_port(state: Path) -> int:

@@ -1,21 +1,24 @@
-"""`deskwarden agent`: builds the runtime and runs it in the tray, or headless when there is no display.
+"""Entry points of the two agent processes: `deskwarden service` (privileged, per machine) and
+`deskwarden agent` (the per-session helper: tray when a display exists, headless otherwise).
 
-Runs on the main thread for the life of the process.
+Each runs on the main thread for the life of its process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from agent_app.core import paths
-from agent_app.core.runtime import TICK_SECONDS, AgentRuntime
+from agent_app.core.runtime import TICK_SECONDS
 from collectors.idle import IdleClock
 
 if TYPE_CHECKING:
@@ -23,11 +26,123 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+EXIT_ALREADY_RUNNING = 3
+UNPROTECTED_WARNING = (
+    "DeskWarden is running WITHOUT privileges: the service runs as {user}, so the person at this desk can stop it "
+    "or read its state. This mode is for demos and development; the console marks this device 'unprotected'. "
+    "Install it with `sudo deskwarden install` to protect a real desk."
+)
+
 
 def display_available() -> bool:
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def privileged() -> bool:
+    """Root on Unix; an elevated administrator or SYSTEM on Windows."""
+    if sys.platform == "win32":
+        import ctypes
+
+        try:
+            return bool(ctypes.windll.shell32.IsUserAnAdmin())
+        except (AttributeError, OSError):
+            return False
+    return os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def instance_lock(path: Path) -> Iterator[bool]:
+    """An exclusive lock held for the process's life; yields False (touching nothing else) when another
+    process holds it, so a second start can say "already running" without recording anything."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    handle: IO[bytes] = path.open("a+b")
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            try:
+                msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+            except OSError:
+                yield False
+                return
+        else:
+            import fcntl
+
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                yield False
+                return
+        yield True
+    finally:
+        handle.close()
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
+
+
+# --- the privileged service ----------------------------------------------------------------------------------
+
+
+def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None) -> int:
+    from agent_app.core.desk_users import current_user_only, desk_users
+    from agent_app.core.ipc.channel import default_listener, default_socket_path
+    from agent_app.core.runtime import AgentRuntime, login_name
+    from agent_app.core.service import DeskService, run_until
+    from agent_app.core.sessions import default_sessions
+    from policy_client.schema import utc_now
+
+    protected = privileged()
+    home = state_dir or paths.service_state_dir()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if sys.platform != "win32":
+        os.chmod(home, 0o700)  # the desk user must not even list it
+    socket_path = socket_path or default_socket_path()
+    with instance_lock(home / "service.lock") as acquired:
+        if not acquired:
+            print(f"deskwarden: the service is already running for {home}", file=sys.stderr)
+            return EXIT_ALREADY_RUNNING
+        if not protected:
+            print(UNPROTECTED_WARNING.format(user=login_name()), file=sys.stderr, flush=True)
+            log.warning("service running unprivileged (unprotected mode)")
+        sessions, launcher = default_sessions()
+        own_uid = None if protected or sys.platform == "win32" else os.getuid()
+        runtime = AgentRuntime(
+            home,
+            role="service",
+            mode="protected" if protected else "unprotected",
+            monitored_homes=desk_users if protected else current_user_only,
+            machine_secrets=True,
+        )
+        service = DeskService(
+            runtime,
+            listener=lambda: default_listener(socket_path, allow_uid=own_uid),
+            sessions=sessions,
+            launcher=launcher,
+            socket_path=socket_path,
+            clock=utc_now,
+        )
+        stop = _stop_on_signals()
+        service.start()
+        log.info("service running (device %s, socket %s)", runtime.device_id or "not enrolled", socket_path)
+        try:
+            run_until(service, stop.is_set, tick_seconds=TICK_SECONDS)
+        finally:
+            service.stop(reason="signal" if stop.is_set() else "exit")
+    return 0
+
+
+# --- the session helper --------------------------------------------------------------------------------------
 
 
 def _idle_clock() -> IdleClock:
@@ -39,37 +154,47 @@ def _idle_clock() -> IdleClock:
     return clock
 
 
-def run_agent(*, headless: bool = False, supervisor: bool = False, home: Path | None = None) -> int:
+def run_agent(
+    *, socket_path: Path | None = None, headless: bool = False, supervisor: bool = False, home: Path | None = None
+) -> int:
+    from agent_app.core.ipc.channel import default_socket_path
+
     home = home or paths.state_dir()
+    socket_path = socket_path or default_socket_path()
     if headless or not display_available():
-        return _run_headless(home)
-    return _run_tray(home, supervisor=supervisor)
+        return _run_headless(home, socket_path)
+    return _run_tray(home, socket_path, supervisor=supervisor)
 
 
-def _run_headless(home: Path) -> int:
-    stop = threading.Event()
+def _run_headless(home: Path, socket_path: Path) -> int:
+    from agent_app.core.helper import HelperRuntime
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    idle = _idle_clock()
-    runtime = AgentRuntime(home, last_input=idle.last_input)
-    runtime.start()
-    log.info("agent running headless (device %s)", runtime.device_id or "not enrolled")
-    try:
-        runtime.run_headless(stop.is_set)
-    finally:
-        runtime.stop(reason="signal" if stop.is_set() else "exit")
-        idle.stop()
+    session = os.environ.get("DISPLAY", "") or os.environ.get("XDG_SESSION_ID", "") or "console"
+    lock_name = "helper-" + "".join(ch if ch.isalnum() else "_" for ch in session) + ".lock"
+    with instance_lock(home / lock_name) as acquired:
+        if not acquired:
+            print("DeskWarden is already running in this session.", file=sys.stderr)
+            return EXIT_ALREADY_RUNNING
+        stop = _stop_on_signals()
+        idle = _idle_clock()
+        helper = HelperRuntime(socket_path, last_input=idle.last_input)
+        if not helper.start():
+            log.warning("%s; retrying in the background", helper.client.last_error)
+        log.info("helper running headless for %s", helper.user)
+        try:
+            helper.run_headless(stop.is_set, tick_seconds=TICK_SECONDS)
+        finally:
+            helper.stop(reason="signal" if stop.is_set() else "exit")
+            idle.stop()
     return 0
 
 
-def _run_tray(home: Path, *, supervisor: bool) -> int:
+def _run_tray(home: Path, socket_path: Path, *, supervisor: bool) -> int:
     from PySide6.QtCore import QObject, QTimer, Signal
     from PySide6.QtWidgets import QApplication  # noqa: TID251 - the entry point owns the QApplication
 
+    from agent_app.core.helper import HelperRuntime
+    from agent_app.ui.single_instance import acquire_tray_lock, tray_lock_path
     from agent_app.ui.tray_app import run_tray
 
     class _Dispatcher(QObject):
@@ -79,37 +204,43 @@ def _run_tray(home: Path, *, supervisor: bool) -> int:
             super().__init__()
             self.call.connect(lambda fn: fn())
 
-    existing = QApplication.instance()
-    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
-    app.setQuitOnLastWindowClosed(False)
-    idle = _idle_clock()
-    runtime = AgentRuntime(home, last_input=idle.last_input)
-    dispatcher = _Dispatcher()
-    runtime.set_dispatcher(dispatcher.call.emit)
-    runtime.start()
-    ticker = QTimer()
-    ticker.setInterval(int(TICK_SECONDS * 1000))
-    ticker.timeout.connect(runtime.tick)
-    ticker.start()
-    source = _supervisor_source(home) if supervisor else None
+    lock = acquire_tray_lock(tray_lock_path(home))
+    if lock is None:
+        print("DeskWarden is already running in this session.", file=sys.stderr)
+        return EXIT_ALREADY_RUNNING
     try:
-        return run_tray(runtime, home=home, app=app, supervisor=source)
+        existing = QApplication.instance()
+        app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
+        app.setQuitOnLastWindowClosed(False)
+        idle = _idle_clock()
+        helper = HelperRuntime(socket_path, last_input=idle.last_input)
+        dispatcher = _Dispatcher()
+        helper.set_dispatcher(dispatcher.call.emit)
+        if not helper.start():
+            log.warning("%s; retrying in the background", helper.client.last_error)
+        ticker = QTimer()
+        ticker.setInterval(int(TICK_SECONDS * 1000))
+        ticker.timeout.connect(helper.tick)
+        ticker.start()
+        source = _supervisor_source(home, helper.status().server_url) if supervisor else None
+        try:
+            return run_tray(helper, home=home, app=app, supervisor=source, instance_lock=lock)
+        finally:
+            ticker.stop()
+            helper.stop(reason="exit")
+            idle.stop()
     finally:
-        ticker.stop()
-        runtime.stop(reason="exit")
-        idle.stop()
+        lock.release()
 
 
-def _supervisor_source(home: Path) -> SseAlertClient | None:
-    """The alert stream for a supervisor's desk: the endpoint from enrolment, the token from the secret store
-    (`supervisor_token`) or DESKWARDEN_SUPERVISOR_TOKEN."""
+def _supervisor_source(home: Path, server_url: str | None) -> SseAlertClient | None:
+    """The alert stream for a supervisor's desk: the endpoint the service is enrolled with, and the supervisor's
+    own token from their keyring (`supervisor_token`) or DESKWARDEN_SUPERVISOR_TOKEN."""
     from agent_app.core.supervisor_alerts import SseAlertClient
-    from policy_client.agent_config import load_config
     from policy_client.secrets import SecretStore
 
-    config = load_config(paths.config_path(home))
     token = os.environ.get("DESKWARDEN_SUPERVISOR_TOKEN") or SecretStore(home).get("supervisor_token")
-    if config is None or not token:
-        log.error("supervisor notifications need an enrolled agent and a supervisor token; not subscribing")
+    if not server_url or not token:
+        log.error("supervisor notifications need an enrolled service and a supervisor token; not subscribing")
         return None
-    return SseAlertClient(config.server_url, token, ca_bundle=config.ca_bundle)
+    return SseAlertClient(server_url, token)

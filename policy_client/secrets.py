@@ -73,7 +73,10 @@ class SecretStore:
     (mode 0600) and `fallback_reason` says why; the agent raises a warning event from it.
     """
 
-    def __init__(self, home: Path, *, backend: Any | None = None) -> None:
+    def __init__(self, home: Path, *, backend: Any | None = None, machine: bool = False) -> None:
+        """`machine=True` is the privileged service: secrets belong to the machine, not to a person. With a
+        `backend` (DPAPI machine scope, the System keychain) they go there; without one (Linux) the 0600 key
+        file in the root-only state directory IS the store, by design, so no fallback is reported."""
         self._home = home
         self._service = service_name(home)
         self._file = home / FILE_NAME
@@ -82,6 +85,9 @@ class SecretStore:
         self.mode_repaired = False
         """True when the key file was group/world readable and its mode was reset to 0600."""
         self._backend: Any | None = None
+        if machine and backend is None:
+            self._read_file()  # verifies (and repairs) the file mode now
+            return
         try:
             chosen = backend if backend is not None else _default_backend()
         except KeyringUnreachable as exc:

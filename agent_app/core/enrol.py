@@ -9,10 +9,15 @@ from policy_client.enrollment import enroll
 from policy_client.secrets import SecretStore, load_or_create_keys
 
 
-def enrol_here(server_url: str, token: str, *, ca_bundle: str | None = None, home: Path | None = None) -> str:
-    """Enrol the agent whose state lives in `home` (default: DESKWARDEN_HOME or the user data dir)."""
-    home = home or paths.state_dir()
-    store = SecretStore(home)
+def enrol_here(
+    server_url: str, token: str, *, ca_bundle: str | None = None, home: Path | None = None, machine: bool = False
+) -> str:
+    """Enrol the service whose state lives in `home` (default: the machine-wide state directory when run as
+    root, else DESKWARDEN_HOME or the user data dir). `machine`: secrets in the machine scope (the service)."""
+    if home is None:
+        home = paths.service_state_dir() if machine and _privileged() else paths.state_dir()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SecretStore(home, machine=machine)
     keys = load_or_create_keys(store)
     config = enroll(
         server_url,
@@ -24,3 +29,9 @@ def enrol_here(server_url: str, token: str, *, ca_bundle: str | None = None, hom
         config_file=paths.config_path(home),
     )
     return config.device_id
+
+
+def _privileged() -> bool:
+    from agent_app.run import privileged
+
+    return privileged()

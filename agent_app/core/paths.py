@@ -6,6 +6,7 @@ Pure functions; safe from any thread.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -44,3 +45,13 @@ def log_dir(home: Path) -> Path:
 def status_path(home: Path) -> Path:
     """Snapshot the running agent writes for `deskwarden status`."""
     return home / "status.json"
+
+
+def service_state_dir() -> Path:
+    """The privileged service's machine-wide state directory (only root/SYSTEM may read it)."""
+    platform: str = sys.platform  # a plain str, so mypy --platform checks every branch
+    if platform == "win32":
+        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "DeskWarden"
+    if platform == "darwin":
+        return Path("/Library/Application Support/DeskWarden")
+    return Path("/var/lib/deskwarden")

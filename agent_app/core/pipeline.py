@@ -60,7 +60,16 @@ class _Flush:
     done: threading.Event
 
 
-_Item = Observation | EventDraft | _Flush
+@dataclass(slots=True)
+class _Batch:
+    """Drafts whose seqs the caller waits for (a helper's events, answered over IPC once durable)."""
+
+    drafts: list[EventDraft]
+    done: threading.Event
+    seqs: list[int] | None = None
+
+
+_Item = Observation | EventDraft | _Flush | _Batch
 
 
 class Pipeline:
@@ -96,6 +105,15 @@ class Pipeline:
 
     def record(self, draft: EventDraft) -> None:
         self._queue.put(draft)
+
+    def record_batch(self, drafts: Sequence[EventDraft], timeout: float = 5.0) -> list[int] | None:
+        """Record `drafts` and wait until they are durable: their seqs, [] when the quota refused some (the
+        refusal is itself recorded as `agent.loss`), or None on timeout (they stay queued and are written)."""
+        batch = _Batch(list(drafts), threading.Event())
+        self._queue.put(batch)
+        if not batch.done.wait(timeout):
+            return None
+        return batch.seqs if batch.seqs is not None else []
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything queued before this call is committed. False on timeout."""
@@ -144,9 +162,13 @@ class Pipeline:
         drafts: list[EventDraft] = []
         notices: list[tuple[int, Notice]] = []
         flushes: list[threading.Event] = []
+        batches: list[tuple[int, _Batch]] = []
         for item in items:
             if isinstance(item, _Flush):
                 flushes.append(item.done)
+            elif isinstance(item, _Batch):
+                batches.append((len(drafts), item))
+                drafts.extend(d if d.user else d.model_copy(update={"user": self._user}) for d in item.drafts)
             elif isinstance(item, Observation):
                 handled = self._handle(item)
                 if handled is not None:
@@ -160,14 +182,17 @@ class Pipeline:
             # The quota travels in policy; a new snapshot applies from the next group on.
             outbox.set_quota(self._policy().controls.reporting.queue_quota_mb * 2**20)
         seqs = self._commit(outbox, drafts) if drafts else []
+        # `append` returns the seqs of accepted drafts only; when the quota refused some, positions no longer
+        # line up, so callers get no seqs to refer to (notices still go out: the person must be told).
+        aligned = len(seqs) == len(drafts)
+        for start, batch in batches:
+            batch.seqs = seqs[start : start + len(batch.drafts)] if aligned else []
+            batch.done.set()
         for done in flushes:
             done.set()
         if seqs:
             self.written += len(seqs)
             self._on_written(seqs)
-        # `append` returns the seqs of accepted drafts only; when the quota refused some, positions no longer
-        # line up, so the notice still goes out (the person must be told) without a seq to refer to.
-        aligned = len(seqs) == len(drafts)
         for index, notice in notices:
             self._safe_notice(dataclasses.replace(notice, seq=seqs[index] if aligned else 0))
 

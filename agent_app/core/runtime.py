@@ -6,6 +6,7 @@ callbacks fire on the pipeline or uploader thread; `post` moves work back to the
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import hashlib
 import hmac
@@ -20,16 +21,16 @@ from typing import Any
 
 from agent_app import __version__
 from agent_app.core import paths
-from agent_app.core.autostart.unlock import may_stop
 from agent_app.core.outbox import Outbox
 from agent_app.core.pipeline import Notice, Pipeline
 from agent_app.core.status import AgentStatus, write_status
 from agent_app.core.supervisor import CollectorSupervisor
+from agent_app.core.unlock import UnlockGrant, check_unlock_token
 from agent_app.core.uploader import Uploader
-from collectors.base import Collector, load_collector_class
+from collectors.base import REGISTRY, Collector, CollectorContext, CollectorRole, UserHome, load_collector_factory
 from policy_client.agent_config import AgentConfig, load_config
 from policy_client.policy_store import PolicyStore
-from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, utc_now
+from policy_client.schema import AgentMode, EventDraft, EventKind, PolicyDocument, Severity, utc_now
 from policy_client.secrets import OutboxKeys, SecretStore, load_or_create_keys
 from policy_client.transport import Transport
 
@@ -64,26 +65,23 @@ def pii_hash_key(keys: OutboxKeys) -> bytes:
     return hmac.new(keys.data_key, b"deskwarden/pii-hash/v1", hashlib.sha256).digest()
 
 
-def default_collectors(*, home: Path, keys: OutboxKeys) -> dict[str, Collector]:
-    """One instance of every registered collector, wired to each other where they cooperate."""
-    from collectors.base import REGISTRY
-
+def default_collectors(context: CollectorContext) -> dict[str, Collector]:
+    """One instance of every registered collector that runs in `context.role`, wired where they cooperate."""
     instances: dict[str, Collector] = {}
-    hash_key = pii_hash_key(keys)
-    extra: dict[str, dict[str, Any]] = {
-        "downloads": {"quarantine_dir": paths.quarantine_dir(home), "hash_key": hash_key},
-        "clipboard": {"hash_key": hash_key},
-    }
-    for name in REGISTRY:
-        kwargs = extra.get(name, {})
+
+    def clear_clipboard_image() -> bool:
         clipboard = instances.get("clipboard")
-        if name == "screen_capture" and clipboard is not None:
-            # A screenshot left on the clipboard is cleared through the clipboard collector (GUI thread).
-            kwargs = {"clear_clipboard_image": clipboard.clear_image_if_present}  # type: ignore[attr-defined]
+        return bool(clipboard is not None and clipboard.clear_image_if_present())  # type: ignore[attr-defined]
+
+    context = dataclasses.replace(context, clear_clipboard_image=clear_clipboard_image)
+    for name in REGISTRY:
         try:
-            instances[name] = load_collector_class(name)(**kwargs)
+            collector = load_collector_factory(name)(context)
         except Exception:
             log.exception("collector %s could not be created", name)
+            continue
+        if collector is not None:
+            instances[name] = collector
     return instances
 
 
@@ -100,11 +98,16 @@ class AgentRuntime:
         clock: Callable[[], datetime] = utc_now,
         last_input: Callable[[], datetime | None] | None = None,
         uploader_options: Mapping[str, Any] | None = None,
+        role: CollectorRole = "service",
+        mode: AgentMode = "unprotected",
+        monitored_homes: Callable[[], list[UserHome]] | None = None,
+        machine_secrets: bool = False,
     ) -> None:
         self.home = home
         self._clock = clock
+        self._mode: AgentMode = mode
         self._user = user if user is not None else login_name()
-        self._secrets = SecretStore(home, backend=secret_backend)
+        self._secrets = SecretStore(home, backend=secret_backend, machine=machine_secrets)
         self._keys = load_or_create_keys(self._secrets)
         self._config: AgentConfig | None = load_config(paths.config_path(home))
         trusted = self._config.trusted_keys() if self._config else {}
@@ -123,7 +126,14 @@ class AgentRuntime:
         self._last_purge: datetime | None = None
         self._stopped = False
         self._attention: tuple[str, ...] = ()
-        collectors = collectors if collectors is not None else default_collectors(home=home, keys=self._keys)
+        if collectors is None:
+            context = CollectorContext(
+                role=role,
+                hash_key=pii_hash_key(self._keys),
+                quarantine_dir=str(paths.quarantine_dir(home)),
+                monitored_homes=monitored_homes,
+            )
+            collectors = default_collectors(context)
         self._pipeline = Pipeline(
             outbox_factory=self._open_outbox,
             policy=lambda: self._policy,
@@ -160,10 +170,44 @@ class AgentRuntime:
     def last_input(self) -> datetime | None:
         return self._last_input() if self._last_input else None
 
-    def may_quit(self, unlock_code: str | None = None) -> bool:
-        """True when policy allows quitting, or `unlock_code` is today's admin code for this device."""
-        chain_key = self._keys.chain_key if self._config is not None else None
-        return may_stop(self._policy, chain_key, unlock_code, now=self._clock())
+    @property
+    def mode(self) -> AgentMode:
+        return self._mode
+
+    def may_quit(self, unlock_code: str | None = None, *, user: str = "") -> bool:
+        """True when policy allows quitting, or `unlock_code` is an unlock token the endpoint signed for this
+        device (scope `quit`); an accepted token is recorded as `agent.unlock_used`."""
+        if self._policy.controls.agent.allow_quit:
+            return True
+        return unlock_code is not None and self.accept_unlock(unlock_code, scope="quit", user=user) is not None
+
+    def accept_unlock(self, token: str, *, scope: str, user: str = "") -> UnlockGrant | None:
+        """Verify an unlock token offline against the pinned endpoint key; record its use; None when refused."""
+        grant = check_unlock_token(self._config, token, scope=scope, now=self._clock(), state_dir=self.home)
+        if grant is None:
+            self.record(
+                EventDraft(
+                    kind=EventKind.agent_tamper,
+                    severity=Severity.medium,
+                    user=user,
+                    data={"reason": "unlock_refused", "scope": scope},
+                )
+            )
+            return None
+        self.record(
+            EventDraft(
+                kind=EventKind.agent_unlock_used,
+                severity=Severity.medium,
+                user=user,
+                data={"token_id": grant.token_id, "scope": grant.scope, "minutes": grant.minutes},
+            )
+        )
+        self.flush()
+        return grant
+
+    def record_batch(self, drafts: Sequence[EventDraft], timeout: float = 5.0) -> list[int] | None:
+        """Record and wait until durable; the seqs (see `Pipeline.record_batch`)."""
+        return self._pipeline.record_batch(drafts, timeout)
 
     def set_attention(self, reasons: tuple[str, ...]) -> None:
         """What the person must act on (overdue acknowledgement, missed clean desk), reported with heartbeats."""
@@ -186,6 +230,8 @@ class AgentRuntime:
             server_url=self._config.server_url if self._config else None,
             pid=os.getpid(),
             updated_at=self._clock(),
+            mode=self._mode,
+            state_dir=str(self.home),
         )
 
     def add_notice_listener(self, callback: Callable[[Notice], None]) -> None:
@@ -213,10 +259,12 @@ class AgentRuntime:
                 EventDraft(kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "unclean_stop"})
             )
         if self._secrets.fallback_reason:
+            # Recorded for the record, at low severity: the endpoint raises no alert for it (it is expected
+            # wherever no keyring runs), so it cannot bury a real tamper alert.
             self.record(
                 EventDraft(
                     kind=EventKind.agent_tamper,
-                    severity=Severity.medium,
+                    severity=Severity.low,
                     data={"reason": "keyring_unavailable", "detail": self._secrets.fallback_reason[:200]},
                 )
             )
@@ -324,6 +372,7 @@ class AgentRuntime:
             collector_states=self._supervisor.states,
             attention=lambda: self._attention,
             user=self._user,
+            mode=self._mode,
             **self._uploader_options,
         )
 

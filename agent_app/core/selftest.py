@@ -59,7 +59,7 @@ def _run(work: Path) -> dict[str, Any]:
     from agent_app.core.pipeline import Pipeline
     from agent_app.core.runtime import assets_dir, default_collectors, login_name
     from agent_app.core.supervisor import CollectorSupervisor
-    from collectors.base import REGISTRY
+    from collectors.base import REGISTRY, CollectorContext
     from policy_client.policy_store import PolicyStore
     from policy_client.schema import EventDraft, EventKind
     from policy_client.secrets import KEY_BYTES, OutboxKeys, key_id_for
@@ -72,7 +72,10 @@ def _run(work: Path) -> dict[str, Any]:
     default_policy = assets_dir() / "policy" / "default.json"
     policy = PolicyStore(paths.policy_dir(work), trusted_keys={}, default_path=default_policy).current()
     outbox_file = paths.outbox_path(work)
-    collectors = default_collectors(home=work, keys=keys)
+    collectors: dict[str, Any] = {}
+    for role in ("service", "helper"):  # the bundle carries both processes: every collector must build
+        context = CollectorContext(role=role, hash_key=keys.data_key, quarantine_dir=str(paths.quarantine_dir(work)))
+        collectors |= default_collectors(context)
     supervisor: CollectorSupervisor | None = None
     pipeline = Pipeline(
         outbox_factory=lambda: Outbox(outbox_file, keys=keys),

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import sys
 from dataclasses import asdict, dataclass, field
@@ -99,8 +100,10 @@ def read_status(home: Path) -> dict[str, Any]:
     return data
 
 
-def print_status(*, as_json: bool) -> int:
-    data = read_status(state_dir())
+def print_status(*, as_json: bool, state_dir: Path | None = None, socket_path: Path | None = None) -> int:
+    """From the service's state directory when it is readable (root, or unprotected mode), otherwise asked of the
+    running service over its socket (what a desk user may see)."""
+    data = _status_data(state_dir, socket_path)
     if as_json:
         print(json.dumps(data, indent=2, sort_keys=True))
         return 0
@@ -110,8 +113,53 @@ def print_status(*, as_json: bool) -> int:
         f"queue depth:     {data['queue_depth'] if data['queue_depth'] is not None else data.get('queue_error')}",
         f"last upload:     {data['last_upload'] or 'never'}",
         f"connection:      {data.get('connection', 'agent not running')}",
+        f"mode:            {data.get('mode', 'unknown')}",
+        f"state dir:       {data.get('state_dir') or 'unknown'}",
         "collectors:      "
         + (", ".join(f"{name}={state}" for name, state in sorted(data["collectors"].items())) or "none running"),
     ]
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _status_data(state_dir_arg: Path | None, socket_path: Path | None) -> dict[str, Any]:
+    from agent_app.core.paths import service_state_dir
+
+    home = state_dir_arg
+    if home is None and socket_path is None and os.access(service_state_dir() / "agent.json", os.R_OK):
+        home = service_state_dir()
+    if home is not None:
+        data = read_status(home)
+        data.setdefault("mode", "unknown")
+        data["state_dir"] = str(home)
+        return data
+    asked = _ask_service(socket_path)
+    if asked is not None:
+        return asked
+    data = read_status(state_dir())
+    data.setdefault("mode", "unprotected")
+    data["state_dir"] = str(state_dir())
+    return data
+
+
+def _ask_service(socket_path: Path | None) -> dict[str, Any] | None:
+    from agent_app.core.ipc.channel import connect, default_socket_path, read_frame
+    from agent_app.core.ipc.protocol import Hello, StatusRequest, encode, parse_server_message
+
+    try:
+        channel = connect(socket_path or default_socket_path(), timeout=3.0)
+    except OSError:
+        return None
+    try:
+        channel.settimeout(5.0)
+        channel.sendall(encode(Hello(id=1)))
+        channel.sendall(encode(StatusRequest(id=2)))
+        while True:
+            message = parse_server_message(read_frame(channel))
+            if getattr(message, "re", None) == 2:
+                result: dict[str, Any] = dict(getattr(message, "result", {}))
+                return result
+    except (OSError, ValueError):
+        return None
+    finally:
+        channel.close()

@@ -25,6 +25,7 @@ from policy_client.schema import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
     Action,
+    AgentMode,
     EventDraft,
     EventKind,
     Heartbeat,
@@ -110,6 +111,7 @@ class Uploader:
         attention: Callable[[], Sequence[str]] = tuple,
         on_state_change: Callable[[UploaderState], None] | None = None,
         user: str = "",
+        mode: AgentMode = "unprotected",
         batch_limit: int = MAX_BATCH_EVENTS,
         max_batch_bytes: int = MAX_BATCH_BYTES,
         backoff_base: float = DEFAULT_BASE_S,
@@ -129,6 +131,7 @@ class Uploader:
         self._attention = attention
         self._on_state_change = on_state_change
         self._user = user
+        self._mode: AgentMode = mode
         self._max_limit = max(1, min(batch_limit, MAX_BATCH_EVENTS))
         self._limit = self._max_limit
         self._max_bytes = max(1, max_batch_bytes - _BATCH_OVERHEAD_PER_EVENT * self._max_limit)
@@ -378,6 +381,7 @@ class Uploader:
             rss_bytes=rss,
             cpu_percent=cpu,
             attention=[reason[:200] for reason in list(self._attention())[:10]],
+            mode=self._mode,
         )
         status, content = self._post("/v1/heartbeat", beat.model_dump_json().encode())
         if status >= 400:

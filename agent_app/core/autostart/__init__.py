@@ -17,17 +17,14 @@ from typing import Any
 from agent_app import __version__
 from agent_app.core import paths
 from agent_app.core.autostart.model import AutostartAdapter, LaunchSpec, agent_argv, launch_env
-from agent_app.core.autostart.unlock import check_unlock_code, may_stop
 from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, utc_now
 
 __all__ = [
     "AutostartAdapter",
     "LaunchSpec",
-    "check_unlock_code",
     "default_adapter",
     "install",
     "launch_spec",
-    "may_stop",
     "uninstall",
 ]
 
@@ -84,7 +81,7 @@ def install(
 
 def uninstall(
     *,
-    unlock_code: str | None,
+    unlock_token: str | None,
     all_users: bool = False,
     home: Path | None = None,
     adapter: AutostartAdapter | None = None,
@@ -93,17 +90,24 @@ def uninstall(
     now: Callable[[], datetime] = utc_now,
     deliver_timeout: float = DELIVER_TIMEOUT_S,
 ) -> int:
-    """Remove autostart when policy allows quitting or `unlock_code` is valid; report the uninstall either way."""
-    from policy_client.secrets import SecretStore, load_or_create_keys
+    """Remove autostart when policy allows quitting or `unlock_token` is a valid uninstall token signed by the
+    endpoint for this device; report the uninstall either way."""
+    from agent_app.core.unlock import check_unlock_token
+    from policy_client.agent_config import load_config
+    from policy_client.secrets import SecretStore
 
     home = home or paths.state_dir()
     secrets = SecretStore(home, backend=secret_backend)
     policy = current_policy(home)
     credential = secrets.get("device_credential")
-    # Unlock codes are derived from the chain key the endpoint received at enrolment; none before enrolment.
-    chain_key = load_or_create_keys(secrets).chain_key if credential else None
-    if not may_stop(policy, chain_key, unlock_code, now=now()):
-        reason = "invalid unlock code" if unlock_code else "no unlock code"
+    config = load_config(paths.config_path(home))
+    grant = (
+        check_unlock_token(config, unlock_token, scope="uninstall", now=now(), state_dir=home)
+        if unlock_token and not policy.controls.agent.allow_quit
+        else None
+    )
+    if not policy.controls.agent.allow_quit and grant is None:
+        reason = "invalid unlock token" if unlock_token else "no unlock token"
         _record(
             home,
             secrets,
@@ -111,7 +115,7 @@ def uninstall(
         )
         print(
             f"deskwarden: uninstall refused ({reason}): policy does not allow stopping the agent; "
-            "ask an administrator for today's unlock code and pass --unlock-code",
+            "ask an administrator for an uninstall token and pass --unlock-token",
             file=sys.stderr,
         )
         return EXIT_REFUSED
@@ -119,14 +123,23 @@ def uninstall(
     removed = adapter.unregister(spec or launch_spec(all_users=all_users))
     for item in removed:
         print(f"removed: {item}")
-    unlocked = not policy.controls.agent.allow_quit
+    if grant is not None:
+        _record(
+            home,
+            secrets,
+            EventDraft(
+                kind=EventKind.agent_unlock_used,
+                severity=Severity.medium,
+                data={"token_id": grant.token_id, "scope": grant.scope, "minutes": grant.minutes},
+            ),
+        )
     _record(
         home,
         secrets,
         EventDraft(
             kind=EventKind.agent_stopped,
             severity=Severity.medium,
-            data={"reason": "uninstall", "unlock_code_used": unlocked, "removed": len(removed)},
+            data={"reason": "uninstall", "unlock_token_used": grant is not None, "removed": len(removed)},
         ),
     )
     if credential:
