@@ -43,6 +43,7 @@ RESTART_WINDOW = timedelta(minutes=10)
 MISSING_GRACE = timedelta(seconds=60)
 """How long a logged-in session may run without a helper before the service starts one and says so."""
 MAX_CLOCK_SKEW = timedelta(minutes=10)
+DISCONNECT_GRACE_S = 2.0
 
 
 def helper_argv() -> list[str]:
@@ -89,8 +90,10 @@ class DeskService:
         launcher: HelperLauncher,
         socket_path: Path,
         clock: Callable[[], datetime],
+        disconnect_grace: float = DISCONNECT_GRACE_S,
     ) -> None:
         self.runtime = runtime
+        self._disconnect_grace = disconnect_grace
         self._sessions = sessions
         self._launcher = launcher
         self._socket_path = socket_path
@@ -121,6 +124,8 @@ class DeskService:
     # --- ConnectionHandler (connection threads) -----------------------------------------------------------
 
     def on_connect(self, conn: HelperConnection) -> None:
+        if conn.hello is None or conn.hello.role != "helper":
+            return
         session = self._sessions.session_of(conn.peer.pid) if conn.peer.pid else None
         with self._lock:
             self._helpers[conn.id] = _Helper(conn, session)
@@ -141,7 +146,19 @@ class DeskService:
             log.info("helper of %s quit with permission", conn.peer.user)
             return
         session = helper.session
-        if session is None or not self._sessions.alive(session):
+        if session is None:
+            return
+        # At logout the helper may go a moment before its session does: judge the session a little later.
+        timer = threading.Timer(self._disconnect_grace, self._helper_gone, args=(conn, session))
+        timer.daemon = True
+        timer.start()
+
+    def _helper_gone(self, conn: HelperConnection, session: DeskSession) -> None:
+        with self._lock:
+            back = any(h.session is not None and h.session.key == session.key for h in self._helpers.values())
+        if back:
+            return
+        if not self._sessions.alive(session):
             log.info("helper of %s ended with its session", conn.peer.user)
             return
         self.runtime.record(

@@ -152,7 +152,7 @@ def _ask_service(socket_path: Path | None) -> dict[str, Any] | None:
         return None
     try:
         channel.settimeout(5.0)
-        channel.sendall(encode(Hello(id=1)))
+        channel.sendall(encode(Hello(id=1, role="query")))
         channel.sendall(encode(StatusRequest(id=2)))
         while True:
             message = parse_server_message(read_frame(channel))

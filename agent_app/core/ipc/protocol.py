@@ -56,6 +56,8 @@ class Hello(_Msg):
     type: Literal["hello"] = "hello"
     id: int = Field(ge=0, le=2**31)
     helper_version: str = Field(default="", max_length=64)
+    role: Literal["helper", "query"] = "helper"
+    """`query`: a one-off client such as `deskwarden status`; only helpers are expected to stay connected."""
 
 
 class Record(_Msg):

@@ -6,7 +6,6 @@ the kernel says the process runs with, not what the helper claims. Called on the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -95,7 +94,10 @@ class LinuxSessions:
             if sep and key in SESSION_ENV:
                 env[key] = value.decode("utf-8", "replace")
         display = env.get("DISPLAY") or env.get("WAYLAND_DISPLAY", "")
-        session_id = env.get("XDG_SESSION_ID") or display or f"pid:{pid}"
+        leader = self._session_leader(pid)
+        if leader is not None:
+            env["DESKWARDEN_SESSION_LEADER"] = str(leader)
+        session_id = env.get("XDG_SESSION_ID") or display or f"sid:{leader}"
         return DeskSession(user=_login(uid), uid=uid, session_id=session_id, display=display, env=env)
 
     def alive(self, session: DeskSession) -> bool:
@@ -112,8 +114,9 @@ class LinuxSessions:
         runtime = session.env.get("XDG_RUNTIME_DIR")
         if wayland and runtime:
             return (Path(runtime) / wayland).exists()
-        # No display and no session registry: the session lives while its user still runs processes there.
-        return session.uid is not None and self._user_has_processes(session.uid)
+        # No display and no session registry: a terminal session lives while its session leader does.
+        leader = session.env.get("DESKWARDEN_SESSION_LEADER", "")
+        return leader.isdigit() and (self._proc / leader).is_dir()
 
     def _show(self, sid: str) -> dict[str, str]:
         if not sid.isalnum():
@@ -142,13 +145,13 @@ class LinuxSessions:
             return {}
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
-    def _user_has_processes(self, uid: int) -> bool:
-        for entry in self._proc.iterdir():
-            if entry.name.isdigit():
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_uid == uid:
-                        return True
-        return False
+    def _session_leader(self, pid: int) -> int | None:
+        """Field 6 of /proc/PID/stat (after the parenthesised command name, which may contain spaces)."""
+        try:
+            stat = (self._proc / str(pid) / "stat").read_text(encoding="utf-8", errors="replace")
+            return int(stat.rsplit(")", 1)[1].split()[3])
+        except (OSError, IndexError, ValueError):
+            return None
 
 
 class SpawnLauncher:
@@ -162,7 +165,7 @@ class SpawnLauncher:
         self._children = [child for child in self._children if child.poll() is None]  # reap exited helpers
         if session.uid is None:
             return False
-        env = {key: value for key, value in session.env.items() if key in SESSION_ENV}
+        env = {key: value for key, value in session.env.items() if key in SESSION_ENV}  # not the leader marker
         env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
         kwargs: dict[str, object] = {}
         if session.uid != os.geteuid():
