@@ -23,15 +23,25 @@ RUNTIME_PKGS=(python3 python3-venv python3-dev libegl1 libgl1 libfontconfig1 lib
   libxcb-randr0 libxcb-xfixes0 libxcb-xkb1)
 TEST_PKGS=(xvfb xclip xdotool x11-utils postgresql chromium trayer e2fsprogs util-linux)
 
+# The stamp records the extras and a hash of pyproject.toml: a changed pyproject or an extra not yet installed
+# reinstalls, with the union of the extras asked for now and before (so demo.sh after test.sh keeps ruff and mypy).
 setup_venv() {
   local py="${PYTHON:-python3}"
   if [ ! -x "$VENV/bin/python" ]; then
     "$py" -m venv "$VENV"
   fi
   local stamp="$VENV/.deskwarden-installed"
-  if [ ! -f "$stamp" ] || [ "$ROOT/pyproject.toml" -nt "$stamp" ]; then
+  local asked="${1:-}" want have="" have_hash="" hash
+  hash="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+  if [ -f "$stamp" ]; then
+    have="$(sed -n 's/^extras=//p' "$stamp")"
+    have_hash="$(sed -n 's/^pyproject=//p' "$stamp")"
+  fi
+  want="$(printf '%s\n' ${asked//,/ } ${have//,/ } | sort -u | paste -sd, -)"
+  if [ "$have_hash" != "$hash" ] || [ "$want" != "$have" ]; then
+    echo "setup: installing the project with extras [$want]" >&2
     "$VENV/bin/python" -m pip install -q -U pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[$1]"
-    touch "$stamp"
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[$want]"
+    printf 'extras=%s\npyproject=%s\n' "$want" "$hash" >"$stamp"
   fi
 }
