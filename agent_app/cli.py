@@ -279,7 +279,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agent_app.core.logs import configure_logging
 
     args = build_parser().parse_args(argv)
-    configure_logging(verbose=args.verbose, to_file=args.command in ("agent", "demo", "service"))
+    directory = None
+    if args.command == "service":
+        from agent_app.core.paths import log_dir, service_state_dir
+
+        directory = log_dir(args.state_dir or service_state_dir())
+    configure_logging(verbose=args.verbose, to_file=args.command in ("agent", "demo", "service"), directory=directory)
     handler: Handler = args.handler
     try:
         return handler(args)

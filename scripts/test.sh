@@ -4,6 +4,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
 apt_install "${RUNTIME_PKGS[@]}" "${TEST_PKGS[@]}"
 setup_venv server,dev
+setup_user_venv
 cd "$ROOT"
 
 # A throwaway PostgreSQL cluster for the endpoint tests (stopped on exit).

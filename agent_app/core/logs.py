@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
+from pathlib import Path
 import threading
 from types import TracebackType
 
@@ -15,14 +16,15 @@ log = logging.getLogger(__name__)
 FORMAT = "%(asctime)s %(levelname)s %(threadName)s %(name)s: %(message)s"
 
 
-def configure_logging(*, verbose: bool = False, to_file: bool = False) -> None:
+def configure_logging(*, verbose: bool = False, to_file: bool = False, directory: Path | None = None) -> None:
+    """Log to stderr, and with `to_file` to a rotating file in `directory` (default: the agent home's logs)."""
     root = logging.getLogger()
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     stream = logging.StreamHandler(sys.stderr)
     stream.setFormatter(logging.Formatter(FORMAT))
     root.addHandler(stream)
     if to_file:
-        directory = log_dir(state_dir())
+        directory = directory or log_dir(state_dir())
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         handler = logging.handlers.RotatingFileHandler(
             directory / "agent.log", maxBytes=2_000_000, backupCount=3, encoding="utf-8"

@@ -243,7 +243,9 @@ class DeskService:
         status: AgentStatus = self.runtime.status()
         body = status.to_json()
         body["socket"] = str(self._socket_path)
-        body["helpers"] = len(self.server.connections())
+        helpers = [c for c in self.server.connections() if c.hello is not None and c.hello.role == "helper"]
+        body["helpers"] = len(helpers)
+        body["helper_users"] = sorted({c.peer.user for c in helpers})
         return body
 
     def _on_notice(self, notice: Notice) -> None:

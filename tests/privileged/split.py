@@ -1,0 +1,183 @@
+"""A real protected desk for tests/privileged: an endpoint, the service running as root from the root-owned
+install, and a helper running as a real standard user under Xvfb. `SplitDesk` drives and inspects it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from central.commands import publish_policy
+from tests.support.desk_user import DeskUser, run_as, spawn_as
+from tests.support.endpoint import EndpointProcess, wait_for
+
+SERVICE_START_TIMEOUT = 60.0
+CARD = "4111 1111 1111 1111"
+
+POLICY: dict[str, Any] = {
+    "version": 3,
+    "controls": {
+        "usb": {"mode": "block", "media_roots": ["/media"]},
+        "downloads": {"mode": "quarantine", "paths": ["~/Downloads"], "quarantine_on": "sensitive"},
+        "clipboard": {"mode": "mask", "detectors": ["card"]},
+        "screen_capture": {"mode": "block", "process_names": ["flameshot"]},
+        "acknowledgement": {"required": False},
+        "clean_desk": {"times": []},
+        "reporting": {"heartbeat_seconds": 5},
+        "agent": {"allow_quit": False},
+    },
+}
+
+
+def root_env() -> dict[str, str]:
+    """The service's environment: nothing of the test runner's venv or agent home."""
+    keep = ("PATH", "LANG", "TZ")
+    env = {key: os.environ[key] for key in keep if key in os.environ}
+    return {**env, "PYTHONUNBUFFERED": "1", "HOME": "/root"}
+
+
+@dataclass
+class SplitDesk:
+    python: Path
+    endpoint: EndpointProcess
+    state: Path
+    socket: Path
+    display: str
+    api_token: str = ""
+    device_id: str = ""
+    service: subprocess.Popen[bytes] | None = None
+    helpers: dict[str, subprocess.Popen[str]] = field(default_factory=dict)
+
+    # --- running ------------------------------------------------------------------------------------------
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """`deskwarden ARGS` as root from the root-owned install."""
+        return subprocess.run(
+            [str(self.python), "-m", "agent_app", *args],
+            env=root_env(),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
+
+    def start_service(self) -> None:
+        log = (self.state.parent / "service.log").open("ab")
+        self.service = subprocess.Popen(
+            [
+                str(self.python),
+                "-m",
+                "agent_app",
+                "-v",
+                "service",
+                "--state-dir",
+                str(self.state),
+                "--socket",
+                str(self.socket),
+            ],
+            env=root_env(),
+            cwd="/",
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.socket.exists(), timeout=SERVICE_START_TIMEOUT, what="the service's socket")
+
+    def start_helper(self, user: DeskUser) -> subprocess.Popen[str]:
+        log = (user.home / "helper.log").open("a")
+        proc = spawn_as(
+            user,
+            [str(self.python), "-m", "agent_app", "-v", "agent", "--socket", str(self.socket)],
+            display=self.display,
+            env={"QT_QPA_PLATFORM": "xcb"},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.helpers[user.name] = proc
+        wait_for(lambda: user.name in self.helper_users(), timeout=60, what=f"{user.name}'s helper to connect")
+        return proc
+
+    def status(self) -> dict[str, Any]:
+        done = self.cli("status", "--json", "--socket", str(self.socket))
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def helper_users(self) -> list[str]:
+        """Users with a connected helper, as the service reports them."""
+        users: list[str] = self.status().get("helper_users", [])
+        return users
+
+    # --- the endpoint's view ------------------------------------------------------------------------------
+
+    def events(self, **params: Any) -> list[dict[str, Any]]:
+        return [e for e in self.endpoint.events(self.api_token) if all(e.get(k) == v for k, v in params.items())]
+
+    def alerts(self) -> list[dict[str, Any]]:
+        response = requests.get(
+            self.endpoint.url + "/v1/alerts",
+            params={"device_id": self.device_id},
+            headers={"Authorization": f"Bearer {self.api_token}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        body = response.json()
+        return list(body if isinstance(body, list) else body.get("alerts", body.get("items", [])))
+
+    # --- teardown -----------------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        for proc in self.helpers.values():
+            if proc.poll() is None:
+                proc.kill()
+        if self.service is not None and self.service.poll() is None:
+            self.service.terminate()
+            try:
+                self.service.wait(20)
+            except subprocess.TimeoutExpired:
+                self.service.kill()
+        self.endpoint.stop()
+
+
+def service_log(desk: SplitDesk) -> str:
+    return (desk.state.parent / "service.log").read_text(encoding="utf-8", errors="replace")[-4000:]
+
+
+def make_split_desk(
+    tmp_path: Path, python: Path, display: str, policy: dict[str, Any] | None = None
+) -> Iterator[SplitDesk]:
+    # The state lives where a desk user can reach the directory entry (/var/lib is 0755), so a refusal in these
+    # tests is the state directory's own permission, not a parent directory's.
+    base = Path(tempfile.mkdtemp(prefix="dw-test-", dir="/var/lib"))
+    base.chmod(0o755)
+    run_dir = Path(tempfile.mkdtemp(prefix="dw-test-", dir="/run"))
+    run_dir.chmod(0o755)
+    endpoint = EndpointProcess(tmp_path / "server")
+    endpoint.start()
+    desk = SplitDesk(
+        python=python, endpoint=endpoint, state=base / "state", socket=run_dir / "service.sock", display=display
+    )
+    try:
+        publish_policy(endpoint.settings, json.dumps(policy or POLICY).encode())
+        desk.api_token = endpoint.api_token()
+        desk.device_id = desk.cli(
+            "enroll", endpoint.url, "--token", endpoint.enroll_token(), "--state-dir", str(desk.state)
+        ).stdout.strip()
+        desk.start_service()
+        yield desk
+    finally:
+        desk.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def as_user_python(desk: SplitDesk, user: DeskUser, code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python `code` as the desk user with the installed packages (what a hostile user could write)."""
+    return run_as(user, [str(desk.python), "-c", code], display=desk.display)
