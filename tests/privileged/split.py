@@ -71,8 +71,12 @@ class SplitDesk:
         )
 
     def start_service(self) -> None:
-        log = (self.state.parent / "service.log").open("ab")
-        self.service = subprocess.Popen(
+        with (self.state.parent / "service.log").open("ab") as log:
+            self.service = self._popen_service(log)
+        wait_for(lambda: self.socket.exists(), timeout=SERVICE_START_TIMEOUT, what="the service's socket")
+
+    def _popen_service(self, log: Any) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [
                 str(self.python),
                 "-m",
@@ -89,18 +93,17 @@ class SplitDesk:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self.socket.exists(), timeout=SERVICE_START_TIMEOUT, what="the service's socket")
 
     def start_helper(self, user: DeskUser) -> subprocess.Popen[str]:
-        log = (user.home / "helper.log").open("a")
-        proc = spawn_as(
-            user,
-            [str(self.python), "-m", "agent_app", "-v", "agent", "--socket", str(self.socket)],
-            display=self.display,
-            env={"QT_QPA_PLATFORM": "xcb"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.state.parent / f"helper-{user.name}.log").open("a") as log:
+            proc = spawn_as(
+                user,
+                [str(self.python), "-m", "agent_app", "-v", "agent", "--socket", str(self.socket)],
+                display=self.display,
+                env={"QT_QPA_PLATFORM": "xcb"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.helpers[user.name] = proc
         wait_for(lambda: user.name in self.helper_users(), timeout=60, what=f"{user.name}'s helper to connect")
         return proc
@@ -174,6 +177,8 @@ def make_split_desk(
         yield desk
     finally:
         desk.stop()
+        for log in sorted(base.glob("*.log")):  # shown by pytest when the test failed
+            print(f"--- {log.name}\n{log.read_text(encoding='utf-8', errors='replace')[-3000:]}")
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 

@@ -62,7 +62,10 @@ class LinuxSessions:
         try:
             listed = json.loads(self._runner(["loginctl", "list-sessions", "--output=json"]) or "[]")
         except (OSError, subprocess.SubprocessError, ValueError):
-            log.warning("loginctl list-sessions failed; not expecting helpers this round")
+            # logind is not answering (a container, no systemd as PID 1): stop asking; helpers are then
+            # tracked from their connections alone.
+            log.warning("loginctl list-sessions failed; sessions are known from connected helpers only")
+            self._logind = False
             return None
         sessions: list[DeskSession] = []
         for entry in listed if isinstance(listed, list) else []:
