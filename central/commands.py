@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from central.runtime import open_store, prepare
 from central.settings import ServerSettings
-from central.store import devices, policies, tokens
+from central.store import devices, policies, tokens, unlock_tokens
 from central.store.policies import InvalidPolicyError
 from policy_client.schema import utc_now
 
@@ -26,10 +26,14 @@ __all__ = [
     "create_api_token",
     "create_user",
     "issue_enroll_token",
+    "issue_unlock_token",
     "publish_policy",
     "run_server",
 ]
 
+
+DEFAULT_UNLOCK_TTL = timedelta(hours=8)
+"""How long an unlock token may wait to be entered at the desk, unless the caller says otherwise."""
 
 SETTINGS_ENV = "DESKWARDEN_SERVER_SETTINGS"
 """How `run_server` hands its settings to uvicorn worker processes (see `app_from_environment`)."""
@@ -92,22 +96,39 @@ def revoke_enroll_token(settings: ServerSettings, token: str) -> bool:
         db.dispose()
 
 
-def issue_unlock_code(settings: ServerSettings, device_id: str, *, actor: str = "cli") -> str:
-    """Today's admin unlock code for a device (lets its agent quit or be uninstalled); audit-logged."""
-    from central.auth import audit
+def issue_unlock_token(
+    settings: ServerSettings,
+    device_id: str,
+    *,
+    scope: str = "quit",
+    minutes: int = 60,
+    ttl: timedelta = DEFAULT_UNLOCK_TTL,
+    actor: str = "cli",
+) -> str:
+    """A signed unlock token for one device (`quit`: its tray helper may stay stopped for `minutes`; `uninstall`).
 
-    db = open_store(settings)
+    The device's service verifies it offline with the policy key it pinned at enrolment, until `ttl` from now.
+    The token is registered and audit-logged (`device.unlock_token`). Raises ValueError for an unknown device,
+    scope, `minutes` outside 1..10080 for `quit`, or a `ttl` not within 30 days.
+    """
+    runtime = prepare(settings)
     try:
-        now = utc_now()
-        issued = devices.issue_unlock_code(db, device_id, now=now)
-        if issued is None:
-            raise ValueError(f"no device {device_id!r}")
-        code, team = issued
-        with db.write() as conn:
-            audit.record(conn, actor=actor, action="device.unlock_code", target=device_id, team=team, now=now)
-        return code
+        issued = unlock_tokens.issue(
+            runtime.db,
+            runtime.signer,
+            device_id,
+            scope=scope,
+            minutes=minutes,
+            ttl=ttl,
+            actor=actor,
+            now=utc_now(),
+        )
+    except unlock_tokens.UnknownDevice:
+        raise ValueError(f"no device {device_id!r}") from None
     finally:
-        db.dispose()
+        runtime.db.dispose()
+    log.info("issued unlock token %s (%s) for device %s", issued.token.token_id, issued.token.scope, issued.device_id)
+    return issued.text
 
 
 def revoke_device(settings: ServerSettings, device_id: str, *, actor: str = "cli") -> bool:

@@ -74,6 +74,15 @@ def require_admin(principal: Principal) -> None:
         raise HTTPException(status_code=403, detail="only admins may do this")
 
 
+def admin_acting(session: Acting) -> Session:
+    """A CSRF-checked form from an admin; supervisors and auditors get 403."""
+    require_admin(session.principal)
+    return session
+
+
+AdminActing = Annotated[Session, Depends(admin_acting)]
+
+
 def require_actor(principal: Principal) -> None:
     if not principal.can_act:
         raise HTTPException(status_code=403, detail="auditors have read-only access")

@@ -1,10 +1,11 @@
-"""Devices, acknowledgements and clean-desk attestations, and USB exception requests (approve / deny).
+"""Devices (unlock tokens, revocation), acknowledgements and clean-desk attestations, and USB exception requests.
 
 Handlers run in worker threads; every list is scoped to the viewer's teams.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request
@@ -12,14 +13,17 @@ from starlette.responses import Response
 
 from central import retention
 from central.auth import audit
-from central.console.deps import Acting, Viewer, back, page, require_actor, require_admin
+from central.console.deps import Acting, AdminActing, Viewer, back, page, require_actor
 from central.console.queries import attestations, visible_devices
 from central.console.state import console_of
-from central.store import devices, exception_requests
+from central.store import devices, exception_requests, unlock_tokens
 from central.store.console_config import load_config
 from central.store.policy_changes import TwoPersonRuleError
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+
+UNLOCK_TTL = timedelta(hours=8)
+"""How long a token issued in the console may wait to be entered at the desk."""
 
 
 @router.get("/devices")
@@ -29,28 +33,54 @@ def devices_page(request: Request, who: Viewer) -> Response:
     return page(request, "devices.html", devices=rows)
 
 
-@router.post("/devices/{device_id}/unlock-code")
-def unlock_code_page(request: Request, session: Acting, device_id: str) -> Response:
-    """Admins issue today's unlock code so a desk's agent may be quit or uninstalled; audit-logged."""
-    who = session.principal
-    require_admin(who)
+@router.post("/devices/{device_id}/unlock-token")
+def unlock_token_page(
+    request: Request,
+    session: AdminActing,
+    device_id: str,
+    scope: Annotated[str, Form()] = "quit",
+    minutes: Annotated[str, Form()] = "60",
+) -> Response:
+    """Admins issue a signed unlock token (quit the tray for N minutes, or uninstall) for one desk; audit-logged.
+
+    The page shows the token once; it is never stored or logged, only its id.
+    """
     runtime = console_of(request).runtime
     now = runtime.clock()
-    issued = devices.issue_unlock_code(runtime.db, device_id, now=now)
-    if issued is None:
-        raise HTTPException(status_code=404, detail="no such device")
-    code, team = issued
-    with runtime.db.write() as conn:
-        audit.record(conn, actor=who.name, action="device.unlock_code", target=device_id, team=team, now=now)
-    rows = visible_devices(runtime.db, who, now=now, offline_after=runtime.settings.offline_after)
-    return page(request, "devices.html", devices=rows, unlock={"device_id": device_id, "code": code})
+    try:
+        issued = unlock_tokens.issue(
+            runtime.db,
+            runtime.signer,
+            device_id,
+            scope=scope,
+            minutes=int(minutes) if minutes.strip().isdecimal() else -1,
+            ttl=UNLOCK_TTL,
+            actor=session.principal.name,
+            now=now,
+        )
+    except unlock_tokens.UnknownDevice:
+        raise HTTPException(status_code=404, detail="no such device") from None
+    except ValueError as exc:
+        return back("/console/devices", err=str(exc))
+    rows = visible_devices(runtime.db, session.principal, now=now, offline_after=runtime.settings.offline_after)
+    hostname = next((d["hostname"] for d in rows if d["device_id"] == device_id), "")
+    unlock = {
+        "device_id": device_id,
+        "hostname": hostname,
+        "text": issued.text,
+        "scope": issued.token.scope,
+        "minutes": issued.token.minutes,
+        "expires_at": issued.token.expires_at.strftime("%Y-%m-%d %H:%M"),
+    }
+    answer = page(request, "devices.html", devices=rows, unlock=unlock)
+    answer.headers["Cache-Control"] = "no-store"  # the page carries a credential
+    return answer
 
 
 @router.post("/devices/{device_id}/revoke")
-def revoke_device(request: Request, session: Acting, device_id: str) -> Response:
+def revoke_device(request: Request, session: AdminActing, device_id: str) -> Response:
     """Admins revoke a lost or re-imaged PC's credential; its agent then asks to be re-enrolled."""
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     now = runtime.clock()
     team = next(

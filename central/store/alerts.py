@@ -25,6 +25,7 @@ AGENT_STOPPED = "tamper.agent_stopped"
 HELPER_STOPPED = "tamper.helper_stopped"
 HELPER_MISSING = "tamper.helper_missing"
 UNCLEAN_STOP = "tamper.unclean_stop"
+UNLOCK_FORGED = "tamper.unlock_forged"
 
 
 @dataclass(frozen=True)

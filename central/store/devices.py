@@ -1,11 +1,10 @@
-"""Devices: enrolment against a team token, credential lookup, heartbeats and the device list.
+"""Devices: enrolment against a team token, credential lookup, revocation, heartbeats and the device list.
 
 Called from request worker threads.
 """
 
 from __future__ import annotations
 
-import base64
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from central.store import tables
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.engine import Database
 from central.store.tokens import CREDENTIAL_PREFIX, new_token, token_hash
-from policy_client.schema import GENESIS_MAC, EnrollRequest, Heartbeat, unlock_code
+from policy_client.schema import GENESIS_MAC, EnrollRequest, Heartbeat
 
 
 class EnrollRefused(Exception):
@@ -95,17 +94,6 @@ def revoke_device(db: Database, device_id: str, *, now: datetime) -> bool:
             update(d).where(d.c.device_id == device_id, d.c.revoked_at.is_(None)).values(revoked_at=now)
         )
         return result.rowcount > 0
-
-
-def issue_unlock_code(db: Database, device_id: str, *, now: datetime) -> tuple[str, str] | None:
-    """Today's admin unlock code for a device, with its team; None for an unknown device. The code is derived
-    from the chain key the agent handed over at enrolment, so the agent checks it offline."""
-    d = tables.devices
-    with db.read() as conn:
-        row = conn.execute(select(d.c.chain_key, d.c.team).where(d.c.device_id == device_id)).first()
-    if row is None:
-        return None
-    return unlock_code(base64.b64decode(row.chain_key), as_utc(now).date()), str(row.team)
 
 
 def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: datetime) -> None:

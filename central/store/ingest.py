@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,9 +32,11 @@ from central.store.alerts import (
     HELPER_STOPPED,
     SEQ_GAP,
     UNCLEAN_STOP,
+    UNLOCK_FORGED,
     NewAlert,
     insert_alerts,
 )
+from central.store.clock import as_utc
 from central.store.engine import Database
 from policy_client.schema import (
     GENESIS_MAC,
@@ -190,6 +193,7 @@ def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: dateti
         alerts.extend(gap_alerts)
         new_events = [p.event for p in fresh]
         alerts.extend(_event_alerts(new_events))
+        alerts.extend(_unlock_alerts(conn, device_id=device_id, new_events=new_events))
 
         values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
         if new_last_seq != last_seq:
@@ -307,6 +311,8 @@ _TAMPER_REASON_ALERTS: Mapping[str, str | None] = {
 """`agent.tamper` alert kind by `data.reason`, at least high; None stores the event without an alert; any
 other reason alerts as `tamper.agent_reported`."""
 
+_TOKEN_ID = re.compile(r"[0-9a-f]{16}")
+
 _CONTROL_KINDS = frozenset(
     kind for kind in EventKind if kind.value.split(".")[0] in ("usb", "download", "clipboard", "capture")
 )
@@ -351,3 +357,55 @@ def _tamper_alert_kind(event: Event) -> str | None:
     reason = event.data.get("reason")
     return _TAMPER_REASON_ALERTS.get(reason, AGENT_TAMPER) if isinstance(reason, str) else AGENT_TAMPER
 
+
+def _reported_token_id(event: Event) -> str | None:
+    value = event.data.get("token_id")
+    if not isinstance(value, str):
+        return None
+    token_id = value.strip().lower()
+    return token_id if _TOKEN_ID.fullmatch(token_id) else None
+
+
+def _unlock_alerts(conn: Any, *, device_id: str, new_events: list[Event]) -> list[NewAlert]:
+    """`agent.unlock_used`: a token this endpoint issued for this device is marked used (first use kept, no
+    alert); a token never issued, issued for another device, or reported with another scope is a forgery."""
+    uses = [ev for ev in new_events if ev.kind is EventKind.agent_unlock_used]
+    if not uses:
+        return []
+    u = tables.unlock_tokens
+    wanted = sorted({tid for ev in uses if (tid := _reported_token_id(ev)) is not None})
+    issued = {
+        str(row.token_id): row
+        for row in conn.execute(
+            select(u.c.token_id, u.c.device_id, u.c.scope, u.c.used_at).where(u.c.token_id.in_(wanted))
+        )
+    }
+    alerts: list[NewAlert] = []
+    first_use: dict[str, tuple[datetime, int]] = {}
+    for ev in uses:
+        token_id = _reported_token_id(ev)
+        row = None if token_id is None else issued.get(token_id)
+        reported_scope = ev.data.get("scope")
+        if token_id is None or row is None:
+            reason = "no token with this id was issued"
+        elif row.device_id != device_id:
+            reason = "the token was issued for another device"
+        elif reported_scope is not None and reported_scope != row.scope:
+            reason = f"the token was issued for {row.scope}, not {str(reported_scope)[:32]}"
+        else:
+            used = (ev.ts.astimezone(UTC), ev.seq)
+            first_use[token_id] = min(first_use.get(token_id, used), used)
+            continue
+        alerts.append(
+            NewAlert(
+                kind=UNLOCK_FORGED,
+                severity=Severity.high.value,
+                event_seq=ev.seq,
+                data={"event_id": str(ev.id), **ev.data, "reason": reason},
+            )
+        )
+    for token_id, (when, seq) in first_use.items():
+        known = issued[token_id].used_at
+        if known is None or as_utc(known) > when:
+            conn.execute(update(u).where(u.c.token_id == token_id).values(used_at=when, used_seq=seq))
+    return alerts

@@ -77,11 +77,16 @@ def _v4_report_index(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_events_kind_ts ON events (kind, ts, action)"))
 
 
+def _v5_unlock_tokens(conn: Connection) -> None:
+    tables.metadata.create_all(conn, tables=[tables.unlock_tokens])
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "console, alert routing, change control, exception requests, retention", _v2_console),
     Migration(3, "device health: what the person at the desk must act on (overdue acknowledgement...)", _v3_attention),
     Migration(4, "events index by kind and time for reports", _v4_report_index),
+    Migration(5, "unlock tokens the endpoint signed, and their first reported use", _v5_unlock_tokens),
 )
 
 

@@ -170,6 +170,24 @@ policies = Table(
     UniqueConstraint("scope", "version", name="uq_policies_scope_version"),
 )
 
+unlock_tokens = Table(
+    "unlock_tokens",
+    metadata,
+    # Every unlock token the endpoint signed (policy_client/unlock_token.py): a reported use naming a token
+    # that is not here, or is here for another device, is a forgery.
+    Column("token_id", String(16), primary_key=True),
+    Column("device_id", String(64), nullable=False, index=True),
+    Column("team", String(128), nullable=False),
+    Column("scope", String(16), nullable=False),
+    Column("minutes", Integer, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    Column("issued_by", String(128), nullable=False),
+    Column("issued_at", Timestamp, nullable=False),
+    # The first reported use: the device's time of use and the seq of its `agent.unlock_used` event.
+    Column("used_at", Timestamp, nullable=True),
+    Column("used_seq", BigInteger, nullable=True),
+)
+
 signing_keys = Table(
     "signing_keys",
     metadata,

@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from policy_client.schema import PolicyDocument
+from policy_client.schema import PolicyDocument, utc_now
+from policy_client.unlock_token import verify_unlock_token
 from tests.integration.central.console.live import PASSWORD, Console
 
 pytestmark = pytest.mark.e2e
@@ -97,3 +98,24 @@ def test_policy_publish_round_trip_and_every_page(page: Any, console: Console) -
         assert answer is not None
         assert answer.status == 200, name
         _shot(page, name)
+
+
+def test_admin_issues_an_unlock_token_from_the_devices_page(page: Any, console: Console) -> None:
+    console.user("admin", "admin")
+    agent, _headers = console.enroll(team="team-a", hostname="desk-5")
+    _login(page, console, "admin")
+    page.goto(f"{console.url}/console/devices")
+    row = f"#device-{agent.device_id}"
+
+    page.select_option(f"{row} select[name=scope]", "quit")
+    page.fill(f"{row} input[name=minutes]", "20")
+    page.click(f"{row} form.unlock button")
+
+    page.wait_for_selector("#unlock-token")
+    assert "quit for 20 minutes" in page.inner_text("#unlock")
+    text = page.inner_text("#unlock-token")
+    token = verify_unlock_token(
+        text, device_id=agent.device_id, public_key=console.runtime.signer.public_raw, now=utc_now()
+    )
+    assert (token.scope, token.minutes) == ("quit", 20)
+    _shot(page, "devices-unlock-token")

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import html
 import json
+import re
+from datetime import timedelta
 
 import httpx
 import pytest
 
-from central.store import policies
+from central.store import policies, unlock_tokens
 from central.store.console_config import ConsoleConfig, save_config
-from policy_client.schema import EventKind, PolicyDocument, Severity
+from policy_client.schema import EventKind, PolicyDocument, Severity, utc_now
+from policy_client.unlock_token import verify_unlock_token
 from tests.integration.central.console.live import Console, csrf_of, wait_until
 
 
@@ -220,25 +223,85 @@ def test_every_console_page_renders(console: Console, role: str) -> None:
     assert csv.text.startswith("team,period_start")
 
 
-def test_admin_issues_an_unlock_code_the_agent_accepts_and_supervisors_cannot(console: Console) -> None:
-    from agent_app.core.autostart.unlock import check_unlock_code
-    from policy_client.schema import utc_now
+def _unlock_token_on(page_html: str) -> str:
+    found = re.search(r'<code class="token" id="unlock-token">([^<]+)</code>', page_html)
+    assert found, "no unlock token on the page"
+    return html.unescape(found.group(1))
 
+
+def test_admin_issues_unlock_tokens_the_device_accepts(console: Console) -> None:
     console.user("sam", "admin")
-    console.user("sup-a", "supervisor", ["team-a"])
     agent, _headers = console.enroll(team="team-a")
     admin = console.login("sam")
     token = csrf_of(admin.get("/console/devices").text)
-    answer = admin.post(f"/console/devices/{agent.device_id}/unlock-code", data={"csrf_token": token})
-    assert answer.status_code == 200
-    code = html.unescape(answer.text).split("today (UTC): <code>")[1].split("</code>")[0]
-    assert check_unlock_code(agent.chain_key, code, now=utc_now())
-    assert "device.unlock_code" in admin.get("/console/audit").text
 
-    supervisor = console.login("sup-a")
-    token = csrf_of(supervisor.get("/console/devices").text)
-    refused = supervisor.post(f"/console/devices/{agent.device_id}/unlock-code", data={"csrf_token": token})
+    quit_page = admin.post(
+        f"/console/devices/{agent.device_id}/unlock-token",
+        data={"csrf_token": token, "scope": "quit", "minutes": "45"},
+    )
+    uninstall_page = admin.post(
+        f"/console/devices/{agent.device_id}/unlock-token",
+        data={"csrf_token": token, "scope": "uninstall", "minutes": "45"},
+    )
+
+    assert quit_page.status_code == 200
+    assert quit_page.headers["cache-control"] == "no-store"
+    assert "the tray may be quit for 45 minutes" in quit_page.text
+    pinned = console.runtime.signer.public_raw
+    quit_token = verify_unlock_token(
+        _unlock_token_on(quit_page.text), device_id=agent.device_id, public_key=pinned, now=utc_now()
+    )
+    assert (quit_token.scope, quit_token.minutes) == ("quit", 45)
+    assert quit_token.expires_at.strftime("%Y-%m-%d %H:%M") in quit_page.text
+    assert timedelta(hours=7, minutes=59) < quit_token.expires_at - utc_now() <= timedelta(hours=8)
+    uninstall_token = verify_unlock_token(
+        _unlock_token_on(uninstall_page.text), device_id=agent.device_id, public_key=pinned, now=utc_now()
+    )
+    assert (uninstall_token.scope, uninstall_token.minutes) == ("uninstall", 0)
+    assert "DeskWarden may be uninstalled" in uninstall_page.text
+
+    issued = unlock_tokens.list_issued(console.runtime.db, device_id=agent.device_id)
+    assert {(r["token_id"], r["scope"], r["issued_by"]) for r in issued} == {
+        (quit_token.token_id, "quit", "sam"),
+        (uninstall_token.token_id, "uninstall", "sam"),
+    }
+    audit_page = admin.get("/console/audit").text
+    assert audit_page.count("device.unlock_token") == 2
+    assert _unlock_token_on(quit_page.text) not in audit_page
+
+
+def test_unlock_token_requests_out_of_range_or_for_unknown_devices_are_refused(console: Console) -> None:
+    console.user("sam", "admin")
+    agent, _headers = console.enroll(team="team-a")
+    admin = console.login("sam")
+    token = csrf_of(admin.get("/console/devices").text)
+    for form in ({"minutes": "0"}, {"minutes": "many"}, {"minutes": "99999"}, {"scope": "reboot"}):
+        answer = admin.post(f"/console/devices/{agent.device_id}/unlock-token", data={"csrf_token": token} | form)
+        assert answer.status_code == 303, form
+        assert "err=" in answer.headers["location"], form
+    unknown = admin.post("/console/devices/nope/unlock-token", data={"csrf_token": token, "scope": "quit"})
+    assert unknown.status_code == 404
+    no_csrf = admin.post(f"/console/devices/{agent.device_id}/unlock-token", data={"scope": "quit"})
+    assert no_csrf.status_code == 403
+    assert unlock_tokens.list_issued(console.runtime.db) == []
+
+
+@pytest.mark.parametrize("role", ["supervisor", "auditor"])
+def test_supervisors_and_auditors_cannot_issue_unlock_tokens(console: Console, role: str) -> None:
+    console.user("pat", role, ["team-a"] if role == "supervisor" else [])
+    agent, _headers = console.enroll(team="team-a")
+    client = console.login("pat")
+    devices_page = client.get("/console/devices").text
+    assert agent.device_id[:12] in devices_page
+    assert "/unlock-token" not in devices_page
+    token = csrf_of(devices_page)
+
+    refused = client.post(
+        f"/console/devices/{agent.device_id}/unlock-token", data={"csrf_token": token, "scope": "uninstall"}
+    )
+
     assert refused.status_code == 403
+    assert unlock_tokens.list_issued(console.runtime.db) == []
 
 
 def test_admin_revokes_a_device_and_its_credential_stops_working(console: Console) -> None:
