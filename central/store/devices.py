@@ -110,6 +110,7 @@ def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: 
         "rss_bytes": beat.rss_bytes,
         "cpu_percent": beat.cpu_percent,
         "attention": list(beat.attention),
+        "mode": beat.mode,
     }
     device_values: dict[str, Any] = {"last_seen": now}
     if beat.user:
@@ -147,6 +148,7 @@ def list_devices(
             h.c.rss_bytes,
             h.c.cpu_percent,
             h.c.attention,
+            h.c.mode,
             h.c.received_at.label("last_heartbeat"),
         )
         .select_from(d.outerjoin(h, h.c.device_id == d.c.device_id))
@@ -180,6 +182,8 @@ def list_devices(
                 "rss_bytes": row.rss_bytes,
                 "cpu_percent": row.cpu_percent,
                 "attention": list(row.attention or []),
+                # No heartbeat yet says nothing about a privileged service, so the device counts as unprotected.
+                "mode": row.mode or "unprotected",
                 "last_heartbeat": last_beat.isoformat() if last_beat else None,
                 "last_seq": row.last_seq,
                 "missing_events": row.missing,

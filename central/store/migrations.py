@@ -44,7 +44,7 @@ def _v1_initial(conn: Connection) -> None:
     ]
     tables.metadata.create_all(conn, tables=v1)
     frozen = MetaData()
-    Table(  # device_health as released in version 1 (version 3 adds `attention`)
+    Table(  # device_health as released in version 1 (version 3 adds `attention`, version 6 `mode`)
         "device_health",
         frozen,
         Column("device_id", String(64), primary_key=True),
@@ -81,12 +81,17 @@ def _v5_unlock_tokens(conn: Connection) -> None:
     tables.metadata.create_all(conn, tables=[tables.unlock_tokens])
 
 
+def _v6_device_mode(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE device_health ADD COLUMN mode VARCHAR(16) DEFAULT 'unprotected' NOT NULL"))
+
+
 MIGRATIONS: Sequence[Migration] = (
     Migration(1, "initial schema", _v1_initial),
     Migration(2, "console, alert routing, change control, exception requests, retention", _v2_console),
     Migration(3, "device health: what the person at the desk must act on (overdue acknowledgement...)", _v3_attention),
     Migration(4, "events index by kind and time for reports", _v4_report_index),
     Migration(5, "unlock tokens the endpoint signed, and their first reported use", _v5_unlock_tokens),
+    Migration(6, "device health: protected (privileged service) or unprotected mode", _v6_device_mode),
 )
 
 

@@ -103,6 +103,8 @@ device_health = Table(
     Column("rss_bytes", BigInteger, nullable=True),
     Column("cpu_percent", Float, nullable=True),
     Column("attention", Json, nullable=True),
+    # 'protected' (a privileged service the desk user cannot stop) or 'unprotected'; from the last heartbeat.
+    Column("mode", String(16), nullable=False, default="unprotected", server_default="unprotected"),
 )
 
 events = Table(

@@ -102,10 +102,14 @@ def test_policy_publish_round_trip_and_every_page(page: Any, console: Console) -
 
 def test_admin_issues_an_unlock_token_from_the_devices_page(page: Any, console: Console) -> None:
     console.user("admin", "admin")
-    agent, _headers = console.enroll(team="team-a", hostname="desk-5")
+    agent, headers = console.enroll(team="team-a", hostname="desk-5")
+    assert httpx.post(f"{console.url}/v1/heartbeat", json={"mode": "protected"}, headers=headers).status_code == 200
+    console.enroll(team="team-a", hostname="desk-6")  # no heartbeat yet: shown as unprotected
     _login(page, console, "admin")
     page.goto(f"{console.url}/console/devices")
     row = f"#device-{agent.device_id}"
+    assert page.inner_text(f"{row} .badge") == "protected"
+    assert "unprotected — not tamper-resistant" in page.inner_text("tbody")
 
     page.select_option(f"{row} select[name=scope]", "quit")
     page.fill(f"{row} input[name=minutes]", "20")

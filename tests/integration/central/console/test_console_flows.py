@@ -304,6 +304,26 @@ def test_supervisors_and_auditors_cannot_issue_unlock_tokens(console: Console, r
     assert unlock_tokens.list_issued(console.runtime.db) == []
 
 
+def test_devices_page_marks_unprotected_desks(console: Console) -> None:
+    console.user("sam", "admin")
+    guarded, guarded_headers = console.enroll(team="team-a", hostname="desk-guarded")
+    demo, demo_headers = console.enroll(team="team-a", hostname="desk-demo")
+    for headers, mode in ((guarded_headers, "protected"), (demo_headers, "unprotected")):
+        answer = httpx.post(f"{console.url}/v1/heartbeat", json={"mode": mode}, headers=headers)
+        assert answer.status_code == 200, answer.text
+
+    page = console.login("sam").get("/console/devices").text
+
+    rows = {
+        device_id: row
+        for device_id, row in re.findall(r'<tr id="device-(\w+)" data-mode="\w+">(.*?)</tr>', page, flags=re.S)
+    }
+    assert 'class="badge badge-ok"' in rows[guarded.device_id]
+    assert "not tamper-resistant" not in rows[guarded.device_id]
+    assert 'class="badge badge-warn"' in rows[demo.device_id]
+    assert "unprotected — not tamper-resistant" in html.unescape(rows[demo.device_id])
+
+
 def test_admin_revokes_a_device_and_its_credential_stops_working(console: Console) -> None:
     console.user("sam", "admin")
     agent, headers = console.enroll(team="team-a")
