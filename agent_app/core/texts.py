@@ -36,18 +36,27 @@ MENU_EXCEPTION: Final = "Request an exception"
 MENU_ABOUT: Final = "About DeskWarden"
 MENU_QUIT: Final = "Quit"
 MENU_QUIT_LOCKED: Final = "Quit…"
+STATUS_UNPROTECTED: Final = "Developer mode: not tamper-resistant"
+"""Shown when service and tray run as the desk user (`deskwarden demo`): enforcement works, but the person
+could stop it. Informational, so it neither changes the icon nor raises attention."""
+TOOLTIP_UNPROTECTED: Final = "Developer mode: not tamper-resistant"
+STATUS_EXCEPTION: Final = "Allowed until {until}: {device}"
 
 ATTENTION_ACK_OVERDUE: Final = "policy acknowledgement overdue"
 ATTENTION_CLEANDESK_MISSED: Final = "clean-desk check missed"
 
-# --- quit with an unlock code -------------------------------------------------------------------
+# --- quit with an unlock token ------------------------------------------------------------------
 UNLOCK_TITLE: Final = "Quit DeskWarden"
 UNLOCK_TEXT: Final = (
-    "Your organisation's policy keeps DeskWarden running. To quit, enter the unlock code from your IT administrator. "
-    "Quitting is recorded."
+    "Your organisation's policy keeps DeskWarden running. To quit, paste or type the unlock token from your "
+    "administrator. Quitting is recorded."
 )
-UNLOCK_LABEL: Final = "Unlock code:"
-UNLOCK_REFUSED: Final = "That unlock code is not valid. DeskWarden keeps running."
+UNLOCK_LABEL: Final = "Unlock token from your administrator:"
+UNLOCK_PLACEHOLDER: Final = "DW1-…"
+UNLOCK_REFUSED: Final = (
+    "That unlock token is not valid for this PC, or it has expired. Check that you pasted all of it, "
+    "or ask your administrator for a new one. DeskWarden keeps running."
+)
 UNLOCK_OK: Final = "Quit"
 CANCEL: Final = "Cancel"
 CLOSE: Final = "Close"
@@ -113,12 +122,173 @@ EXCEPTION_DURATIONS: Final = ((30, "30 minutes"), (60, "1 hour"), (240, "4 hours
 # --- transparency view --------------------------------------------------------------------------
 REPORTED_TITLE: Final = "What was reported about me"
 REPORTED_NOTE: Final = (
-    "This is everything DeskWarden sent (or will send) from this PC about you: the time, what happened, "
-    "what DeskWarden did, and the details listed. Nothing else leaves this PC: no clipboard text, file contents, "
-    "keystrokes or screen images. Entries are kept here for {days} days."
+    "These are the events DeskWarden sent (or will send) from this PC about you, in plain words. Apart from "
+    "technical details such as device ids and file fingerprints, nothing else leaves this PC: no clipboard text, "
+    "file contents, keystrokes or screen images, and customer data only masked, like XXXX XXXX XXXX 1111. "
+    "Entries are kept here for {days} days."
 )
 REPORTED_EMPTY: Final = "Nothing has been reported from this PC yet."
-REPORTED_COLUMNS: Final = ("Time", "What", "Action", "Severity", "Rule", "Details sent")
+REPORTED_COLUMNS: Final = ("Time", "What", "Outcome", "Severity", "Rule", "What was reported")
+ACTION_LABELS: Final = {
+    "observed": "Recorded",
+    "warned": "Warned",
+    "blocked": "Blocked",
+    "masked": "Masked",
+    "cleared": "Cleared",
+    "quarantined": "Quarantined",
+    "deleted": "Deleted",
+    "terminated": "Closed",
+    "allowed": "Allowed",
+    "failed": "Could not act",
+}
+SEVERITY_LABELS: Final = {"info": "Info", "low": "Low", "medium": "Medium", "high": "High", "critical": "Critical"}
+
+# One plain sentence per reported event (agent_app.core.history_text builds them). No trailing full stop:
+# they sit in a table cell. `{device}` is one of the USB_DEVICE_* phrases.
+USB_DEVICE_NAMED: Final = "the USB stick “{label}” ({ids})"
+USB_DEVICE_IDS: Final = "the USB stick {ids}"
+USB_DEVICE_LABEL_ONLY: Final = "the USB stick “{label}”"
+USB_DEVICE_UNKNOWN: Final = "a USB stick"
+H_USB_MOUNTED: Final = "You connected {device}"
+H_USB_PRESENT: Final = "{device} was connected when DeskWarden started"
+H_USB_BLOCKED: Final = "{device} was blocked"
+H_USB_READ_ONLY: Final = "{device} was allowed read-only"
+H_USB_REMOVED: Final = "{device} was removed"
+H_USB_EXCEPTION: Final = "You asked to use {device} for {duration}"
+H_REASON: Final = ": “{reason}”"
+H_SOME_TIME: Final = "a while"
+H_SOME_MONITOR: Final = "a monitor"
+H_DOWNLOAD: Final = "You downloaded “{name}”"
+H_DOWNLOAD_SOMETHING: Final = "You downloaded a file"
+H_DOWNLOAD_BLOCKED_TYPE: Final = "file type {extension} not allowed"
+H_DOWNLOAD_OVERSIZE: Final = "larger than allowed"
+H_DOWNLOAD_FINDINGS: Final = "contains {findings}"
+H_CLIPBOARD: Final = "You copied {findings}"
+H_CLIPBOARD_SOMETHING: Final = "You copied customer data"
+H_CAPTURE_TOOL: Final = "The screen-capture tool “{name}” was started"
+H_CAPTURE_TOOL_UNNAMED: Final = "A screen-capture tool was started"
+H_CAPTURE_HOTKEY: Final = "You pressed the screenshot shortcut {shortcut}"
+H_CAPTURE_HOTKEY_UNNAMED: Final = "You pressed a screenshot shortcut"
+H_CAPTURE_SUPPRESSED: Final = "; no screenshot was taken"
+H_POLICY_UPDATED: Final = "Policy version {version} came into force"
+H_POLICY_REPLACING: Final = " (replacing version {previous})"
+H_POLICY_REJECTED: Final = "A policy update{offered} was refused because {why}; the policy in force stays"
+H_POLICY_OFFERED: Final = " (version {version})"
+H_POLICY_ACKNOWLEDGED: Final = "You acknowledged the policy version {version}"
+H_POLICY_ACKNOWLEDGED_NO_VERSION: Final = "You acknowledged the policy"
+H_CLEANDESK_PROMPTED: Final = "The clean-desk check was shown {trigger}"
+H_CLEANDESK_ATTESTED: Final = "You confirmed the clean-desk check"
+H_CLEANDESK_MISSED: Final = "The clean-desk check was not confirmed in time"
+H_CLEANDESK_ITEMS: Final = " ({items})"
+H_CLEANDESK_SNOOZES: Final = " after {snoozes}"
+H_JUSTIFIED: Final = "You gave a reason: “{reason}”"
+H_JUSTIFIED_BOTH: Final = "You gave a reason: “{reason}”, “{text}”"
+H_JUSTIFIED_TIMEOUT: Final = "No reason was given in time, so “{reason}” was recorded"
+H_AGENT_STARTED: Final = "DeskWarden started"
+H_AGENT_VERSION: Final = " (version {version})"
+H_AGENT_UNCLEAN: Final = " after an unexpected stop"
+H_AGENT_STOPPED: Final = "DeskWarden stopped"
+H_AGENT_STOPPED_WHY: Final = "DeskWarden stopped: {why}"
+H_HEARTBEAT: Final = "DeskWarden reported that it is running"
+H_COLLECTOR_FAILED: Final = "Monitoring of {collector} stopped working and was restarted"
+H_COLLECTOR_GAVE_UP: Final = "Monitoring of {collector} stopped working and could not be restarted"
+H_TAMPER: Final = "DeskWarden reported a possible tampering"
+H_LOSS: Final = "{count} could not be kept on this PC"
+H_LOSS_WHY: Final = "{count} could not be kept on this PC ({why})"
+H_DEAD_LETTER: Final = "The DeskWarden server refused {count}"
+H_UNLOCK_USED: Final = "An unlock token from your administrator was used"
+H_UNLOCK_SCOPE: Final = " to {scope}"
+H_UNLOCK_FOR: Final = " for {duration}"
+H_UNKNOWN: Final = "DeskWarden recorded an event of type “{kind}”"
+
+OUTCOME_CLAUSES: Final = {
+    "warned": "; DeskWarden asked you for a reason",
+    "blocked": "; DeskWarden blocked it",
+    "masked": "; DeskWarden masked it",
+    "cleared": "; DeskWarden cleared it",
+    "quarantined": "; DeskWarden moved it to quarantine",
+    "deleted": "; DeskWarden deleted it",
+    "terminated": "; DeskWarden closed it",
+    "failed": "; DeskWarden tried to act but could not",
+}
+"""What DeskWarden did, appended to the sentence; `observed` and `allowed` add nothing."""
+CLIPBOARD_OUTCOMES: Final = {
+    "masked": "; the clipboard was masked",
+    "cleared": "; the clipboard was cleared",
+}
+HOTKEY_OUTCOMES: Final = {"cleared": "; DeskWarden removed the screenshot from the clipboard"}
+READ_ONLY_OUTCOME: Final = "; DeskWarden made it read-only"
+CLEANDESK_TRIGGERS: Final = {
+    "scheduled": "at a scheduled time",
+    "idle_return": "when you came back",
+    "shift_end": "at the end of your shift",
+    "manual": "on request",
+}
+POLICY_REJECT_REASONS: Final = {
+    "too_large": "it was too large",
+    "invalid_json": "it was not a valid policy",
+    "invalid_envelope": "it was not a valid policy",
+    "invalid_schema": "it was not a valid policy",
+    "unknown_key": "it was signed with an unknown key",
+    "bad_signature": "its signature did not check out",
+    "rollback": "it was older than the policy in force",
+    "version_conflict": "it reused a version number with different content",
+    "tampered_cache": "the copy kept on this PC had been changed",
+}
+POLICY_REJECT_OTHER: Final = "it failed a check"
+STOP_REASONS: Final = {
+    "user_quit": "you quit it",
+    "admin_unlock": "you quit it with an unlock token",
+    "logout": "you logged off",
+    "sigterm": "the system stopped it",
+    "sigint": "the system stopped it",
+    "sighup": "the system stopped it",
+    "uninstall": "it was uninstalled",
+    "exit": "it was closed",
+    "quit": "it was closed",
+}
+TAMPER_REASONS: Final = {
+    "unclean_stop": "DeskWarden did not stop cleanly last time",
+    "keyring_unavailable": "The secure key store was not available, so DeskWarden keeps its keys in a file",
+    "uninstall_refused": "An attempt to uninstall DeskWarden without an unlock token was refused",
+    "helper_stopped": "The DeskWarden tray stopped while you were signed in",
+    "helper_missing": "The DeskWarden tray was not running in your session",
+}
+LOSS_REASONS: Final = {
+    "quota": "the storage limit was reached",
+    "disk_full": "the disk was full",
+    "corruption": "the local store was damaged",
+    "lost_commits": "DeskWarden stopped before saving them",
+}
+UNLOCK_SCOPES: Final = {"quit": "quit DeskWarden", "uninstall": "uninstall DeskWarden"}
+COLLECTOR_LABELS: Final = {
+    "usb": "USB storage",
+    "downloads": "downloads",
+    "clipboard": "the clipboard",
+    "screen_capture": "screen capture",
+}
+COUNT_WORDS: Final = {
+    "event": ("event", "events"),
+    "item": ("item", "items"),
+    "reminder": ("reminder", "reminders"),
+    "minute": ("minute", "minutes"),
+    "hour": ("hour", "hours"),
+    "day": ("day", "days"),
+}
+SIZE_UNITS: Final = ("bytes", "KB", "MB", "GB", "TB")
+
+# --- USB exception news (agent_app.core.news_exceptions decides; the tray shows them) ------------
+NEWS_GRANTED_TITLE: Final = "USB exception approved"
+NEWS_GRANTED: Final = "Your exception for {device} was approved until {until}."
+NEWS_GRANTED_EVERYONE: Final = "{device} may be used on this PC until {until}."
+NEWS_EXTENDED_TITLE: Final = "USB exception extended"
+NEWS_EXTENDED: Final = "Your exception for {device} now lasts until {until}."
+NEWS_SHORTENED_TITLE: Final = "USB exception changed"
+NEWS_SHORTENED: Final = "Your exception for {device} now ends at {until}."
+NEWS_WITHDRAWN_TITLE: Final = "USB exception withdrawn"
+NEWS_WITHDRAWN: Final = "Your exception for {device} was withdrawn; the usual USB rules apply again."
+NEWS_ENDED_TITLE: Final = "USB exception ended"
+NEWS_ENDED: Final = "Your exception for {device} has ended; the usual USB rules apply again."
 
 # --- about --------------------------------------------------------------------------------------
 ABOUT_TITLE: Final = "About DeskWarden"
@@ -158,11 +328,18 @@ KIND_LABELS: Final = {
     "agent.tamper": "Tamper warning",
     "agent.loss": "Events lost",
     "agent.dead_letter": "Events refused",
+    "agent.unlock_used": "Unlock token used",
 }
 
 
 def kind_label(kind: str) -> str:
     return KIND_LABELS.get(kind, kind)
+
+
+def tray_tooltip(state: str, *, mode: str) -> str:
+    """The tray icon's tooltip: the state, plus a second line in developer (unprotected) mode."""
+    text = TRAY_TOOLTIP.get(state, APP_NAME)
+    return f"{text}\n{TOOLTIP_UNPROTECTED}" if mode == "unprotected" else text
 
 
 DETECTOR_LABELS = {

@@ -39,7 +39,7 @@ class SupervisorNotifier(QObject):
         self.last = alert
         title = texts.ALERT_TITLE.format(severity=alert.severity.capitalize(), kind=texts.kind_label(alert.kind))
         body = texts.ALERT_BODY.format(team=alert.team or "?", device=alert.device_id or "?")
-        if self._host.show_message(title, body, critical=alert.severity in CRITICAL):
+        if self._host.show_message(title, body, level="critical" if alert.severity in CRITICAL else "warning"):
             self.shown += 1
 
     def open_last(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Literal
 
 from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
 from PySide6.QtGui import QAction, QIcon
@@ -21,18 +22,30 @@ from agent_app.ui.icons import tray_icon
 log = logging.getLogger(__name__)
 
 TRAY_RETRY_MS = 5_000
+MessageLevel = Literal["info", "warning", "critical"]
+_MESSAGE_ICONS = {
+    "info": QSystemTrayIcon.MessageIcon.Information,
+    "warning": QSystemTrayIcon.MessageIcon.Warning,
+    "critical": QSystemTrayIcon.MessageIcon.Critical,
+}
 
 
-def status_lines(status: AgentStatus, state: TrayState, attention: Iterable[str]) -> list[str]:
+def status_lines(
+    status: AgentStatus, state: TrayState, attention: Iterable[str], *, extra: Iterable[str] = ()
+) -> list[str]:
+    """The grey lines at the top of the menu; `extra` (exceptions in force) follow the attention lines."""
     last = status.last_upload.astimezone().strftime("%Y-%m-%d %H:%M") if status.last_upload else texts.STATUS_NEVER
-    lines = [
-        texts.TRAY_STATE_LINE[state.value],
+    lines = [texts.TRAY_STATE_LINE[state.value]]
+    if status.mode == "unprotected":
+        lines.append(texts.STATUS_UNPROTECTED)
+    lines += [
         texts.STATUS_POLICY.format(version=status.policy_version),
         texts.STATUS_LAST_SYNC.format(when=last),
         texts.STATUS_QUEUE.format(count=status.queue_depth),
         _collector_line(status.collectors),
     ]
     lines += [texts.STATUS_ATTENTION.format(reason=reason) for reason in attention]
+    lines += extra
     return lines
 
 
@@ -105,6 +118,8 @@ class TrayIconHost(QObject):
 
     appeared = Signal()
     message_clicked = Signal()
+    message_shown = Signal(str, str)
+    """(title, body) of each notification the tray icon showed."""
 
     def __init__(
         self,
@@ -121,7 +136,8 @@ class TrayIconHost(QObject):
         self._icons = icons
         self._cache: dict[TrayState, QIcon] = {}
         self._state = TrayState.offline
-        self._tooltip = texts.TRAY_TOOLTIP[self._state.value]
+        self._mode = "protected"
+        self._tooltip = texts.tray_tooltip(self._state.value, mode=self._mode)
         self.icon: QSystemTrayIcon | None = None
         self.retry = QTimer(self)
         self.retry.setInterval(retry_ms)
@@ -141,19 +157,27 @@ class TrayIconHost(QObject):
         if self.icon is not None:
             self.icon.hide()
 
-    def set_state(self, state: TrayState) -> None:
+    @property
+    def tooltip(self) -> str:
+        return self._tooltip
+
+    def set_state(self, state: TrayState, *, mode: str | None = None) -> None:
+        """Icon and tooltip for `state`; `mode` is AgentStatus.mode (the tooltip names developer mode)."""
         self._state = state
-        self._tooltip = texts.TRAY_TOOLTIP[state.value]
+        if mode is not None:
+            self._mode = mode
+        self._tooltip = texts.tray_tooltip(state.value, mode=self._mode)
         if self.icon is not None:
             self.icon.setIcon(self._icon(state))
             self.icon.setToolTip(self._tooltip)
 
-    def show_message(self, title: str, body: str, *, critical: bool = False) -> bool:
+    def show_message(self, title: str, body: str, *, level: MessageLevel = "warning") -> bool:
+        """A tray notification; False when there is no visible tray icon to show it from."""
         if self.icon is None or not self.icon.isVisible():
             log.info("tray not available; notification not shown: %s", title)
             return False
-        kind = QSystemTrayIcon.MessageIcon.Critical if critical else QSystemTrayIcon.MessageIcon.Warning
-        self.icon.showMessage(title, body, kind, 15_000)
+        self.icon.showMessage(title, body, _MESSAGE_ICONS[level], 15_000)
+        self.message_shown.emit(title, body)
         return True
 
     def icon_for(self, state: TrayState) -> QIcon:

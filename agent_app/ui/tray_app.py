@@ -17,11 +17,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from PySide6.QtCore import QLockFile, QObject, QTimer, QUrl, Signal
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QSessionManager
 from PySide6.QtWidgets import QApplication, QDialog, QMessageBox, QSystemTrayIcon
 
 from agent_app.core import texts
+from agent_app.core.news_exceptions import (
+    DeviceKey,
+    ExceptionChange,
+    active_lines,
+    change_message,
+    device_labels,
+    exception_changes,
+    exceptions_ended,
+)
 from agent_app.core.pipeline import Notice
 from agent_app.core.ports import AgentPort
 from agent_app.core.prompts import drafts
@@ -38,6 +47,7 @@ from agent_app.ui.dialogs.exception import ExceptionRequestDialog
 from agent_app.ui.dialogs.notices import BLOCK_ACTIONS, WARN_ACTIONS, BlockNoticeDialog, WarnNoticeDialog
 from agent_app.ui.dialogs.transparency import ReportedDialog
 from agent_app.ui.notifications import SupervisorNotifier
+from agent_app.ui.single_instance import TrayLock, TrayLockError, acquire_tray_lock, tray_lock_path
 from agent_app.ui.tray import TRAY_RETRY_MS, TrayIconHost, TrayMenu, effective_state, status_lines
 from policy_client.schema import Action, EventKind, PolicyDocument, RuleRef, utc_now
 
@@ -58,7 +68,7 @@ class TrayApp(QObject):
     """Wires the port, the prompt logic and the widgets together. Construct, then `start()`."""
 
     quit_requested = Signal(str)
-    """The person quit (allowed, or with an unlock code); the runtime is already stopped. run_tray ends the loop."""
+    """The person quit (allowed, or with an unlock token); the runtime is already stopped. run_tray ends the loop."""
 
     def __init__(
         self,
@@ -78,6 +88,7 @@ class TrayApp(QObject):
         self.port = port
         self.home = home
         self._clock = clock
+        self._tz = tz
         self._supervisor = supervisor
         self.policy = port.policy
         self.bridge = PortBridge(self)
@@ -97,6 +108,10 @@ class TrayApp(QObject):
         self.last_usb_block: Notice | None = None
         self.stopped_reason: str | None = None
         self._status = port.status()
+        self._labels: dict[DeviceKey, str] | None = None
+        self._exceptions_checked_at = clock()
+        self.pending_messages: list[tuple[str, str]] = []
+        """Exception news that arrived while no tray icon was visible; shown when the icon appears."""
         self.prompt_timer = QTimer(self)
         self.prompt_timer.setInterval(prompt_check_ms)
         self.prompt_timer.timeout.connect(self.check_prompts)
@@ -108,6 +123,7 @@ class TrayApp(QObject):
         self.bridge.status.connect(self.update_status)
         self.bridge.policy.connect(self.apply_policy)
         self.bridge.alert.connect(self.notifier.show)
+        self.host.appeared.connect(self._show_pending_messages)
         self.menu.view_policy.connect(self.open_policy)
         self.menu.reported.connect(self.open_reported)
         self.menu.exception.connect(self.open_exception_request)
@@ -146,15 +162,15 @@ class TrayApp(QObject):
             self._quit("user_quit")
             return
         dialog = UnlockDialog()
-        dialog.code_entered.connect(lambda code: self._unlock(dialog, code))
+        dialog.token_entered.connect(lambda token: self._unlock(dialog, token))
         self._window("unlock", dialog)
 
-    def _unlock(self, dialog: UnlockDialog, code: str) -> None:
-        if self.port.may_quit(code):
+    def _unlock(self, dialog: UnlockDialog, token: str) -> None:
+        if self.port.may_quit(token):
             dialog.accept()
             self._quit("admin_unlock")
         else:
-            log.warning("quit refused: invalid unlock code")
+            log.warning("quit refused: the unlock token was not accepted")
             dialog.refuse()
 
     def _quit(self, reason: str) -> None:
@@ -166,9 +182,12 @@ class TrayApp(QObject):
     def update_status(self, status: AgentStatus) -> None:
         self._status = status
         state = effective_state(status, self.local_attention.values())
-        self.host.set_state(state)
+        self.host.set_state(state, mode=status.mode)
         attention = list(dict.fromkeys([*status.attention, *self.local_attention.values()]))
-        self.menu.set_status(status_lines(status, state, attention), icon=self.host.icon_for(state))
+        exceptions = active_lines(
+            self.policy, device_id=status.device_id, now=self._clock(), tz=self._tz, labels=self._labels
+        )
+        self.menu.set_status(status_lines(status, state, attention, extra=exceptions), icon=self.host.icon_for(state))
         self.menu.set_quit_allowed(self.port.may_quit())
 
     def _set_attention(self, key: str, reason: str | None) -> None:
@@ -182,7 +201,11 @@ class TrayApp(QObject):
             self.update_status(self._status)
 
     def apply_policy(self, policy: PolicyDocument) -> None:
+        self.check_exceptions()  # an exception that ran out just before this update is announced as ended
+        previous = self.policy
         self.policy = policy
+        changes = exception_changes(previous, policy, device_id=self._status.device_id, now=self._clock())
+        self.announce_exceptions(changes)
         self.scheduler.reconfigure(policy.controls.clean_desk)
         if self.ack_dialog is not None and self.ack_dialog.policy.controls.acknowledgement != (
             policy.controls.acknowledgement
@@ -234,6 +257,39 @@ class TrayApp(QObject):
             self.apply_cleandesk(action)
         if self.acks.due(self.policy) is not None:
             self._set_attention("ack", texts.ATTENTION_ACK_OVERDUE if self.acks.overdue(self.policy) else None)
+        self.check_exceptions()
+
+    # --- USB exception news -------------------------------------------------------------------------
+
+    def check_exceptions(self) -> None:
+        """Tell the person when an exception ran out since the last check (no policy update says so)."""
+        now = self._clock()
+        since, self._exceptions_checked_at = self._exceptions_checked_at, now
+        ended = exceptions_ended(self.policy, device_id=self._status.device_id, since=since, now=now)
+        if ended:
+            self.announce_exceptions(ended)
+            self.update_status(self._status)
+
+    def announce_exceptions(self, changes: list[ExceptionChange]) -> None:
+        if not changes:
+            return
+        # Only news needs names: the history read (an IPC call once the service is split out) happens here,
+        # not on every status tick.
+        self._labels = device_labels(self.port.history(limit=200))
+        now = self._clock()
+        for change in changes:
+            title, body = change_message(change, now=now, tz=self._tz, labels=self._labels)
+            exception = change.exception
+            # Ids only: a volume label is free text chosen by whoever formatted the stick.
+            log.info("USB exception %s: %s:%s", change.change, exception.vendor_id, exception.product_id)
+            if not self.host.show_message(title, body, level="info"):
+                self.pending_messages.append((title, body))
+
+    def _show_pending_messages(self) -> None:
+        pending, self.pending_messages = self.pending_messages, []
+        for title, body in pending:
+            if not self.host.show_message(title, body, level="info"):
+                self.pending_messages.append((title, body))
 
     def apply_cleandesk(self, action: CleanDeskAction) -> None:
         control = self.policy.controls.clean_desk
@@ -347,7 +403,9 @@ class TrayApp(QObject):
 
     def open_reported(self) -> None:
         rows = self.port.history(limit=200)
-        self._window("reported", ReportedDialog(rows, retention_days=self.policy.controls.reporting.retention_days))
+        self._window(
+            "reported", ReportedDialog(rows, retention_days=self.policy.controls.reporting.retention_days, tz=self._tz)
+        )
 
     def open_about(self) -> None:
         self._window("about", AboutDialog(self.port.status(), user=self.port.user))
@@ -417,16 +475,27 @@ def run_tray(
     app: QApplication | None = None,
     supervisor: SupervisorAlertSource | None = None,
     tray_available: Callable[[], bool] = QSystemTrayIcon.isSystemTrayAvailable,
+    instance_lock: TrayLock | None = None,
 ) -> int:
-    """Run the tray until quit, SIGTERM/SIGINT or logout; returns the exit code (3: another tray runs)."""
+    """Run the tray until quit, SIGTERM/SIGINT or logout; returns the exit code (3: another tray runs).
+
+    `instance_lock`: the single-instance lock the caller already took with `acquire_tray_lock` (before it
+    recorded anything); the caller keeps it and releases it. Without one, run_tray takes `home/tray.lock`
+    itself and releases it on return.
+    """
     existing = QApplication.instance()
     application = app or (existing if isinstance(existing, QApplication) else None) or QApplication(sys.argv[:1])
-    lock = QLockFile(str(home / "tray.lock"))
-    lock.setStaleLockTime(0)  # stale only when the owning process is gone, never by age
-    if not lock.tryLock(0):
-        sys.stderr.write("DeskWarden is already running in this session.\n")
-        log.warning("another DeskWarden tray holds %s", home / "tray.lock")
-        return EXIT_ALREADY_RUNNING
+    own_lock: TrayLock | None = None
+    if instance_lock is None:
+        try:
+            own_lock = acquire_tray_lock(tray_lock_path(home))
+        except TrayLockError as exc:
+            # Not evidence of a second tray: run without the guard rather than leave the desk without prompts.
+            log.error("single-instance check unavailable, starting anyway: %s", exc)
+        else:
+            if own_lock is None:
+                sys.stderr.write("DeskWarden is already running in this session.\n")
+                return EXIT_ALREADY_RUNNING
     application.setQuitOnLastWindowClosed(False)
     tray = TrayApp(port, home=home, supervisor=supervisor, tray_available=tray_available)
     pending: list[str] = []
@@ -469,7 +538,8 @@ def run_tray(
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         tray.deleteLater()
-        lock.unlock()
+        if own_lock is not None:
+            own_lock.release()
 
 
 def _stop_signals() -> list[signal.Signals]:

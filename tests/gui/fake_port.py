@@ -14,7 +14,8 @@ from agent_app.core.pipeline import Notice
 from agent_app.core.status import AgentStatus
 from policy_client.schema import EventDraft, PolicyDocument
 
-UNLOCK_CODE = "4711-open"
+UNLOCK_TOKEN = "DW1-" + "-".join((("7QKXM", "R2D9F", "HV4TB", "N8WCJ", "P3LZE", "K6YAS", "G5UQD", "X2MRV") * 3)[:20])
+"""Shaped like the endpoint's unlock tokens: long, dash-separated, usually pasted."""
 
 
 def default_status(**changes: Any) -> AgentStatus:
@@ -26,6 +27,7 @@ def default_status(**changes: Any) -> AgentStatus:
         "collectors": {"usb": "running", "downloads": "running", "clipboard": "running", "screen_capture": "running"},
         "connection": "online",
         "server_url": "https://deskwarden.example.com",
+        "mode": "protected",
     }
     values.update(changes)
     return AgentStatus(**values)
@@ -49,6 +51,7 @@ class FakePort:
         self.input_at = last_input
         self.stops: list[str] = []
         self.attention_reported: list[tuple[str, ...]] = []
+        self.unlock_attempts: list[str | None] = []
         self.stopped = threading.Event()
         self.notice_listeners: list[Callable[[Notice], None]] = []
         self.status_listeners: list[Callable[[AgentStatus], None]] = []
@@ -77,7 +80,8 @@ class FakePort:
         return self.input_at
 
     def may_quit(self, unlock_code: str | None = None) -> bool:
-        return self.allow_quit or unlock_code == UNLOCK_CODE
+        self.unlock_attempts.append(unlock_code)
+        return self.allow_quit or unlock_code == UNLOCK_TOKEN
 
     def set_attention(self, reasons: tuple[str, ...]) -> None:
         self.attention_reported.append(reasons)

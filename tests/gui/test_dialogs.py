@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QLabel, QTableWidgetItem
 from pytestqt.qtbot import QtBot
 
@@ -20,7 +22,7 @@ from agent_app.ui.dialogs.cleandesk import CleanDeskDialog
 from agent_app.ui.dialogs.notices import BlockNoticeDialog, WarnNoticeDialog
 from agent_app.ui.dialogs.transparency import ReportedDialog
 from policy_client.schema import Action, JustificationControl
-from tests.gui.fake_port import default_status
+from tests.gui.fake_port import UNLOCK_TOKEN, default_status
 from tests.gui.helpers import LONG_POLICY, FakeClock, notice, policy
 
 pytestmark = pytest.mark.gui
@@ -257,11 +259,11 @@ def test_reported_view_lists_history_read_only(qtbot: QtBot) -> None:
             "action": "blocked",
             "severity": "high",
             "rule": {"id": "usb.block", "policy_version": 7},
-            "data": {"vendor_id": "0781", "count": 1},
+            "data": {"vendor_id": "0781", "product_id": "5581", "label": "SANDISK", "mount_point": "/media/p/SANDISK"},
         },
         {"ts": "2025-03-03T08:00:00+00:00", "kind": "policy.acknowledged", "action": "observed", "severity": "info"},
     ]
-    dialog = ReportedDialog(rows, retention_days=30)
+    dialog = ReportedDialog(rows, retention_days=30, tz=UTC)
     qtbot.addWidget(dialog)
     table = dialog.table
     assert table.rowCount() == 2
@@ -272,10 +274,33 @@ def test_reported_view_lists_history_read_only(qtbot: QtBot) -> None:
         assert isinstance(item, QTableWidgetItem)
         return item.text()
 
+    assert cell(0, 0) == "2025-03-03 09:00:00"
     assert cell(0, 1) == texts.kind_label("usb.mounted")
+    assert cell(0, 2) == "Blocked"
     assert cell(0, 4) == "usb.block (v7)"
-    assert cell(0, 5) == '{"count": 1, "vendor_id": "0781"}'
+    assert cell(0, 5) == "You connected the USB stick “SANDISK” (0781:5581); DeskWarden blocked it"
+    assert cell(1, 5) == "You acknowledged the policy"
     assert not dialog.empty.isVisibleTo(dialog)
+
+
+def test_reported_view_shows_sentences_not_raw_metadata(qtbot: QtBot) -> None:
+    """Regression: the view used to dump each event's data as JSON (keys, hashes, paths and all)."""
+    finding = {"type": "card", "count": 2, "sample": "XXXX XXXX XXXX 1111", "hash": "0b26c1f3d9e2"}
+    rows: list[dict[str, Any]] = [
+        {
+            "ts": "2025-03-03T09:00:00+00:00",
+            "kind": "clipboard.sensitive",
+            "action": "masked",
+            "severity": "high",
+            "rule": {"id": "clipboard.mask", "policy_version": 7},
+            "data": {"findings": [finding], "length": 40, "format": "text/plain", "scan_truncated": False},
+        }
+    ]
+    dialog = ReportedDialog(rows, retention_days=30)
+    qtbot.addWidget(dialog)
+    shown = [dialog.table.item(0, column).text() for column in range(dialog.table.columnCount())]  # type: ignore[union-attr]
+    assert shown[5] == "You copied 2 card numbers; the clipboard was masked (XXXX XXXX XXXX 1111)"
+    assert not any(mark in text for text in shown for mark in ("{", "findings", "0b26c1f3d9e2", "scan_truncated"))
 
 
 def test_reported_view_empty(qtbot: QtBot) -> None:
@@ -290,14 +315,50 @@ def test_about_shows_device_and_user(qtbot: QtBot) -> None:
     assert any("dev-7f3a" in label.text() for label in dialog.findChildren(QLabel))
 
 
-def test_unlock_dialog_emits_code_and_shows_refusal(qtbot: QtBot) -> None:
+def test_unlock_dialog_asks_for_the_administrators_token_and_shows_refusal(qtbot: QtBot) -> None:
     dialog = UnlockDialog()
     qtbot.addWidget(dialog)
     dialog.show()
-    qtbot.keyClicks(dialog.code, "1234")
-    with qtbot.waitSignal(dialog.code_entered, timeout=1000) as blocker:
-        qtbot.keyClick(dialog.code, Qt.Key.Key_Return)
+    shown = " ".join(label.text() for label in dialog.findChildren(QLabel))
+    assert "unlock token from your administrator" in shown
+    assert "unlock code" not in shown.lower()
+    qtbot.keyClicks(dialog.token, "1234")
+    with qtbot.waitSignal(dialog.token_entered, timeout=1000) as blocker:
+        qtbot.keyClick(dialog.token, Qt.Key.Key_Return)
     assert blocker.args == ["1234"]
     dialog.refuse()
     assert dialog.error.isVisible()
-    assert dialog.code.text() == ""
+    assert dialog.token.textCursor().selectedText() == "1234", "kept and selected, so the next paste replaces it"
+
+
+def test_unlock_dialog_takes_a_long_pasted_token_whole_without_whitespace(qtbot: QtBot) -> None:
+    dialog = UnlockDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    # As it arrives from an e-mail: leading blanks, a line break in the middle, a trailing newline.
+    QGuiApplication.clipboard().setText("  " + UNLOCK_TOKEN[:61] + "\r\n" + UNLOCK_TOKEN[61:] + " \n")
+    dialog.token.setFocus()
+    dialog.token.paste()
+    with qtbot.waitSignal(dialog.token_entered, timeout=1000) as blocker:
+        dialog.quit_button.click()
+    assert blocker.args == [UNLOCK_TOKEN]
+    assert len(UNLOCK_TOKEN) > 120
+    assert dialog.token.toPlainText().count("DW1-") == 1, "shown as pasted, nothing cut off"
+
+
+def test_unlock_dialog_refuses_a_mistaken_huge_paste_instead_of_cutting_it(qtbot: QtBot) -> None:
+    dialog = UnlockDialog()
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.token.setPlainText("Dear Priya, here is the token you asked for: " + UNLOCK_TOKEN * 40)
+    with qtbot.assertNotEmitted(dialog.token_entered):
+        dialog.quit_button.click()
+    assert dialog.error.isVisible()
+
+
+def test_unlock_dialog_ignores_an_empty_or_blank_entry(qtbot: QtBot) -> None:
+    dialog = UnlockDialog()
+    qtbot.addWidget(dialog)
+    qtbot.keyClicks(dialog.token, "   ")
+    with qtbot.assertNotEmitted(dialog.token_entered):
+        dialog.quit_button.click()

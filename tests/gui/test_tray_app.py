@@ -5,13 +5,18 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QLockFile, QTimer, QUrl
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox
 from pytestqt.qtbot import QtBot
 
@@ -23,9 +28,17 @@ from agent_app.ui.dialogs.about import UnlockDialog
 from agent_app.ui.dialogs.exception import ExceptionRequestDialog
 from agent_app.ui.dialogs.notices import BlockNoticeDialog, WarnNoticeDialog
 from agent_app.ui.dialogs.transparency import ReportedDialog
+from agent_app.ui.single_instance import TrayLockError, acquire_tray_lock, tray_lock_path
 from agent_app.ui.tray_app import EXIT_ALREADY_RUNNING, TrayApp, run_tray
-from policy_client.schema import Action, CleanDeskControl, EventKind, JustificationControl
-from tests.gui.fake_port import UNLOCK_CODE, FakePort, default_status
+from policy_client.schema import (
+    Action,
+    CleanDeskControl,
+    EventKind,
+    JustificationControl,
+    PolicyDocument,
+    UsbException,
+)
+from tests.gui.fake_port import UNLOCK_TOKEN, FakePort, default_status
 from tests.gui.helpers import FakeClock, notice, policy
 
 pytestmark = pytest.mark.gui
@@ -120,6 +133,31 @@ def test_menu_shows_status_lines_and_commands(qtbot: QtBot, home: Path) -> None:
     assert app.host.state is TrayState.attention
 
 
+def test_protected_mode_adds_nothing_to_menu_or_tooltip(qtbot: QtBot, home: Path) -> None:
+    app = _app(qtbot, home, FakePort(status=default_status(mode="protected")), available=lambda: True)
+    assert texts.STATUS_UNPROTECTED not in app.menu.texts()
+    assert app.host.tooltip == texts.TRAY_TOOLTIP["protected"]
+    assert app.host.icon is not None
+    assert app.host.icon.toolTip() == texts.TRAY_TOOLTIP["protected"]
+
+
+def test_unprotected_mode_says_developer_mode_in_menu_and_tooltip(qtbot: QtBot, home: Path) -> None:
+    app = _app(qtbot, home, FakePort(status=default_status(mode="unprotected")), available=lambda: True)
+    lines = app.menu.texts()
+    assert lines[:2] == [texts.TRAY_STATE_LINE["protected"], "Developer mode: not tamper-resistant"]
+    assert app.host.state is TrayState.protected, "informational: neither attention nor a different icon"
+    assert app.host.icon is not None
+    assert app.host.icon.toolTip() == "DeskWarden: protected\nDeveloper mode: not tamper-resistant"
+
+
+def test_mode_change_reaches_menu_and_tooltip(qtbot: QtBot, home: Path) -> None:
+    port = FakePort(status=default_status(mode="unprotected"))
+    app = _app(qtbot, home, port)
+    port.push_status(default_status(mode="protected"))
+    qtbot.waitUntil(lambda: texts.STATUS_UNPROTECTED not in app.menu.texts(), timeout=2000)
+    assert "Developer mode" not in app.host.tooltip
+
+
 def test_status_updates_from_another_thread_reach_the_menu(qtbot: QtBot, home: Path) -> None:
     port = FakePort()
     app = _app(qtbot, home, port)
@@ -140,19 +178,37 @@ def test_quit_when_policy_allows(qtbot: QtBot, home: Path) -> None:
     assert port.stops == ["user_quit"]
 
 
-def test_quit_needs_a_valid_unlock_code(qtbot: QtBot, home: Path) -> None:
+def test_quit_needs_a_valid_unlock_token(qtbot: QtBot, home: Path) -> None:
     port = FakePort(allow_quit=False)
     app = _app(qtbot, home, port)
     app.menu.quit_action.trigger()
     dialog = app.windows["unlock"]
     assert isinstance(dialog, UnlockDialog)
-    qtbot.keyClicks(dialog.code, "wrong")
+    qtbot.keyClicks(dialog.token, "wrong")
     with qtbot.assertNotEmitted(app.quit_requested):
         dialog.quit_button.click()
     assert port.stops == []
     assert dialog.error.isVisible()
-    qtbot.keyClicks(dialog.code, UNLOCK_CODE)
+    qtbot.keyClicks(dialog.token, UNLOCK_TOKEN)  # replaces the selected wrong entry
+    with qtbot.waitSignal(app.quit_requested, timeout=1000) as blocker:
+        dialog.quit_button.click()
+    assert blocker.args == ["admin_unlock"]
+    assert port.stops == ["admin_unlock"]
+
+
+def test_pasted_unlock_token_with_line_breaks_is_checked_whole(qtbot: QtBot, home: Path) -> None:
+    """Regression: a token pasted from an e-mail (wrapped, with a trailing newline) reached may_quit as pasted."""
+    port = FakePort(allow_quit=False)
+    app = _app(qtbot, home, port)
+    app.menu.quit_action.trigger()
+    dialog = app.windows["unlock"]
+    assert isinstance(dialog, UnlockDialog)
+    QGuiApplication.clipboard().setText(
+        UNLOCK_TOKEN[:40] + "\n" + UNLOCK_TOKEN[40:90] + "\n" + UNLOCK_TOKEN[90:] + "\n"
+    )
+    dialog.token.paste()
     dialog.quit_button.click()
+    assert port.unlock_attempts[-1] == UNLOCK_TOKEN
     assert port.stops == ["admin_unlock"]
 
 
@@ -193,7 +249,7 @@ def test_overdue_acknowledgement_raises_attention(qtbot: QtBot, home: Path) -> N
     assert app.ack_dialog is not None
     app.ack_dialog.acknowledged.emit()
     assert app.host.state is TrayState.protected
-    assert port.attention_reported[-1] == ()
+    assert not port.attention_reported[-1]
 
 
 # --- clean desk -----------------------------------------------------------------------------------
@@ -357,6 +413,103 @@ def test_menu_reported_shows_history(qtbot: QtBot, home: Path) -> None:
     dialog = app.windows["reported"]
     assert isinstance(dialog, ReportedDialog)
     assert dialog.table.rowCount() == 1
+    item = dialog.table.item(0, 5)
+    assert item is not None
+    assert item.text() == "DeskWarden started"
+
+
+# --- USB exception news ---------------------------------------------------------------------------
+
+ME = default_status().device_id
+
+
+def _with_exception(hours: float, clock: FakeClock, *, device: str | None = ME, version: int = 8) -> PolicyDocument:
+    base = policy(text="t")
+    usb = base.controls.usb.model_copy(
+        update={
+            "exceptions": [
+                UsbException(
+                    vendor_id="0781",
+                    product_id="5581",
+                    serial="4C530001",
+                    expires_at=clock.now + timedelta(hours=hours),
+                    device_id=device,
+                    reviewed_at=clock.now,
+                )
+            ]
+        }
+    )
+    return base.model_copy(update={"version": version, "controls": base.controls.model_copy(update={"usb": usb})})
+
+
+SANDISK_HISTORY = [
+    {
+        "kind": "usb.blocked",
+        "action": "blocked",
+        "data": {"vendor_id": "0781", "product_id": "5581", "serial": "4C530001", "label": "SANDISK"},
+    }
+]
+
+
+def test_approved_exception_in_a_new_policy_is_announced_in_the_tray(qtbot: QtBot, home: Path) -> None:
+    """Regression: the exception form promised a tray message on approval, and none ever came."""
+    clock = FakeClock()
+    port = FakePort(policy=policy(text="t"), history=SANDISK_HISTORY)
+    app = _app(qtbot, home, port, clock=clock, available=lambda: True, tz=UTC)
+    thread = threading.Thread(target=port.push_policy, args=(_with_exception(4, clock),))
+    with qtbot.waitSignal(app.host.message_shown, timeout=2000) as blocker:
+        thread.start()
+    thread.join(5)
+    assert blocker.args == [
+        "USB exception approved",
+        "Your exception for the USB stick “SANDISK” (0781:5581) was approved until 16:55.",
+    ]
+    assert "Allowed until 16:55: the USB stick “SANDISK” (0781:5581)" in app.menu.texts()
+
+
+def test_exception_for_another_pc_or_unchanged_policy_is_quiet(qtbot: QtBot, home: Path) -> None:
+    clock = FakeClock()
+    port = FakePort(policy=policy(text="t"))
+    app = _app(qtbot, home, port, clock=clock, available=lambda: True)
+    with qtbot.assertNotEmitted(app.host.message_shown):
+        app.apply_policy(_with_exception(4, clock, device="dev-other"))
+        app.apply_policy(policy(text="t"))
+    assert app.pending_messages == []
+
+
+def test_withdrawn_and_ended_exceptions_are_announced(qtbot: QtBot, home: Path) -> None:
+    clock = FakeClock()
+    port = FakePort(policy=_with_exception(1, clock))
+    app = _app(qtbot, home, port, clock=clock, available=lambda: True, tz=UTC)
+    with qtbot.waitSignal(app.host.message_shown, timeout=1000) as withdrawn:
+        app.apply_policy(policy(text="t"))
+    assert withdrawn.args[0] == "USB exception withdrawn"
+    app.apply_policy(_with_exception(1, clock, version=9))
+    clock.advance(minutes=59)
+    with qtbot.assertNotEmitted(app.host.message_shown):
+        app.check_prompts()
+    clock.advance(minutes=1)
+    with qtbot.waitSignal(app.host.message_shown, timeout=1000) as ended:
+        app.check_prompts()
+    assert ended.args == [
+        "USB exception ended",
+        "Your exception for the USB stick 0781:5581 has ended; the usual USB rules apply again.",
+    ]
+    assert not any(line.startswith("Allowed until") for line in app.menu.texts())
+
+
+def test_exception_news_waits_for_a_late_tray(qtbot: QtBot, home: Path) -> None:
+    clock = FakeClock()
+    available = [False]
+    port = FakePort(policy=policy(text="t"))
+    app = _app(qtbot, home, port, clock=clock, available=lambda: available[0], tray_retry_ms=20)
+    app.apply_policy(_with_exception(2, clock))
+    assert [title for title, _ in app.pending_messages] == ["USB exception approved"]
+    available[0] = True
+    with qtbot.waitSignal(app.host.message_shown, timeout=2000) as blocker:
+        pass
+    assert blocker.args[0] == "USB exception approved"
+    assert app.pending_messages == []
 
 
 # --- tray availability, supervisor notifications ---------------------------------------------------
@@ -437,3 +590,75 @@ def test_sigterm_stops_the_runtime_cleanly_even_with_a_warn_notice_open(qapp: QA
     lock = QLockFile(str(home / "tray.lock"))
     assert lock.tryLock(0), "the lock must be released on exit"
     lock.unlock()
+
+
+# --- single instance: the lock helper agent_app.run can call before anything is recorded ------------------
+
+_HOLDER = """
+import sys
+from pathlib import Path
+from agent_app.ui.single_instance import acquire_tray_lock
+lock = acquire_tray_lock(Path(sys.argv[1]))
+print("LOCKED" if lock is not None else "REFUSED", flush=True)
+sys.stdin.read()
+"""
+
+
+def _read_line(proc: subprocess.Popen[str], timeout: float = 20.0) -> str:
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, "the lock holder did not report"
+    return proc.stdout.readline().strip()
+
+
+def test_tray_lock_is_exclusive_across_processes_and_survives_a_crashed_owner(tmp_path: Path) -> None:
+    path = tray_lock_path(tmp_path / "session")
+    root = Path(__file__).resolve().parents[2]
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(path)], cwd=root, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    ) as holder:
+        try:
+            assert _read_line(holder) == "LOCKED"
+            assert acquire_tray_lock(path) is None, "a second tray must see the first one"
+            holder.kill()  # kill -9: no unlock, the lock file stays behind
+            holder.wait(10)
+        finally:
+            if holder.poll() is None:
+                holder.kill()
+                holder.wait(10)
+    assert path.exists()
+    lock = acquire_tray_lock(path)
+    assert lock is not None, "a lock left by a dead process is taken over"
+    with lock:
+        assert lock.held
+    lock.release()  # twice is harmless
+    again = acquire_tray_lock(path)
+    assert again is not None, "leaving the with block released it"
+    again.release()
+
+
+def test_tray_lock_that_cannot_be_created_is_an_error_not_already_running(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(TrayLockError):
+        acquire_tray_lock(tray_lock_path(blocker))
+
+
+def test_run_tray_uses_the_callers_lock_and_leaves_it_held(qapp: QApplication, home: Path) -> None:
+    lock = acquire_tray_lock(tray_lock_path(home))
+    assert lock is not None
+    with lock:
+        port = FakePort(policy=policy(text="t"))
+        QTimer.singleShot(50, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        assert run_tray(port, home=home, app=qapp, tray_available=lambda: False, instance_lock=lock) == 0
+        assert port.stops == ["sigterm"]
+        assert lock.held, "the caller owns the lock and releases it"
+
+
+def test_run_tray_starts_when_the_lock_file_cannot_be_created(qapp: QApplication, tmp_path: Path) -> None:
+    home = tmp_path / "file-not-dir"
+    home.write_text("x", encoding="utf-8")
+    port = FakePort(policy=policy(text="t"))
+    QTimer.singleShot(50, lambda: os.kill(os.getpid(), signal.SIGTERM))
+    assert run_tray(port, home=home, app=qapp, tray_available=lambda: False) == 0
+    assert port.stops == ["sigterm"]

@@ -5,7 +5,6 @@ GUI thread only.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from PySide6.QtCore import Qt
@@ -47,10 +46,6 @@ def dialog_layout(dialog: QDialog) -> QVBoxLayout:
     layout = QVBoxLayout(dialog)
     layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)
     return layout
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True, default=str)
 
 
 def details_text(summary: dict[str, Any]) -> str:

@@ -1,13 +1,13 @@
-"""“What was reported about me”: a read-only table of this device's events as they left the machine.
+"""“What was reported about me”: a read-only table of this device's events, one plain sentence each.
 
-GUI thread only; the rows come from `AgentPort.history()` and nothing here writes anywhere.
+GUI thread only; the rows come from `AgentPort.history()`, the sentences from agent_app.core.history_text, and
+nothing here writes anywhere.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import tzinfo
 from typing import Any
 
 from PySide6.QtGui import QShowEvent
@@ -22,43 +22,21 @@ from PySide6.QtWidgets import (
 )
 
 from agent_app.core import texts
+from agent_app.core.history_text import history_row
 from agent_app.ui.dialogs.common import dialog_layout, prepare, set_width_in_chars, wrapped
 
 
-def _when(value: Any) -> str:
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value))
-        except ValueError:
-            return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone()
-    return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _rule(value: Any) -> str:
-    if isinstance(value, dict):
-        return f"{value.get('id', '')} (v{value.get('policy_version', '?')})"
-    return "" if value is None else str(value)
-
-
-def row_cells(event: dict[str, Any]) -> list[str]:
-    kind = str(event.get("kind", ""))
-    return [
-        _when(event.get("ts", "")),
-        texts.kind_label(kind),
-        str(event.get("action", "")),
-        str(event.get("severity", "")),
-        _rule(event.get("rule")),
-        json.dumps(event.get("data", {}), separators=(", ", ": "), ensure_ascii=False, sort_keys=True, default=str),
-    ]
-
-
 class ReportedDialog(QDialog):
-    def __init__(self, rows: Sequence[dict[str, Any]], *, retention_days: int, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        rows: Sequence[dict[str, Any]],
+        *,
+        retention_days: int,
+        tz: tzinfo | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
+        self._tz = tz
         prepare(self, texts.REPORTED_TITLE)
         layout = dialog_layout(self)
         note = wrapped(texts.REPORTED_NOTE.format(days=retention_days))
@@ -76,7 +54,8 @@ class ReportedDialog(QDialog):
         header.setStretchLastSection(True)
         # Rows fit the wrapped details once the columns have their real widths (after layout, and on resize).
         header.sectionResized.connect(lambda *_args: self.table.resizeRowsToContents())
-        set_width_in_chars(self.table, 150)
+        # Wide enough that most sentences fit on one or two lines next to the short columns.
+        set_width_in_chars(self.table, 185)
         self.table.setMinimumHeight(self.fontMetrics().lineSpacing() * 18)
         self.table.setAccessibleName(texts.REPORTED_TITLE)
         layout.addWidget(self.table, 1)
@@ -97,7 +76,7 @@ class ReportedDialog(QDialog):
     def set_rows(self, rows: Sequence[dict[str, Any]]) -> None:
         self.table.setRowCount(len(rows))
         for row, event in enumerate(rows):
-            for column, text in enumerate(row_cells(event)):
+            for column, text in enumerate(history_row(event, tz=self._tz).cells()):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
                 self.table.setItem(row, column, item)
