@@ -10,6 +10,7 @@ re-runs itself with QT_SCALE_FACTOR=2 for the 200 % variants.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -30,9 +31,10 @@ def _rerun_under_xvfb() -> int | None:
     from tests.xvfb import qt_xcb_env, xvfb_display
 
     with xvfb_display(screen="1920x1200x24") as display:
-        return subprocess.run(
-            [sys.executable, __file__, *sys.argv[1:]], env=qt_xcb_env(display), check=False
-        ).returncode
+        env = qt_xcb_env(display)
+        # No StatusNotifier host on Xvfb: Qt must use the XEMBED tray (trayer) and draw its own balloon.
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env, check=False).returncode
 
 
 if __name__ == "__main__":
@@ -42,14 +44,15 @@ if __name__ == "__main__":
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
-from PySide6.QtCore import QPoint  # noqa: E402
-from PySide6.QtGui import QColor, QImage, QPainter  # noqa: E402
-from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402, TID251 - a GUI script, like agent_app/ui
+from PySide6.QtCore import QEventLoop, QPoint, QRect, QTimer  # noqa: E402
+from PySide6.QtGui import QColor, QGuiApplication, QImage, QPainter  # noqa: E402
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon, QWidget  # noqa: E402, TID251 - a GUI script
 
 HIGH_DPI = ("acknowledgement", "warn-notice")
 
 
 def _history() -> list[dict[str, Any]]:
+    """Events shaped as the collectors, prompts and runtime raise them (docs/events.md)."""
     now = datetime(2025, 3, 3, 14, 5, tzinfo=UTC)
 
     def row(
@@ -64,7 +67,10 @@ def _history() -> list[dict[str, Any]]:
             "data": data,
         }
 
+    card = {"type": "card", "count": 2, "sample": "XXXX XXXX XXXX 1111", "hash": "9f2c41e1"}
+    usb = {"vendor_id": "0781", "product_id": "5581", "serial": "4C530001", "label": "SANDISK", "bus": "usb"}
     return [
+        row(1, "policy.updated", "observed", "info", None, {"version": 8, "previous_version": 7, "key_id": "k1"}),
         row(
             2,
             "violation.justified",
@@ -82,18 +88,27 @@ def _history() -> list[dict[str, Any]]:
         row(
             3,
             "clipboard.sensitive",
-            "warned",
+            "masked",
             "high",
-            "clipboard.warn",
-            {"detectors": ["card"], "count": 1, "sample": "XXXX XXXX XXXX 1111", "hash": "9f2c…e1"},
+            "clipboard.mask",
+            {"findings": [card], "length": 41, "format": "text/plain", "scan_truncated": False},
         ),
         row(
-            41,
-            "usb.mounted",
-            "blocked",
-            "high",
+            38,
+            "usb.exception_requested",
+            "observed",
+            "low",
             "usb.block",
-            {"vendor_id": "0781", "product_id": "5581", "serial": "4C530001", "label": "SANDISK"},
+            {**usb, "minutes": 240, "reason": "The client's auditor hands over signed forms on this stick"},
+        ),
+        row(41, "usb.blocked", "blocked", "high", "usb.block", usb),
+        row(
+            55,
+            "download.quarantined",
+            "quarantined",
+            "high",
+            "downloads.quarantine",
+            {"name": "rates.zip", "extension": ".zip", "size_bytes": 2_100_000, "blocked_extension": True},
         ),
         row(
             64,
@@ -103,10 +118,9 @@ def _history() -> list[dict[str, Any]]:
             "clean_desk",
             {"trigger": "scheduled", "items": 3, "snoozes": 1},
         ),
-        row(
-            300, "policy.acknowledged", "observed", "info", "acknowledgement", {"version": 7, "text_sha256": "5d41…2a"}
-        ),
-        row(302, "agent.started", "observed", "info", None, {"version": "0.1.0"}),
+        row(90, "capture.hotkey", "cleared", "medium", "screen_capture.block", {"shortcut": "PrintScreen"}),
+        row(300, "policy.acknowledged", "observed", "info", "acknowledgement", {"version": 7, "text_sha256": "5d41"}),
+        row(302, "agent.started", "observed", "info", None, {"version": "0.1.0", "unclean_previous_stop": False}),
     ]
 
 
@@ -135,6 +149,71 @@ Entries are kept for 30 days on this PC.
 """
 
 
+def _wait_for(condition: Any, timeout_ms: int = 10_000) -> bool:
+    """Run the event loop until `condition()` holds (polled every 50 ms) or the timeout passes."""
+    loop = QEventLoop()
+    poll = QTimer()
+    poll.setInterval(50)
+    poll.timeout.connect(lambda: loop.quit() if condition() else None)
+    QTimer.singleShot(timeout_ms, loop.quit)
+    poll.start()
+    if not condition():
+        loop.exec()
+    poll.stop()
+    return bool(condition())
+
+
+def _save_notification(title: str, body: str, path: Path) -> None:
+    """A real tray balloon: trayer as the XEMBED system tray on this Xvfb, the icon embedded in it, and Qt's
+    own balloon (no notification daemon here); the screen area around icon and balloon is saved."""
+    if os.environ.get("QT_QPA_PLATFORM") != "xcb" or shutil.which("trayer") is None:
+        print(f"skipped {path.name}: needs Xvfb (xcb) and trayer")
+        return
+    from agent_app.core.status import TrayState
+    from agent_app.ui.icons import tray_icon
+
+    panel = (
+        "trayer --edge top --align right --widthtype request --height 32 --transparent true --alpha 0 --tint 0x303030"
+    )
+    trayer = subprocess.Popen(
+        panel.split(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not _wait_for(QSystemTrayIcon.isSystemTrayAvailable):
+            print(f"skipped {path.name}: no system tray appeared")
+            return
+        icon = QSystemTrayIcon(tray_icon(TrayState.protected))
+        icon.show()
+        _wait_for(lambda: not icon.geometry().isEmpty() and icon.geometry().topLeft() != QPoint(0, 0))
+        icon.showMessage(title, body, QSystemTrayIcon.MessageIcon.Information, 60_000)
+
+        def balloon() -> QWidget | None:
+            shown = [
+                w
+                for w in QApplication.topLevelWidgets()
+                if w.isVisible() and w.metaObject().className() == "QBalloonTip"
+            ]
+            return shown[0] if shown else None
+
+        _wait_for(lambda: balloon() is not None)
+        QApplication.processEvents()
+        tip = balloon()
+        area = icon.geometry()
+        if tip is not None:
+            area = area.united(tip.frameGeometry())
+        screen = QGuiApplication.primaryScreen()
+        area = area.adjusted(-16, -8, 16, 16).intersected(QRect(QPoint(0, 0), screen.size()))
+        pixmap = screen.grabWindow(0, area.x(), area.y(), area.width(), area.height())
+        pixmap.save(str(path))
+        print(f"wrote {path} ({pixmap.width()}x{pixmap.height()})")
+        icon.hide()
+    finally:
+        trayer.terminate()
+        trayer.wait(5)
+
+
 def _save(widget: QWidget, path: Path, *, sized: bool = False) -> None:
     if not sized:
         widget.adjustSize()
@@ -147,6 +226,7 @@ def _save(widget: QWidget, path: Path, *, sized: bool = False) -> None:
 
 
 def render(out: Path, *, suffix: str, only: set[str] | None) -> None:
+    from agent_app.core.news_exceptions import ExceptionChange, active_lines, change_message, device_labels
     from agent_app.core.pipeline import Notice
     from agent_app.core.prompts.cleandesk import ShowPrompt, Trigger
     from agent_app.core.status import TrayState
@@ -158,24 +238,54 @@ def render(out: Path, *, suffix: str, only: set[str] | None) -> None:
     from agent_app.ui.icons import tray_icon
     from agent_app.ui.tray import TrayMenu, effective_state, status_lines
     from collectors.base import Decision
-    from policy_client.schema import AcknowledgementControl, Action, Controls, PolicyDocument, Severity
-    from tests.gui.fake_port import default_status
+    from policy_client.schema import (
+        AcknowledgementControl,
+        Action,
+        Controls,
+        PolicyDocument,
+        Severity,
+        UsbControl,
+        UsbException,
+    )
+    from tests.gui.fake_port import UNLOCK_TOKEN, default_status
     from tests.gui.helpers import FakeClock
 
     def wanted(name: str) -> bool:
         return only is None or name in only
 
-    policy = PolicyDocument(
-        version=7, org="Acme CX", controls=Controls(acknowledgement=AcknowledgementControl(text_markdown=POLICY_TEXT))
-    )
     status = default_status(queue_depth=3, attention=())
+    now = datetime(2025, 3, 3, 13, 0, tzinfo=UTC)  # fixed, so the PNGs only change when the UI does
+    approved = UsbException(
+        vendor_id="0781",
+        product_id="5581",
+        serial="4C530001",
+        expires_at=now + timedelta(hours=4),
+        device_id=status.device_id,
+        reviewed_at=now,
+    )
+    policy = PolicyDocument(
+        version=8,
+        org="Acme CX",
+        controls=Controls(
+            acknowledgement=AcknowledgementControl(text_markdown=POLICY_TEXT),
+            usb=UsbControl(mode="block", exceptions=[approved]),
+        ),
+    )
+    labels = device_labels(_history())
 
-    if wanted("tray-menu"):
-        menu = TrayMenu()
-        state = effective_state(status, [])
-        menu.set_status(status_lines(status, state, []), icon=tray_icon(state))
-        menu.set_quit_allowed(False)
-        _save(menu.menu, out / f"tray-menu{suffix}.png")
+    for name, mode in (("tray-menu", "protected"), ("tray-menu-developer", "unprotected")):
+        if wanted(name):
+            shown = dataclasses.replace(status, mode=mode)
+            menu = TrayMenu()
+            state = effective_state(shown, [])
+            extra = active_lines(policy, device_id=shown.device_id, now=now, tz=UTC, labels=labels)
+            menu.set_status(status_lines(shown, state, [], extra=extra), icon=tray_icon(state))
+            menu.set_quit_allowed(False)
+            _save(menu.menu, out / f"tray-menu{'-developer' if mode == 'unprotected' else ''}{suffix}.png")
+
+    if wanted("notification-exception"):
+        title, body = change_message(ExceptionChange("granted", approved), now=now, tz=UTC, labels=labels)
+        _save_notification(title, body, out / f"notification-exception{suffix}.png")
 
     if wanted("acknowledgement"):
         ack = AcknowledgementDialog(policy)
@@ -243,7 +353,9 @@ def render(out: Path, *, suffix: str, only: set[str] | None) -> None:
         _save(AboutDialog(status, user="priya.n"), out / f"about{suffix}.png")
 
     if wanted("unlock"):
-        _save(UnlockDialog(), out / f"unlock{suffix}.png")
+        unlock = UnlockDialog()
+        unlock.token.setPlainText(UNLOCK_TOKEN)  # as pasted: the whole token stays visible
+        _save(unlock, out / f"unlock{suffix}.png")
 
     if wanted("icons"):
         sizes = (16, 22, 32, 48, 64)
