@@ -7,7 +7,7 @@ import base64
 import json
 import shutil
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,11 +18,10 @@ from agent_app.core import paths
 from agent_app.core.autostart import install, uninstall
 from agent_app.core.autostart.linux import LinuxAutostart
 from agent_app.core.autostart.model import CommandResult, LaunchSpec
-from agent_app.core.autostart.unlock import check_unlock_code
 from agent_app.core.outbox import Outbox
 from agent_app.core.runtime import assets_dir
-from policy_client.schema import unlock_code
 from policy_client.secrets import SecretStore, load_or_create_keys
+from policy_client.unlock_token import issue_unlock_token
 from tests.integration.faulty_server import FaultyServer
 
 TOKEN = "team-token-0123456789"
@@ -52,13 +51,13 @@ def adapter(tmp_path: Path) -> LinuxAutostart:
     return LinuxAutostart(config_home=tmp_path / "config", run=OkRunner(), systemd=True)
 
 
+SIGNING_KEY = Ed25519PrivateKey.generate()
+"""The endpoint's key: it signs the policy the agent pins at enrolment and the unlock tokens."""
+
+
 @pytest.fixture
 def server() -> Iterator[FaultyServer]:
-    public = (
-        Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    )
+    public = SIGNING_KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     with FaultyServer() as srv:
         srv.add_enroll_token(TOKEN)
         srv.publish_policy(b"{}", version=0, key_id="k-1", public_key_b64=base64.b64encode(public).decode())
@@ -107,16 +106,16 @@ def test_install_enrols_then_uninstall_with_code_reports_to_endpoint(
     config = json.loads(paths.config_path(home).read_text(encoding="utf-8"))
     assert config["device_id"] == "dev-test-1"
     assert all(path.is_file() for path in _autostart_files(tmp_path))
-    code = _code(home, NOW.date())
+    code = _token(scope="uninstall")
 
-    result = uninstall(unlock_code=code.upper(), adapter=adapter, spec=SPEC, now=lambda: NOW, deliver_timeout=10)
+    result = uninstall(unlock_token=code.lower(), adapter=adapter, spec=SPEC, now=lambda: NOW, deliver_timeout=10)
 
     assert result == 0
     assert not any(path.exists() for path in _autostart_files(tmp_path))
     stopped = [e for e in server.accepted_events().values() if e["kind"] == "agent.stopped"]
     assert len(stopped) == 1
     assert stopped[0]["data"]["reason"] == "uninstall"
-    assert stopped[0]["data"]["unlock_code_used"] is True
+    assert stopped[0]["data"]["unlock_token_used"] is True
     assert "uninstall reported to the endpoint" in capsys.readouterr().out
 
 
@@ -126,10 +125,10 @@ def test_uninstall_without_code_is_refused_and_reported(
     adapter.register(SPEC)
     _set_credential(home)
 
-    assert uninstall(unlock_code=None, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
+    assert uninstall(unlock_token=None, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
 
     assert all(path.is_file() for path in _autostart_files(tmp_path))
-    assert "uninstall refused (no unlock code)" in capsys.readouterr().err
+    assert "uninstall refused (no unlock token)" in capsys.readouterr().err
     events = _queued(home)
     assert [(e["kind"], e["data"]["reason"]) for e in events] == [("agent.tamper", "uninstall_refused")]  # type: ignore[index]
 
@@ -137,16 +136,17 @@ def test_uninstall_without_code_is_refused_and_reported(
 def test_uninstall_with_wrong_or_stale_code_is_refused(home: Path, adapter: LinuxAutostart, tmp_path: Path) -> None:
     adapter.register(SPEC)
     _set_credential(home)
-    stale = _code(home, (NOW - timedelta(days=2)).date())
+    _pin_endpoint_key(home)
+    stale = _token(scope="uninstall").replace("DW1-", "DW1-A", 1)  # a changed character
 
-    assert uninstall(unlock_code="00000000", adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
-    assert uninstall(unlock_code=stale, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
+    assert uninstall(unlock_token="00000000", adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
+    assert uninstall(unlock_token=stale, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
     assert all(path.is_file() for path in _autostart_files(tmp_path))
 
 
 def test_uninstall_not_enrolled_cannot_be_unlocked(home: Path, adapter: LinuxAutostart) -> None:
     adapter.register(SPEC)
-    assert uninstall(unlock_code="deadbeef", adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
+    assert uninstall(unlock_token="deadbeef", adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
 
 
 def test_uninstall_with_valid_code_offline_keeps_event_queued(
@@ -154,14 +154,15 @@ def test_uninstall_with_valid_code_offline_keeps_event_queued(
 ) -> None:
     adapter.register(SPEC)
     _set_credential(home)
-    code = _code(home, (NOW - timedelta(days=1)).date())  # yesterday's code still works
+    _pin_endpoint_key(home)
+    code = _token(scope="uninstall")
 
-    assert uninstall(unlock_code=code, adapter=adapter, spec=SPEC, now=lambda: NOW) == 0
+    assert uninstall(unlock_token=code, adapter=adapter, spec=SPEC, now=lambda: NOW) == 0
 
     assert not any(path.exists() for path in _autostart_files(tmp_path))
     events = _queued(home)
-    assert [e["kind"] for e in events] == ["agent.stopped"]
-    assert events[0]["data"] == {"reason": "uninstall", "unlock_code_used": True, "removed": 2}
+    assert [e["kind"] for e in events] == ["agent.unlock_used", "agent.stopped"]
+    assert events[1]["data"] == {"reason": "uninstall", "unlock_token_used": True, "removed": 2}
 
 
 def test_uninstall_allowed_by_policy_needs_no_code(
@@ -176,21 +177,48 @@ def test_uninstall_allowed_by_policy_needs_no_code(
     monkeypatch.setenv("DESKWARDEN_ASSETS", str(assets))
     adapter.register(SPEC)
 
-    assert uninstall(unlock_code=None, adapter=adapter, spec=SPEC, now=lambda: NOW) == 0
+    assert uninstall(unlock_token=None, adapter=adapter, spec=SPEC, now=lambda: NOW) == 0
 
     assert not any(path.exists() for path in _autostart_files(tmp_path))
-    assert _queued(home)[0]["data"]["unlock_code_used"] is False  # type: ignore[index]
+    assert _queued(home)[0]["data"]["unlock_token_used"] is False  # type: ignore[index]
 
 
-def test_unlock_code_matches_runtime_rule() -> None:
-    """The endpoint issues HMAC-SHA256(credential, "unlock:<UTC date>")[:8]; today's and yesterday's are valid."""
-    assert check_unlock_code(b"c", unlock_code(b"c", NOW.date()), now=NOW)
-    assert check_unlock_code(b"c", " " + unlock_code(b"c", NOW.date()).upper() + "\n", now=NOW)
-    assert not check_unlock_code(b"other", unlock_code(b"c", NOW.date()), now=NOW)
-    assert not check_unlock_code(None, unlock_code(b"c", NOW.date()), now=NOW)
-    assert not check_unlock_code(b"c", unlock_code(b"c", (NOW + timedelta(days=1)).date()), now=NOW)
+def _token(*, scope: str, device_id: str = "dev-test-1", key: Ed25519PrivateKey = SIGNING_KEY) -> str:
+    """An unlock token as the endpoint would sign it for this device."""
+    text, _ = issue_unlock_token(
+        key,
+        device_id=device_id,
+        scope=scope,
+        minutes=30,
+        expires_at=NOW + timedelta(hours=8),  # type: ignore[arg-type]
+    )
+    return text
 
 
-def _code(home: Path, day: date) -> str:
-    """The code the endpoint would issue for this agent's chain key on `day`."""
-    return unlock_code(load_or_create_keys(SecretStore(home)).chain_key, day)
+def _pin_endpoint_key(home: Path) -> None:
+    """What enrolment writes: the device id and the endpoint's pinned public key."""
+    public = SIGNING_KEY.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    config = {
+        "server_url": "http://127.0.0.1:9",
+        "device_id": "dev-test-1",
+        "team": "t",
+        "policy_key_id": "k-1",
+        "policy_public_key": base64.b64encode(public).decode(),
+    }
+    paths.config_path(home).write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_uninstall_refuses_a_quit_token_another_devices_token_a_forged_one_and_a_reused_one(
+    home: Path, adapter: LinuxAutostart
+) -> None:
+    adapter.register(SPEC)
+    _set_credential(home)
+    _pin_endpoint_key(home)
+    assert uninstall(unlock_token=_token(scope="quit"), adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
+    assert uninstall(unlock_token=_token(scope="uninstall", device_id="dev-2"), adapter=adapter, spec=SPEC) == 3
+    forged = _token(scope="uninstall", key=Ed25519PrivateKey.generate())
+    assert uninstall(unlock_token=forged, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3
+    good = _token(scope="uninstall")
+    assert uninstall(unlock_token=good, adapter=adapter, spec=SPEC, now=lambda: NOW) == 0
+    adapter.register(SPEC)
+    assert uninstall(unlock_token=good, adapter=adapter, spec=SPEC, now=lambda: NOW) == 3  # a token works once
