@@ -14,12 +14,13 @@ from PySide6.QtGui import QGuiApplication
 from pytestqt.qtbot import QtBot
 
 from agent_app.core.enrol import enrol_here
-from agent_app.core.runtime import AgentRuntime, default_collectors
+from agent_app.core.runtime import AgentRuntime
 from agent_app.ui.dialogs.notices import WarnNoticeDialog
 from agent_app.ui.tray_app import TrayApp
 from central.commands import publish_policy
 from policy_client.secrets import SecretStore, load_or_create_keys
 from tests.gui.helpers import FakeClock
+from tests.support.collectors import all_collectors
 from tests.support.endpoint import EndpointProcess, wait_for
 
 pytestmark = [pytest.mark.gui, pytest.mark.integration]
@@ -52,7 +53,7 @@ def test_acknowledgement_clean_desk_and_justification_reach_the_endpoint(
         device_id = enrol_here(endpoint.url, endpoint.enroll_token(), home=home)
         api = endpoint.api_token()
         keys = load_or_create_keys(SecretStore(home))
-        available = default_collectors(home=home, keys=keys)
+        available = all_collectors(home, keys)
         collectors = {name: available[name] for name in ("downloads", "clipboard")}
         runtime = AgentRuntime(home, collectors=collectors)
         main = runtime

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from agent_app.core.enrol import enrol_here
-from agent_app.core.runtime import AgentRuntime, default_collectors
+from agent_app.core.runtime import AgentRuntime
 from central.commands import publish_policy
 from policy_client.secrets import SecretStore, load_or_create_keys
+from tests.support.collectors import all_collectors
 from tests.support.endpoint import EndpointProcess, wait_for
 
 pytestmark = [
@@ -71,7 +72,7 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
         device_id = enrol_here(endpoint.url, endpoint.enroll_token(), home=home)
         api = endpoint.api_token()
         keys = load_or_create_keys(SecretStore(home))
-        runtime = AgentRuntime(home, collectors=default_collectors(home=home, keys=keys))
+        runtime = AgentRuntime(home, collectors=all_collectors(home, keys))
         runtime.start()
         # The headless main loop's job: run what the uploader thread posts (policy reconfiguration).
         main = runtime
