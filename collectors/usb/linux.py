@@ -152,7 +152,9 @@ class UdevAttributes:
         if shutil.which("blkid") is None:
             return {}
         try:
-            result = self._runner(["blkid", "-o", "export", devnode])
+            # No cache (-c /dev/null): blkid's cache answers for the previous medium behind a reused device
+            # node (the next stick on /dev/sdb1, the next image on /dev/loop3).
+            result = self._runner(["blkid", "-c", "/dev/null", "-o", "export", devnode])
         except (OSError, subprocess.SubprocessError):
             return {}
         values = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
