@@ -10,7 +10,7 @@ import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from collectors.pii import DEFAULT_LIMIT_CHARS, mask_text, scan, scan_text, summarize
 from collectors.pii.extract import extract_text, is_scannable
@@ -39,12 +39,17 @@ def matches_blocked(name: str, blocked: list[str]) -> bool:
 
 def sha256_file(path: Path, *, stop: threading.Event | None = None) -> str | None:
     """Streamed SHA-256; None when `stop` was set part way (the agent is shutting down)."""
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        while chunk := fh.read(_CHUNK):
-            digest.update(chunk)
-            if stop is not None and stop.is_set():
-                return None
+        return sha256_stream(fh, stop=stop)
+
+
+def sha256_stream(fh: IO[bytes], *, stop: threading.Event | None = None) -> str | None:
+    """Streamed SHA-256 of an open file from its current position; None when `stop` was set part way."""
+    digest = hashlib.sha256()
+    while chunk := fh.read(_CHUNK):
+        digest.update(chunk)
+        if stop is not None and stop.is_set():
+            return None
     return digest.hexdigest()
 
 
@@ -63,14 +68,17 @@ def inspect_download(
     control: DownloadsControl,
     key: bytes,
     max_chars: int = DEFAULT_LIMIT_CHARS,
+    stream: IO[bytes] | None = None,
 ) -> Inspection:
+    """Flags, severity and PII summary of one finished file. With `stream` (open, seekable, at its start) the
+    content is read from there, never by opening `path` again."""
     name = path.name
     blocked = matches_blocked(name, control.blocked_extensions)
     oversize = control.max_size_mb is not None and size > control.max_size_mb * 1024 * 1024
     findings: list[dict[str, Any]] = []
     truncated = False
     if control.scan_content and is_scannable(path):
-        extracted = extract_text(path, max_chars=max_chars)
+        extracted = extract_text(path, max_chars=max_chars, stream=stream)
         if extracted is not None:
             result = scan(extracted.text, limit_chars=max_chars)
             findings = summarize(result.findings, extracted.text, key)

@@ -1,25 +1,33 @@
 """The agent's quarantine folder for downloads: move in (mode 0600 in a 0700 folder, with a JSON
 sidecar recording where the file came from) and restore for admins.
 
-Called on the pipeline thread (`quarantine_file`) and from admin tooling (`restore`).
+Called on the pipeline thread (`quarantine_file`) and from admin tooling (`restore`). In the service the folder
+sits in the service's root-only state directory, so the desk user cannot read a quarantined file back.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
 import shutil
 import stat
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 
+from collectors.downloads.files import FileChanged, FileRef, FolderId, file_status, move_to, opened_folder
+
 SIDECAR_SUFFIX = ".json"
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
 
 
 def default_quarantine_dir() -> Path:
@@ -31,6 +39,7 @@ def default_quarantine_dir() -> Path:
 
 
 def ensure_quarantine_dir(quarantine_dir: Path) -> Path:
+    """Create the folder with mode 0700 (and tighten an existing one to it)."""
     quarantine_dir.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
     if stat.S_IMODE(quarantine_dir.stat().st_mode) != DIR_MODE:
         quarantine_dir.chmod(DIR_MODE)
@@ -41,19 +50,22 @@ def _new_id(now: datetime) -> str:
     return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(6)}"
 
 
-def quarantine_file(path: Path, quarantine_dir: Path, *, extra: dict[str, Any] | None = None) -> str:
-    """Move `path` into the quarantine folder and return its quarantine id. Raises OSError."""
+def quarantine_file(target: FileRef | Path, quarantine_dir: Path, *, extra: dict[str, Any] | None = None) -> str:
+    """Move the file into the quarantine folder and return its quarantine id. Raises OSError (FileChanged when
+    the file or its folder is no longer the one that was reported)."""
+    ref = target if isinstance(target, FileRef) else FileRef.of(target)
     ensure_quarantine_dir(quarantine_dir)
-    original = path.absolute()
-    mode = stat.S_IMODE(original.stat().st_mode)
+    st = file_status(ref)
     now = datetime.now(UTC)
     qid = _new_id(now)
     dest = quarantine_dir / qid
     sidecar = quarantine_dir / (qid + SIDECAR_SUFFIX)
     record = {
         "quarantine_id": qid,
-        "original_path": str(original),
-        "original_mode": mode,
+        "original_path": str(ref.path),
+        "original_mode": stat.S_IMODE(st.st_mode),
+        "original_uid": st.st_uid,
+        "original_gid": st.st_gid,
         "quarantined_at": now.isoformat(),
         **(extra or {}),
     }
@@ -61,9 +73,7 @@ def quarantine_file(path: Path, quarantine_dir: Path, *, extra: dict[str, Any] |
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         json.dump(record, fh, indent=2)
     try:
-        # rename within a filesystem; copy + delete across filesystems (Downloads on another disk)
-        shutil.move(str(original), str(dest))
-        dest.chmod(FILE_MODE)
+        move_to(ref, dest, mode=FILE_MODE)
     except OSError:
         sidecar.unlink(missing_ok=True)
         raise
@@ -79,17 +89,49 @@ def read_record(quarantined_name: str, *, quarantine_dir: Path) -> dict[str, Any
 
 def restore(quarantined_name: str, *, quarantine_dir: Path) -> Path:
     """Move a quarantined file back to where it came from (or next to it, as "name (restored).ext",
-    when that name is taken now) with its original permissions; returns the restored path."""
+    when that name is taken now) with its original permissions and owner; returns the restored path.
+
+    Refuses (FileChanged) when the original folder is now reached through a link: run as root, restoring
+    must not write wherever the desk user points a link."""
     record = read_record(quarantined_name, quarantine_dir=quarantine_dir)
     original = Path(record["original_path"])
+    original.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.realpath(original.parent) != str(original.parent):
+        raise FileChanged("the original folder is now reached through a link")
     target = original
     n = 1
-    while target.exists():
+    while os.path.lexists(target):
         label = "restored" if n == 1 else f"restored {n}"
         target = original.with_name(f"{original.stem} ({label}){original.suffix}")
         n += 1
-    original.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(quarantine_dir / quarantined_name), str(target))
-    target.chmod(int(record.get("original_mode", 0o644)) & 0o777)
+    source = quarantine_dir / quarantined_name
+    mode = int(record.get("original_mode", 0o644)) & 0o777
+    with opened_folder(FolderId.of(original.parent)) as dir_fd:
+        entry = target.name if dir_fd is not None else str(target)
+        try:
+            os.rename(source, entry, dst_dir_fd=dir_fd)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
+            out = os.open(entry, flags, 0o600, dir_fd=dir_fd)
+            with os.fdopen(out, "wb") as dst, source.open("rb") as src:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            source.unlink()
+        _set_mode_and_owner(dir_fd, entry, mode, record)
     (quarantine_dir / (quarantined_name + SIDECAR_SUFFIX)).unlink(missing_ok=True)
     return target
+
+
+def _set_mode_and_owner(dir_fd: int | None, entry: str, mode: int, record: dict[str, Any]) -> None:
+    if sys.platform == "win32":
+        os.chmod(entry, mode)
+    else:
+        fd = os.open(entry, os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=dir_fd)
+        try:
+            uid, gid = record.get("original_uid"), record.get("original_gid")
+            if os.geteuid() == 0 and isinstance(uid, int) and isinstance(gid, int):
+                os.fchown(fd, uid, gid)  # copied across filesystems by root: give the file back to its owner
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)

@@ -48,18 +48,23 @@ def is_scannable(path: Path) -> bool:
     return path.suffix.lower() in SCANNABLE_EXTENSIONS
 
 
-def extract_text(path: Path, *, max_chars: int = DEFAULT_LIMIT_CHARS) -> ExtractedText | None:
+def extract_text(
+    path: Path, *, max_chars: int = DEFAULT_LIMIT_CHARS, stream: IO[bytes] | None = None
+) -> ExtractedText | None:
     """The text inside `path`, bounded; None when the type is not scannable or the file is unreadable
-    as that type (a broken docx is logged and skipped, not an error)."""
+    as that type (a broken docx is logged and skipped, not an error). With `stream` (an open, seekable file
+    positioned at its start) the content is read from there and `path` only names the type."""
     suffix = path.suffix.lower()
     try:
         if suffix in TEXT_EXTENSIONS:
+            if stream is not None:
+                return read_text_stream(stream, max_chars=max_chars)
             with path.open("rb") as fh:
                 return read_text_stream(fh, max_chars=max_chars)
         if suffix == ".docx":
-            return _extract_docx(path, max_chars=max_chars)
+            return _extract_docx(stream or path, max_chars=max_chars)
         if suffix == ".xlsx":
-            return _extract_xlsx(path, max_chars=max_chars)
+            return _extract_xlsx(stream or path, max_chars=max_chars)
     except (OSError, zipfile.BadZipFile, ParseError, DefusedXmlException, KeyError, RuntimeError, ValueError) as exc:
         log.info("could not extract text from a %s file: %s", suffix, type(exc).__name__)
     return None
@@ -137,7 +142,7 @@ class _XmlCut(Exception):
     """The member was longer than the byte limit."""
 
 
-def _extract_docx(path: Path, *, max_chars: int) -> ExtractedText:
+def _extract_docx(path: Path | IO[bytes], *, max_chars: int) -> ExtractedText:
     budget = _TextBudget(max_chars)
     with zipfile.ZipFile(path) as zf:
         try:
@@ -155,7 +160,7 @@ def _extract_docx(path: Path, *, max_chars: int) -> ExtractedText:
     return ExtractedText(text="".join(budget.parts), truncated=budget.truncated, source="docx")
 
 
-def _extract_xlsx(path: Path, *, max_chars: int) -> ExtractedText:
+def _extract_xlsx(path: Path | IO[bytes], *, max_chars: int) -> ExtractedText:
     budget = _TextBudget(max_chars)
     byte_limit = max_chars * XML_BYTES_PER_TEXT_CHAR
     with zipfile.ZipFile(path) as zf:

@@ -1,5 +1,5 @@
 """Downloads collector against real inotify: browser-like sequences, content findings, quarantine
-and restore. Linux only."""
+and restore, and the service's view (several monitored homes, folders that appear later). Linux only."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from stdnum import verhoeff
 
-from collectors.base import Decision, Observation
-from collectors.downloads import DownloadsCollector, restore
+from collectors.base import CollectorContext, Decision, Observation, UserHome
+from collectors.downloads import DownloadsCollector, create, restore
 from policy_client.schema import Action, Controls, DownloadsControl, PolicyDocument, Severity
 
 pytestmark = [
@@ -84,7 +84,8 @@ def test_browser_sequence_crdownload_then_rename_yields_one_event(
     assert data["size_bytes"] == 5 * (9 + 4096)
     assert data["folder"] == str(downloads)
     assert data["blocked_extension"] is False
-    assert obs.target == (downloads / "report.pdf").resolve()
+    assert obs.target.path == (downloads / "report.pdf").resolve()
+    assert obs.draft.user == ""  # without monitored users the runtime's own user is meant
     sink.assert_quiet()
 
 
@@ -152,10 +153,10 @@ def test_csv_with_aadhaar_is_found_quarantined_and_restorable(
     assert stat.S_IMODE(qdir.stat().st_mode) == 0o700
     assert stat.S_IMODE((qdir / qid).stat().st_mode) == 0o600
     sidecar = json.loads((qdir / f"{qid}.json").read_text())
-    assert sidecar["original_path"] == str(obs.target)
+    assert sidecar["original_path"] == str(obs.target.path)
 
     restored = restore(qid, quarantine_dir=qdir)
-    assert restored == obs.target
+    assert restored == obs.target.path
     assert restored.read_text() == body
     assert not (qdir / qid).exists()
 
@@ -194,6 +195,94 @@ def test_missing_folder_is_skipped(tmp_path: Path, downloads: Path) -> None:
         (downloads / "x.txt").write_text("x")
         sink.next()
         assert collector.skipped == [str(tmp_path / "nope")]
-        assert [f for f, _ in collector.watched] == [str(downloads)]
+        assert [w.folder for w in collector.watched] == [str(downloads)]
+    finally:
+        collector.stop()
+
+
+# --- the service: every monitored user's folders ------------------------------------------------------------
+
+
+def _homes(tmp_path: Path, *users: str) -> list[UserHome]:
+    homes = []
+    for user in users:
+        home = tmp_path / "home" / user
+        (home / "Downloads").mkdir(parents=True)
+        homes.append(UserHome(user, str(home)))
+    return homes
+
+
+def _service(tmp_path: Path, homes: list[UserHome], **kw: Any) -> DownloadsCollector:
+    ctx = CollectorContext(
+        role="service",
+        hash_key=b"k" * 32,
+        quarantine_dir=str(tmp_path / "var" / "quarantine"),
+        monitored_homes=lambda: list(homes),
+    )
+    collector = create(ctx, **kw)
+    assert isinstance(collector, DownloadsCollector)
+    return collector
+
+
+def test_two_monitored_homes_attribute_each_download_to_its_user(tmp_path: Path) -> None:
+    homes = _homes(tmp_path, "ann", "bob")
+    collector = _service(tmp_path, homes)
+    sink = QueueSink()
+    collector.start(sink, PolicyDocument(version=1))  # the default policy: "~/Downloads"
+    try:
+        assert sorted(w.user for w in collector.watched) == ["ann", "bob"]
+        (Path(homes[0].home) / "Downloads" / "ann.txt").write_text("from ann")
+        (Path(homes[1].home) / "Downloads" / "bob.txt").write_text("from bob")
+        got = {o.draft.data["name"]: o for o in (sink.next(), sink.next())}
+        assert got["ann.txt"].draft.user == "ann"
+        assert got["bob.txt"].draft.user == "bob"
+        assert {o.draft.data["folder"] for o in got.values()} == {"~/Downloads"}
+        assert got["bob.txt"].target.path == (Path(homes[1].home) / "Downloads" / "bob.txt").resolve()
+        sink.assert_quiet()
+
+        decision = Decision(action="quarantine", rule_id="downloads.block", policy_version=1, severity=Severity.high)
+        outcome = collector.enforce(got["ann.txt"].target, decision)
+        assert outcome.action == Action.quarantined
+        qdir = tmp_path / "var" / "quarantine"
+        assert stat.S_IMODE(qdir.stat().st_mode) == 0o700
+        assert (qdir / str(outcome.data["quarantine_id"])).read_text() == "from ann"
+    finally:
+        collector.stop()
+
+
+def test_missing_folder_is_not_running_then_watched_once_created(tmp_path: Path) -> None:
+    home = tmp_path / "home" / "ann"
+    home.mkdir(parents=True)
+    collector = _service(tmp_path, [UserHome("ann", str(home))])
+    sink = QueueSink()
+    collector.start(sink, PolicyDocument(version=1))
+    try:
+        assert collector.state.value == "unavailable"
+        assert collector.skipped == ["~/Downloads (ann)"]
+        (home / "Downloads").mkdir()
+        assert collector.rescan().wait(5)
+        assert collector.state.value == "running"
+        (home / "Downloads" / "a.txt").write_text("hello")
+        obs = sink.next()
+        assert (obs.draft.user, obs.draft.data["name"]) == ("ann", "a.txt")
+    finally:
+        collector.stop()
+
+
+def test_a_deleted_and_recreated_folder_is_watched_again(tmp_path: Path) -> None:
+    [ann] = _homes(tmp_path, "ann")
+    downloads = Path(ann.home) / "Downloads"
+    collector = _service(tmp_path, [ann])
+    sink = QueueSink()
+    collector.start(sink, PolicyDocument(version=1))
+    try:
+        downloads.rmdir()
+        assert collector.rescan().wait(5)
+        assert collector.state.value == "unavailable"
+        downloads.mkdir()
+        assert collector.rescan().wait(5)
+        assert collector.state.value == "running"
+        (downloads / "again.txt").write_text("hello")
+        assert sink.next().draft.data["name"] == "again.txt"
     finally:
         collector.stop()
