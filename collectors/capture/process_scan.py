@@ -6,6 +6,7 @@ Runs on the screen-capture collector's thread; `terminate` runs on the pipeline 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,8 @@ class ProcessInfo:
     exe: str
     username: str | None
     create_time: float
+    uid: int | None = None
+    """Real uid of the owner (POSIX); None on Windows or when the OS would not say."""
 
 
 class ProcessTable(Protocol):
@@ -62,7 +65,13 @@ class PsutilProcessTable:
                     username: str | None = proc.username()
                 except (psutil.AccessDenied, KeyError, OSError):
                     username = None
-            return ProcessInfo(pid=pid, name=name, exe=exe, username=username, create_time=create_time)
+                uid: int | None = None
+                if sys.platform != "win32":
+                    try:
+                        uid = proc.uids().real
+                    except (psutil.AccessDenied, OSError):
+                        uid = None
+            return ProcessInfo(pid=pid, name=name, exe=exe, username=username, create_time=create_time, uid=uid)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
             return None
         except psutil.AccessDenied:

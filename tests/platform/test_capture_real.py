@@ -1,10 +1,12 @@
-"""Real capture-tool detection on this OS: processes started under listed names, terminated on block."""
+"""Real capture-tool detection on this OS: processes started under listed names, terminated on block; in the
+service role (root) a desk user's tool is terminated and root's is left alone."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from collectors.base import Decision, Observation
-from collectors.capture import ScreenCaptureCollector, ToolTarget
+from collectors.base import CollectorContext, Decision, Observation
+from collectors.capture import ScreenCaptureCollector, ToolTarget, create
 from collectors.capture.process_scan import AdaptiveInterval
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, ScreenCaptureControl, Severity
 
@@ -129,9 +131,72 @@ def test_policy_executable_path_is_matched_and_a_stale_target_is_not_killed(tool
         assert isinstance(obs.target, ToolTarget)
 
         # A target whose start time differs (pid reuse) must never be terminated.
-        stale = ToolTarget(pid=proc.pid, create_time=obs.target.create_time - 100, name="x", same_user=True)
+        stale = ToolTarget(pid=proc.pid, create_time=obs.target.create_time - 100, name="x", may_terminate=True)
         decision = Decision(action="terminate", rule_id="r", policy_version=2, severity=Severity.high)
         assert collector.enforce(stale, decision).action is Action.failed
         assert proc.poll() is None
+    finally:
+        collector.stop()
+
+
+# --- the service (root): tools of every desk user ----------------------------------------------------------------
+
+
+def _unused_uid() -> int:
+    """A uid in the range of people's accounts that no account uses (no useradd needed, nothing to clean up)."""
+    import pwd
+
+    for uid in range(61000, 62000):
+        try:
+            pwd.getpwuid(uid)
+        except KeyError:
+            return uid
+    raise AssertionError("no free uid between 61000 and 62000")
+
+
+@pytest.fixture
+def shared_tools() -> Iterator[Tools]:
+    """Tools in a folder another uid can execute from (pytest's tmp_path is root-only)."""
+    base = Path(tempfile.mkdtemp(prefix="dw-capture-", dir="/tmp"))
+    base.chmod(0o755)
+    t = Tools(base)
+    try:
+        yield t
+    finally:
+        t.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="starting a process as another uid needs root"
+)
+def test_service_terminates_a_desk_users_tool_and_leaves_roots_alone(shared_tools: Tools) -> None:
+    uid = _unused_uid()
+    ctx = CollectorContext(role="service", hash_key=b"k" * 32)
+    collector = create(ctx, interval=AdaptiveInterval())
+    assert isinstance(collector, ScreenCaptureCollector)
+    sink = Sink()
+    collector.start(
+        sink, PolicyDocument(version=2, controls=Controls(screen_capture=ScreenCaptureControl(mode="block")))
+    )
+    assert collector.wait_ready(10.0)
+    try:
+        binary = shared_tools.binary("flameshot")
+        theirs = subprocess.Popen([str(binary), "600"], user=uid, group=uid, extra_groups=[])
+        shared_tools.procs.append(theirs)
+        roots = shared_tools.run(binary)
+        _, desk = sink.wait_for(_is_pid(theirs.pid))
+        _, system = sink.wait_for(_is_pid(roots.pid))
+        assert desk.draft.user == str(uid)  # no account name for this uid: psutil reports the number
+        assert desk.draft.data["desk_user"] is True
+        assert (system.draft.user, system.draft.data["desk_user"]) == ("root", False)
+
+        decision = Decision(action="terminate", rule_id="capture.block", policy_version=2, severity=Severity.high)
+        outcome = collector.enforce(desk.target, decision)
+        assert outcome.action is Action.terminated, outcome
+        theirs.wait(5)
+        assert not psutil.pid_exists(theirs.pid)
+        assert collector.enforce(system.target, decision).action is Action.failed
+        assert roots.poll() is None
     finally:
         collector.stop()

@@ -9,13 +9,26 @@ from types import SimpleNamespace
 
 import pytest
 
-from collectors.base import Decision
-from collectors.capture import HotkeyTarget, ScreenCaptureCollector, ToolTarget, same_user
+from collectors.base import Collector, CollectorContext, CollectorState, Decision
+from collectors.capture import (
+    HotkeyTarget,
+    ScreenCaptureCollector,
+    ToolTarget,
+    create,
+    is_desk_account,
+    login_of,
+    same_user,
+)
 from collectors.capture.hotkeys import ShortcutDetector, normalize_key
 from collectors.capture.known_tools import ToolMatcher, default_tool_names
 from collectors.capture.process_scan import AdaptiveInterval, ProcessInfo, ProcessScanner, ScanResult
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, ScreenCaptureControl, Severity
 from tests.support.sink import Sink
+
+
+def state_of(collector: Collector) -> CollectorState:
+    """The collector's state now (a call, so the type checker does not carry an earlier answer forward)."""
+    return collector.state
 
 
 class FakeTable:
@@ -246,11 +259,13 @@ def test_tool_start_is_reported_with_target(
 
 def test_terminate_outcomes(make: Callable[..., tuple[ScreenCaptureCollector, FakeTable, FakeKeys, Sink]]) -> None:
     collector, table, _keys, _sink = make()
-    mine = ToolTarget(pid=42, create_time=1.0, name="flameshot", same_user=True)
+    table.add(42, "flameshot", created=1.0)
+    table.add(44, "ksnip", user="root", created=1.0)
+    mine = ToolTarget(pid=42, create_time=1.0, name="flameshot", may_terminate=True)
     assert collector.enforce(mine, decision("terminate")).action is Action.terminated
     assert collector.enforce(mine, decision("block")).action is Action.terminated
     assert table.terminated == [42, 42]
-    theirs = ToolTarget(pid=44, create_time=1.0, name="ksnip", same_user=False)
+    theirs = ToolTarget(pid=44, create_time=1.0, name="ksnip", may_terminate=False)
     assert collector.enforce(theirs, decision("terminate")).action is Action.failed
     assert table.terminated == [42, 42]
     table.terminate_result = "exited"
@@ -340,3 +355,196 @@ def test_reconfigure_turns_hotkeys_off_and_off_mode_reports_nothing(
         assert time.monotonic() < deadline
         threading.Event().wait(0.01)
     assert sink.items == []
+
+
+# --- roles: the service scans every desk user's processes, the helper watches keys ----------------------------
+
+CTX_SERVICE = CollectorContext(role="service", hash_key=b"k" * 32)
+
+
+@pytest.fixture
+def service() -> Iterator[tuple[ScreenCaptureCollector, FakeTable, FakeKeys, Sink]]:
+    table, keys, sink = FakeTable(), FakeKeys(), Sink()
+    collector = create(CTX_SERVICE, processes=table, keys=keys, interval=AdaptiveInterval(fast=0.01, slow=0.02))
+    assert isinstance(collector, ScreenCaptureCollector)
+    collector.start(sink, policy(mode="block"))
+    assert collector.wait_ready(3.0)
+    yield collector, table, keys, sink
+    collector.stop()
+
+
+def _add(table: FakeTable, pid: int, name: str, user: str | None, uid: int | None) -> None:
+    with table.lock:
+        table.procs[pid] = ProcessInfo(pid, name, f"/usr/bin/{name}", user, 1000.0, uid)
+
+
+def test_service_reports_each_tool_under_its_owner_and_never_hooks_the_keyboard(
+    service: tuple[ScreenCaptureCollector, FakeTable, FakeKeys, Sink],
+) -> None:
+    _collector, table, keys, sink = service
+    assert not keys.running
+    _add(table, 50, "flameshot", "ann", 1001)
+    _add(table, 51, "flameshot", "root", 0)
+    _add(table, 52, "scrot", "nobody", 65534)
+    _add(table, 53, "ksnip", None, None)  # owner unknown (access denied)
+    by_pid = {o.draft.data["pid"]: o for o in sink.wait_count(4)}
+    assert {pid: o.draft.user for pid, o in by_pid.items()} == {50: "ann", 51: "root", 52: "nobody", 53: ""}
+    assert {pid: o.draft.data["desk_user"] for pid, o in by_pid.items()} == {50: True, 51: False, 52: False, 53: False}
+    assert "same_user" not in by_pid[50].draft.data
+    target = by_pid[50].target
+    assert isinstance(target, ToolTarget)
+    assert (target.user, target.may_terminate) == ("ann", True)
+
+
+def test_service_terminates_a_desk_users_tool_but_never_a_system_accounts(
+    service: tuple[ScreenCaptureCollector, FakeTable, FakeKeys, Sink],
+) -> None:
+    collector, table, _keys, sink = service
+    _add(table, 60, "flameshot", "ann", 1001)
+    _add(table, 61, "flameshot", "root", 0)
+    _add(table, 62, "flameshot", "gdm", 120)
+    by_pid = {o.draft.data["pid"]: o for o in sink.wait_count(3)}
+    assert collector.enforce(by_pid[60].target, decision("terminate")).action is Action.terminated
+    for pid in (61, 62):
+        outcome = collector.enforce(by_pid[pid].target, decision("block"))
+        assert outcome.action is Action.failed
+        assert "system account" in str(outcome.data["error"])
+    assert table.terminated == [60]
+
+
+def test_service_checks_the_process_again_before_terminating(
+    service: tuple[ScreenCaptureCollector, FakeTable, FakeKeys, Sink],
+) -> None:
+    collector, table, _keys, sink = service
+    _add(table, 70, "flameshot", "ann", 1001)
+    [obs] = sink.wait_count(1)
+    with table.lock:  # the same process now runs a setuid-root program
+        table.procs[70] = ProcessInfo(70, "passwd", "/usr/bin/passwd", "root", 1000.0, 0)
+    assert collector.enforce(obs.target, decision("terminate")).action is Action.failed
+    with table.lock:  # the pid now belongs to a younger process
+        table.procs[70] = ProcessInfo(70, "flameshot", "/usr/bin/flameshot", "ann", 2000.0, 1001)
+    outcome = collector.enforce(obs.target, decision("terminate"))
+    assert outcome.action is Action.failed
+    assert "reused" in str(outcome.data["error"])
+    with table.lock:
+        del table.procs[70]
+    assert collector.enforce(obs.target, decision("terminate")).data == {"already_exited": True}
+    assert table.terminated == []
+
+
+def test_the_service_never_terminates_itself() -> None:
+    table, sink = FakeTable(), Sink()
+    collector = ScreenCaptureCollector(
+        processes=table,
+        watch_hotkeys=False,
+        across_users=True,
+        own_pid=80,
+        interval=AdaptiveInterval(fast=0.01, slow=0.02),
+    )
+    collector.start(sink, policy(mode="block"))
+    try:
+        _add(table, 80, "flameshot", "ann", 1001)  # demo mode: the service runs as a desk user
+        [obs] = sink.wait_count(1)
+        assert obs.draft.data["desk_user"] is False
+        assert collector.enforce(obs.target, decision("terminate")).action is Action.failed
+    finally:
+        collector.stop()
+
+
+@pytest.mark.parametrize(
+    ("username", "uid", "platform", "desk"),
+    [
+        ("ann", 1000, "linux", True),
+        ("root", 0, "linux", False),
+        ("systemd-network", 998, "linux", False),
+        ("nobody", 65534, "linux", False),
+        ("ann", None, "linux", False),
+        (None, 1001, "linux", False),
+        ("ann", 501, "darwin", True),
+        ("_windowserver", 88, "darwin", False),
+        ("nobody", 4294967294, "darwin", False),
+        ("CORP\\ann", None, "win32", True),
+        ("NT AUTHORITY\\SYSTEM", None, "win32", False),
+        ("NT AUTHORITY\\LOCAL SERVICE", None, "win32", False),
+        ("NT AUTHORITY\\NETWORK SERVICE", None, "win32", False),
+        ("Window Manager\\DWM-1", None, "win32", False),
+        ("Font Driver Host\\UMFD-0", None, "win32", False),
+        ("CORP\\HOST01$", None, "win32", False),
+    ],
+)
+def test_desk_accounts(username: str | None, uid: int | None, platform: str, desk: bool) -> None:
+    assert is_desk_account(ProcessInfo(1, "x", "", username, 0.0, uid), platform=platform) is desk
+
+
+def test_login_of() -> None:
+    assert login_of("CORP\\ann") == "ann"
+    assert login_of("ann") == "ann"
+    assert login_of(None) == ""
+
+
+@pytest.fixture
+def helper() -> Iterator[Callable[..., tuple[ScreenCaptureCollector, FakeKeys, Sink]]]:
+    made: list[ScreenCaptureCollector] = []
+
+    def build(
+        doc: PolicyDocument | None = None, *, keys: FakeKeys | None = None, clear: Callable[[], bool] | None = None
+    ) -> tuple[ScreenCaptureCollector, FakeKeys, Sink]:
+        fake_keys, sink = keys or FakeKeys(), Sink()
+        ctx = CollectorContext(role="helper", hash_key=b"k" * 32, clear_clipboard_image=clear)
+        collector = create(ctx, processes=FakeTable(), keys=fake_keys)
+        assert isinstance(collector, ScreenCaptureCollector)
+        collector.start(sink, doc or policy())
+        made.append(collector)
+        return collector, fake_keys, sink
+
+    yield build
+    for collector in made:
+        collector.stop()
+
+
+def test_helper_watches_hotkeys_without_a_scanner_thread(
+    helper: Callable[..., tuple[ScreenCaptureCollector, FakeKeys, Sink]],
+) -> None:
+    before = {t.name for t in threading.enumerate()}
+    collector, keys, sink = helper()
+    assert {t.name for t in threading.enumerate()} == before
+    assert state_of(collector) is CollectorState.running
+    assert collector.probe().available
+    keys.tap("print_screen")
+    [obs] = sink.wait_count(1)
+    assert (obs.collector_id, obs.draft.kind, obs.draft.user) == ("screen_capture", EventKind.capture_hotkey, "")
+    outcome = collector.enforce(ToolTarget(pid=1, create_time=0.0, name="x", may_terminate=True), decision("block"))
+    assert outcome.action is Action.failed
+    collector.stop()
+    assert state_of(collector) is CollectorState.stopped
+
+
+def test_helper_clears_a_screenshot_through_the_context(
+    helper: Callable[..., tuple[ScreenCaptureCollector, FakeKeys, Sink]],
+) -> None:
+    cleared = threading.Event()
+
+    def clear() -> bool:
+        cleared.set()
+        return True
+
+    collector, keys, sink = helper(clear=clear)
+    keys.tap("print_screen")
+    [obs] = sink.wait_count(1)
+    assert collector.enforce(obs.target, decision("clear")).action is Action.cleared
+    assert cleared.wait(3.0)
+
+
+def test_helper_without_a_keyboard_hook_is_unavailable_and_off_when_policy_says_so(
+    helper: Callable[..., tuple[ScreenCaptureCollector, FakeKeys, Sink]],
+) -> None:
+    collector, _keys, _sink = helper(keys=FakeKeys(fail=True))
+    assert state_of(collector) is CollectorState.unavailable
+    assert collector.unavailable_reason == "no display"
+    collector.reconfigure(policy(hotkeys=False))
+    assert state_of(collector) is CollectorState.off
+    working, keys, _sink = helper(policy(hotkeys=False))
+    assert state_of(working) is CollectorState.off
+    working.reconfigure(policy(hotkeys=True))
+    assert keys.running
+    assert state_of(working) is CollectorState.running
