@@ -1,17 +1,20 @@
 """USB storage collector: reports removable volumes as they mount and unmounts them on a block.
 
-`UsbCollector` is started and stopped from the agent's main thread; its watcher thread calls
-`sink.emit`; the pipeline thread calls `enforce`. The per-OS `VolumeSource` is chosen here.
+`create` builds it once on the service's main thread; `UsbCollector` is started and stopped from there; its
+watcher thread calls `sink.emit`; the pipeline thread calls `enforce`. The per-OS `VolumeSource` is chosen
+here, and imported only when the collector is built.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from collectors.base import Collector, Decision, Outcome, Probe
+from collectors.base import Collector, CollectorContext, Decision, Outcome, Probe
 from collectors.usb.model import EnforcementError, Volume, VolumeSource
 from policy_client.schema import Action, EventDraft, EventKind, Severity
 
@@ -20,10 +23,52 @@ __all__ = [
     "UsbCollector",
     "Volume",
     "VolumeSource",
+    "create",
     "default_volume_source",
+    "mount_user",
 ]
 
 log = logging.getLogger(__name__)
+
+
+def create(
+    ctx: CollectorContext,
+    *,
+    volumes: VolumeSource | None = None,
+    media_roots: list[str] | None = None,
+    is_user: Callable[[str], bool] | None = None,
+) -> Collector | None:
+    """The USB storage collector of the service (it needs root to unmount); None in the session helper."""
+    if ctx.role != "service":
+        return None
+    return UsbCollector(volumes=volumes, media_roots=media_roots, is_user=is_user or account_exists)
+
+
+def account_exists(login: str) -> bool:
+    """True when `login` is an account on this machine (POSIX password database; False elsewhere)."""
+    if sys.platform == "win32":
+        return False
+    else:
+        import pwd
+
+        try:
+            pwd.getpwnam(login)
+        except KeyError:
+            return False
+        return True
+
+
+def mount_user(mount_point: str, media_roots: list[str], *, is_user: Callable[[str], bool] = account_exists) -> str:
+    """The desk user a removable volume was mounted for, from where udisks put it: `/media/<user>/<label>`
+    (Debian, Ubuntu) or `/run/media/<user>/<label>` (Fedora, Arch). Empty when the mount point does not say."""
+    for root in media_roots:
+        base = os.path.realpath(root).rstrip("/") + "/"
+        if not mount_point.startswith(base):
+            continue
+        parts = mount_point[len(base) :].split("/")
+        if len(parts) >= 2 and parts[0] and parts[1] and is_user(parts[0]):
+            return parts[0]
+    return ""
 
 
 def default_volume_source() -> VolumeSource | None:
@@ -54,7 +99,7 @@ class UsbCollector(Collector):
 
     Started and stopped from the agent's main thread; the watcher thread it owns calls `sink.emit`.
     Only volumes this collector reported are ever enforced on, so a block can never reach an input
-    device or a system mount.
+    device or a system mount. An event names the desk user when the mount point does (`mount_user`).
     """
 
     id = "usb"
@@ -65,9 +110,11 @@ class UsbCollector(Collector):
         volumes: VolumeSource | None = None,
         media_roots: list[str] | None = None,
         rescan_seconds: float = 5.0,
+        is_user: Callable[[str], bool] = account_exists,
     ) -> None:
         super().__init__()
         self._volumes = volumes if volumes is not None else default_volume_source()
+        self._is_user = is_user
         self._media_roots = list(media_roots) if media_roots is not None else None
         self._rescan_seconds = rescan_seconds
         self._known: dict[tuple[str, str], Volume] = {}
@@ -139,8 +186,10 @@ class UsbCollector(Collector):
         if present_at_start:
             data["present_at_start"] = True
         severity = Severity.medium if kind is EventKind.usb_mounted else Severity.info
+        # In the service the runtime's user is root: name the desk user when the mount point does.
+        user = mount_user(volume.mount_point, self.media_roots, is_user=self._is_user)
         log.info("%s %s on %s", kind.value, volume.device, volume.mount_point)
-        self._emit(EventDraft(kind=kind, severity=severity, data=data), target=volume)
+        self._emit(EventDraft(kind=kind, severity=severity, user=user, data=data), target=volume)
 
     def enforce(self, target: Any, decision: Decision) -> Outcome:
         try:

@@ -207,3 +207,15 @@ def test_volume_present_at_start_is_reported(tmp_path: Path, loops: LoopImages) 
         assert obs.draft.data["mount_point"] == str(stick)
     finally:
         usb.stop()
+
+
+def test_a_volume_mounted_for_a_user_names_that_user(
+    collector: tuple[UsbCollector, RecordingSink, Path], loops: LoopImages
+) -> None:
+    _usb, sink, media_root = collector
+    stick = media_root / "root" / "FORUSER"  # udisks' /media/<user>/<label>; "root" is an account on every box
+    loops.mount(loops.make("FORUSER"), stick)
+    mounted = sink.wait_for(
+        lambda o: o.draft.kind is EventKind.usb_mounted and o.draft.data["mount_point"] == str(stick)
+    )
+    assert mounted.draft.user == "root"

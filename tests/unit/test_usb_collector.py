@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 from pydantic import JsonValue
 
-from collectors.base import Decision
-from collectors.usb import EnforcementError, UsbCollector, Volume
+from collectors.base import CollectorContext, Decision
+from collectors.usb import EnforcementError, UsbCollector, Volume, create, mount_user
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, Severity, UsbControl
 from tests.support.sink import Sink
 
@@ -222,3 +222,37 @@ def test_probe_without_backend() -> None:
     usb = UsbCollector(volumes=None)
     # On Linux a backend exists; the probe must say so without side effects.
     assert usb.probe().available is (usb._volumes is not None)
+
+
+def test_mount_user_from_udisks_mount_points() -> None:
+    def ann_only(name: str) -> bool:
+        return name == "ann"
+
+    roots = ["/media", "/run/media"]
+    assert mount_user("/media/ann/STICK", roots, is_user=ann_only) == "ann"
+    assert mount_user("/run/media/ann/My Stick", roots, is_user=ann_only) == "ann"
+    assert mount_user("/media/STICK", roots, is_user=ann_only) == ""  # mounted by hand, not for a user
+    assert mount_user("/media/usb0/part1", roots, is_user=ann_only) == ""  # not an account
+    assert mount_user("/media/ann", roots, is_user=ann_only) == ""
+    assert mount_user("/mnt/ann/STICK", roots, is_user=ann_only) == ""
+    assert mount_user("E:\\", roots, is_user=ann_only) == ""
+
+
+def test_events_name_the_desk_user_the_volume_was_mounted_for() -> None:
+    fake = FakeVolumes()
+    usb = create(CollectorContext(role="service", hash_key=b"k" * 32), volumes=fake, is_user=lambda name: name == "u")
+    assert isinstance(usb, UsbCollector)
+    sink = Sink()
+    usb.start(sink, PolicyDocument(version=3))
+    try:
+        assert usb.wait_ready(3.0)
+        other = Volume(mount_point="/media/STICK2", device="/dev/sdc1")
+        fake.set([STICK, other])
+        users = {o.draft.data["mount_point"]: o.draft.user for o in sink.wait_count(2)}
+        assert users == {"/media/u/STICK": "u", "/media/STICK2": ""}
+    finally:
+        usb.stop()
+
+
+def test_usb_runs_in_the_service_only() -> None:
+    assert create(CollectorContext(role="helper", hash_key=b"k" * 32)) is None
