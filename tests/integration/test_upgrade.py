@@ -182,7 +182,16 @@ def test_agent_refuses_to_start_on_a_newer_outbox_with_a_clear_message(v1_file: 
         "QT_QPA_PLATFORM": "offscreen",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "agent_app", "agent", "--headless"],
+        [
+            sys.executable,
+            "-m",
+            "agent_app",
+            "service",
+            "--state-dir",
+            str(v1_file.parent),
+            "--socket",
+            str(tmp_path / "run" / "service.sock"),
+        ],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -192,3 +201,9 @@ def test_agent_refuses_to_start_on_a_newer_outbox_with_a_clear_message(v1_file: 
     )
     assert done.returncode != 0
     assert "schema version 999, newer than this agent understands" in done.stderr
+
+
+def service_argv(home: Path, tmp_path: Path) -> list[str]:
+    """`deskwarden service` over an old per-user state directory (the engine that opens the outbox)."""
+    argv = [sys.executable, "-m", "agent_app", "service", "--state-dir", str(home)]
+    return [*argv, "--socket", str(tmp_path / "run" / "service.sock")]

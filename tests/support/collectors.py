@@ -13,7 +13,7 @@ from policy_client.secrets import OutboxKeys
 
 def all_collectors(home: Path, keys: OutboxKeys) -> dict[str, Collector]:
     found: dict[str, Collector] = {}
-    for role in ("service", "helper"):
+    for role in ("helper", "service"):  # the service's process scanner wins over the helper's hotkey half
         context = CollectorContext(
             role=role, hash_key=pii_hash_key(keys), quarantine_dir=str(paths.quarantine_dir(home))
         )
