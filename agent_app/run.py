@@ -35,21 +35,24 @@ UNPROTECTED_WARNING = (
 
 
 def display_available() -> bool:
-    if sys.platform in ("win32", "darwin"):
+    platform: str = sys.platform  # a plain str, so mypy --platform checks every branch
+    if platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def privileged() -> bool:
     """Root on Unix; an elevated administrator or SYSTEM on Windows."""
-    if sys.platform == "win32":
+    platform: str = sys.platform
+    if platform == "win32":
         import ctypes
 
         try:
-            return bool(ctypes.windll.shell32.IsUserAnAdmin())
+            return bool(getattr(ctypes, "windll").shell32.IsUserAnAdmin())  # noqa: B009 - absent off Windows
         except (AttributeError, OSError):
             return False
-    return os.geteuid() == 0
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and geteuid() == 0
 
 
 @contextlib.contextmanager
@@ -116,7 +119,8 @@ def run_service(*, state_dir: Path | None = None, socket_path: Path | None = Non
             print(UNPROTECTED_WARNING.format(user=login_name()), file=sys.stderr, flush=True)
             log.warning("service running unprivileged (unprotected mode)")
         sessions, launcher = default_sessions()
-        own_uid = None if protected or sys.platform == "win32" else os.getuid()
+        getuid = getattr(os, "getuid", None)
+        own_uid = None if protected or getuid is None else int(getuid())
         runtime = AgentRuntime(
             home,
             role="service",

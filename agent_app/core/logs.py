@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import sys
-from pathlib import Path
 import threading
+from pathlib import Path
 from types import TracebackType
 
 from agent_app.core.paths import log_dir, state_dir

@@ -11,10 +11,14 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from agent_app.core.sessions import DeskSession
+
+if sys.platform == "win32":  # pragma: no cover - Windows uses agent_app.core.sessions.windows
+    raise ImportError("Linux desk sessions are not available on Windows")
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +197,7 @@ class SpawnLauncher:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
                 start_new_session=True,
-                **kwargs,  # type: ignore[call-overload]
+                **kwargs,  # type: ignore[call-overload,unused-ignore]
             )
         except OSError:
             log.exception("could not start a helper for %s", session.user)
