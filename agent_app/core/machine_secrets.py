@@ -317,10 +317,10 @@ class Win32DirectoryAcl:
 
     def owner_sid(self, path: Path) -> str:
         owner, descriptor = ctypes.c_void_p(), ctypes.c_void_p()
+        which = OWNER_SECURITY_INFORMATION
         code = _win("GetNamedSecurityInfoW")(
-            str(path), SE_FILE_OBJECT, OWNER_SECURITY_INFORMATION, ctypes.byref(owner), None, None, None,
-            ctypes.byref(descriptor),
-        )  # fmt: skip
+            str(path), SE_FILE_OBJECT, which, ctypes.byref(owner), None, None, None, ctypes.byref(descriptor)
+        )
         if code:
             raise _error(f"GetNamedSecurityInfo({path})", int(code))
         try:
