@@ -51,7 +51,10 @@ class ScanResult:
 # contiguous groups of a run, so a number never begins or ends inside a group of adjacent digits
 # (digits inside longer digit runs never match), while "4111 1111 1111 1111 123" still yields the
 # card. Possessive quantifiers keep the scan linear.
-_RUN = re.compile(r"\d++(?:[ -]\d++)*+")
+# No possessive quantifiers or atomic groups: CPython 3.11.0-3.11.4 (Debian 12's python3 is 3.11.2) mis-matches
+# them (gh-106052), which made "card 4111 1111 1111 1111" yield nothing. With nothing after the run to backtrack
+# into, the greedy forms match exactly the same text at the same cost.
+_RUN = re.compile(r"\d+(?:[ -]\d+)*")
 _GROUP = re.compile(r"\d+")
 _WORDISH = re.compile(r"\w")
 _SSN_CONTEXT = re.compile(r"(?i)\b(?:ssn|ss#|social\s+security|soc\.?\s*sec)")
@@ -227,7 +230,7 @@ _EMAIL = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
     r"\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
 )
-_PHONE_INTL = re.compile(r"\+[1-9]\d*+(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d++)*+")
+_PHONE_INTL = re.compile(r"\+[1-9]\d*(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d+)*")
 _PHONE_NANP = re.compile(r"(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
 _PHONE_IN = re.compile(r"0?[6-9]\d{4}[ -]\d{5}")
 """Indian mobile numbers written 98765 43210 / 98765-43210; bare 10-digit runs are not matched."""

@@ -171,11 +171,6 @@ def test_stopping_the_helper_alerts_within_10_s_and_the_service_starts_it_again(
     assert str(helper.pid) not in restarted.stdout.split()
 
 
-@pytest.mark.xfail(
-    reason="open: under a separate desk user the helper's clipboard watcher does not see xclip's change yet "
-    "(masking through the split works in-process; see the issue note)",
-    strict=False,
-)
 def test_a_card_number_copied_in_the_session_is_masked_and_recorded_with_the_os_user(
     desk: SplitDesk, desk_user: DeskUser
 ) -> None:
