@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -27,6 +28,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="mkfs.ext4 not installed"),
 ]
 
+DESK_UID = 61_237
 AADHAAR_CSV = "name,aadhaar\nA. Kumar,2341 2341 2346\nB. Rao,4991 1866 5246\n"
 
 
@@ -44,11 +46,6 @@ def _mounted(path: Path) -> bool:
         return any(line.split(" ")[4] == str(path) for line in handle)
 
 
-@pytest.mark.xfail(
-    reason="open: in one process as root the service-role scanner rightly spares root's own tool, and the USB block "
-    "is not reported here; the same controls pass through the real split in tests/privileged/test_service_split.py",
-    strict=False,
-)
 def test_usb_downloads_and_capture_are_enforced_and_reported(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loop_image: Path
 ) -> None:
@@ -59,8 +56,13 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
     endpoint = EndpointProcess(tmp_path / "server")
     endpoint.start()
     mount_point = media / f"stick-{uuid.uuid4().hex[:6]}"
-    tool = tmp_path / "flameshot"
+    # The service spares system accounts' processes, so the capture tool runs as an unprivileged uid (no account
+    # needed), from a directory that uid can reach (tmp_path's parents are root-only).
+    tools = Path(tempfile.mkdtemp(prefix="dw-tools-"))
+    tools.chmod(0o755)
+    tool = tools / "flameshot"
     shutil.copy("/bin/sleep", tool)
+    tool.chmod(0o755)
     runtime: AgentRuntime | None = None
     process: subprocess.Popen[bytes] | None = None
     try:
@@ -92,7 +94,7 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
         subprocess.run(["mount", "-o", "loop", str(loop_image), str(mount_point)], check=True)
         (downloads / "customers.csv.crdownload").write_text(AADHAAR_CSV)
         (downloads / "customers.csv.crdownload").rename(downloads / "customers.csv")
-        process = subprocess.Popen([str(tool), "300"])
+        process = subprocess.Popen([str(tool), "300"], user=DESK_UID, group=DESK_UID, extra_groups=[])
 
         def kinds() -> set[str]:
             main.process_main_calls()
@@ -127,3 +129,4 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
         if _mounted(mount_point):
             subprocess.run(["umount", "-l", str(mount_point)], check=False)
         endpoint.stop()
+        shutil.rmtree(tools, ignore_errors=True)
