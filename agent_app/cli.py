@@ -77,8 +77,7 @@ def _cmd_api_token(args: argparse.Namespace) -> int:
 def _cmd_unlock_token(args: argparse.Namespace) -> int:
     from central.commands import issue_unlock_token
 
-    minutes = max(1, int(args.minutes.total_seconds() // 60))
-    print(issue_unlock_token(_settings(args), args.device_id, scope=args.scope, minutes=minutes, ttl=args.ttl))
+    print(issue_unlock_token(_settings(args), args.device_id, scope=args.scope, minutes=args.minutes, ttl=args.ttl))
     return 0
 
 
@@ -201,9 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(unlock)
     unlock.add_argument("device_id")
     unlock.add_argument("--scope", choices=["quit", "uninstall"], default="quit")
-    unlock.add_argument(
-        "--minutes", type=_duration, default=timedelta(hours=1), help="how long the helper may stay off"
-    )
+    unlock.add_argument("--minutes", type=int, default=60, help="minutes the helper may stay off (quit tokens)")
     unlock.add_argument("--ttl", type=_duration, default=timedelta(hours=8), help="how long the token can be used")
     unlock.set_defaults(handler=_cmd_unlock_token)
     revoke = admin.add_parser("revoke-device", help="refuse a device's credential (lost or re-imaged PC)")

@@ -207,11 +207,6 @@ def test_alive_without_any_display_follows_the_session_leader(tmp_path: Path) ->
     assert not source.alive(DeskSession(user=ME, uid=os.getuid(), session_id="sid:1", env={}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="linux.py falls back to the X socket when loginctl no longer knows the session; after a logout the "
-    "greeter or the next user owns that display, so a helper that ended with its session looks stopped",
-)
 def test_a_session_logind_forgot_is_not_alive_even_if_its_display_is_reused(tmp_path: Path) -> None:
     loginctl = FakeLoginctl({})  # session 3 logged out
     sockets = tmp_path / "X11"

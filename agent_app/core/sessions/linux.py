@@ -148,6 +148,10 @@ class LinuxSessions:
                     "Remote",
                 ]
             )
+        except subprocess.CalledProcessError:
+            # logind answered and does not know the session: it ended (even if its display now serves the login
+            # screen or the next user).
+            return {"State": "closed"}
         except (OSError, subprocess.SubprocessError):
             return {}
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
