@@ -148,14 +148,27 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from agent_app.core.autostart import install
+    from agent_app.run import UNPROTECTED_WARNING, privileged
 
+    if privileged():
+        from agent_app.core.machine_install import install_machine
+
+        return install_machine(server=args.server, token=args.token, ca=args.ca, state_dir=args.state_dir)
+    from agent_app.core.autostart import install
+    from agent_app.core.runtime import login_name
+
+    print(UNPROTECTED_WARNING.format(user=login_name()), file=sys.stderr)
     return install(server=args.server, token=args.token, ca=args.ca, all_users=args.all_users)
 
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
     from agent_app.core.autostart import uninstall
+    from agent_app.run import privileged
 
+    if privileged():
+        from agent_app.core.machine_install import uninstall_machine
+
+        return uninstall_machine(unlock_token=args.unlock_token, state_dir=args.state_dir)
     return uninstall(unlock_token=args.unlock_token, all_users=args.all_users, home=args.state_dir)
 
 
@@ -255,7 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--json", action="store_true")
     scan.set_defaults(handler=_cmd_scan)
 
-    install = sub.add_parser("install", help="enrol (optional) and register autostart")
+    install = sub.add_parser(
+        "install", help="as root/admin: the privileged service and a helper per session; otherwise a per-user agent"
+    )
+    install.add_argument("--state-dir", type=Path, default=None, help="service state directory (root)")
     install.add_argument("--server", default=None, help="endpoint URL to enrol with (needs --token)")
     install.add_argument("--token", default=None, help="enrolment token from `deskwarden admin enroll-token`")
     install.add_argument("--ca", default=None, help="CA bundle that signs the endpoint's certificate")

@@ -108,7 +108,7 @@ def uninstall(
     )
     if not policy.controls.agent.allow_quit and grant is None:
         reason = "invalid unlock token" if unlock_token else "no unlock token"
-        _record(
+        record_offline(
             home,
             secrets,
             EventDraft(kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "uninstall_refused"}),
@@ -124,7 +124,7 @@ def uninstall(
     for item in removed:
         print(f"removed: {item}")
     if grant is not None:
-        _record(
+        record_offline(
             home,
             secrets,
             EventDraft(
@@ -133,7 +133,7 @@ def uninstall(
                 data={"token_id": grant.token_id, "scope": grant.scope, "minutes": grant.minutes},
             ),
         )
-    _record(
+    record_offline(
         home,
         secrets,
         EventDraft(
@@ -143,7 +143,7 @@ def uninstall(
         ),
     )
     if credential:
-        _deliver(home, secrets, timeout=deliver_timeout)
+        deliver_queued(home, secrets, timeout=deliver_timeout)
     return 0
 
 
@@ -161,7 +161,7 @@ def current_policy(home: Path) -> PolicyDocument:
     return store.current()
 
 
-def _record(home: Path, secrets: Any, draft: EventDraft) -> None:
+def record_offline(home: Path, secrets: Any, draft: EventDraft) -> None:
     """Append one event through the outbox (it is durable when this returns)."""
     from agent_app.core.outbox import Outbox
     from policy_client.secrets import load_or_create_keys
@@ -173,7 +173,7 @@ def _record(home: Path, secrets: Any, draft: EventDraft) -> None:
         outbox.close()
 
 
-def _deliver(home: Path, secrets: Any, *, timeout: float) -> None:
+def deliver_queued(home: Path, secrets: Any, *, timeout: float) -> None:
     """Best effort: upload what is queued (the uninstall event included) before the agent is gone."""
     from agent_app.core.outbox import Outbox
     from agent_app.core.uploader import Uploader
@@ -190,7 +190,7 @@ def _deliver(home: Path, secrets: Any, *, timeout: float) -> None:
         outbox_factory=lambda: Outbox(paths.outbox_path(home), keys=keys, check=False),
         transport=transport,
         device_id=config.device_id,
-        record=lambda draft: _record(home, secrets, draft),
+        record=lambda draft: record_offline(home, secrets, draft),
     )
     probe = Outbox(paths.outbox_path(home), keys=keys, check=False)
     waiter = threading.Event()

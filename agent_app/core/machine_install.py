@@ -1,0 +1,130 @@
+"""`deskwarden install` / `uninstall` run as root or Administrator: the protected layout of ARCHITECTURE.md section 6.
+
+Install moves a per-user agent's enrolment and queue into the service (upgrade) or enrols the service, registers
+the service and the helper with the OS, and retires the per-user autostart so no second helper starts. Uninstall
+needs an uninstall token unless policy allows stopping, stops the service, then reports it. Main thread of the CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from agent_app.core import paths
+from agent_app.core.autostart.model import CommandRunner, run_command
+from collectors.base import UserHome
+from policy_client.schema import EventDraft, EventKind, Severity, utc_now
+
+EXIT_REFUSED = 3
+
+
+def install_machine(
+    *,
+    server: str | None,
+    token: str | None,
+    ca: str | None,
+    state_dir: Path | None = None,
+    users: Callable[[], list[UserHome]] | None = None,
+    runner: CommandRunner = run_command,
+    root: Path = Path("/"),
+    exe_argv: list[str] | None = None,
+) -> int:
+    from agent_app.core import service_install
+    from agent_app.core.autostart import default_adapter, launch_spec
+    from agent_app.core.desk_users import desk_users
+    from agent_app.core.enrol import enrol_here
+    from agent_app.core.upgrade import UpgradeError, find_per_user_states, migrate
+
+    if (server is None) != (token is None):
+        raise ValueError("--server and --token go together (enrolment needs both)")
+    home = state_dir or paths.service_state_dir()
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    enrolled = (home / "agent.json").exists()
+    if not enrolled:
+        for old in find_per_user_states((users or desk_users)()):
+            try:
+                moved = migrate(old, home)
+            except UpgradeError as exc:
+                print(f"not moved: {exc}", file=sys.stderr)
+                continue
+            print(f"moved {old.user}'s enrolment and queued events into the service ({len(moved)} items)")
+            enrolled = True
+            break
+    if not enrolled and server is not None and token is not None:
+        device_id = enrol_here(server, token, ca_bundle=ca, home=home, machine=True)
+        print(f"enrolled the service as device {device_id}")
+    elif server is not None and enrolled:
+        print("the service is already enrolled; keeping its identity (revoke it in the console to re-enrol)")
+    for item in service_install.install(exe_argv or service_install.default_exe_argv(), root=root, runner=runner):
+        print(f"installed: {item}")
+    if root == Path("/"):
+        adapter = default_adapter()
+        for all_users in (True, False):  # the single-process agent's autostart would start a second helper
+            for item in adapter.unregister(launch_spec(all_users=all_users)):
+                print(f"retired: {item}")
+    return 0
+
+
+def uninstall_machine(
+    *,
+    unlock_token: str | None,
+    state_dir: Path | None = None,
+    runner: CommandRunner = run_command,
+    root: Path = Path("/"),
+    now: Callable[[], datetime] = utc_now,
+    deliver_timeout: float = 5.0,
+) -> int:
+    from agent_app.core import service_install
+    from agent_app.core.autostart import current_policy, deliver_queued, record_offline
+    from agent_app.core.unlock import check_unlock_token
+    from policy_client.agent_config import load_config
+    from policy_client.secrets import SecretStore
+
+    home = state_dir or paths.service_state_dir()
+    secrets = SecretStore(home, machine=True)
+    policy = current_policy(home)
+    config = load_config(paths.config_path(home))
+    allowed = policy.controls.agent.allow_quit
+    grant = None
+    if not allowed and unlock_token:
+        grant = check_unlock_token(config, unlock_token, scope="uninstall", now=now(), state_dir=home)
+    if not allowed and grant is None:
+        reason = "invalid unlock token" if unlock_token else "no unlock token"
+        record_offline(
+            home,
+            secrets,
+            EventDraft(kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "uninstall_refused"}),
+        )
+        print(
+            f"deskwarden: uninstall refused ({reason}): policy does not allow removing the agent; ask an "
+            "administrator for an uninstall token and pass --unlock-token",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    removed = service_install.uninstall(root=root, runner=runner)  # stops the service: the outbox is ours now
+    for item in removed:
+        print(f"removed: {item}")
+    if grant is not None:
+        record_offline(
+            home,
+            secrets,
+            EventDraft(
+                kind=EventKind.agent_unlock_used,
+                severity=Severity.medium,
+                data={"token_id": grant.token_id, "scope": grant.scope, "minutes": grant.minutes},
+            ),
+        )
+    record_offline(
+        home,
+        secrets,
+        EventDraft(
+            kind=EventKind.agent_stopped,
+            severity=Severity.medium,
+            data={"reason": "uninstall", "unlock_token_used": grant is not None, "removed": len(removed)},
+        ),
+    )
+    if secrets.get("device_credential"):
+        deliver_queued(home, secrets, timeout=deliver_timeout)
+    return 0
