@@ -155,7 +155,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
         return install_machine(server=args.server, token=args.token, ca=args.ca, state_dir=args.state_dir)
     from agent_app.core.autostart import install
-    from agent_app.core.runtime import login_name
+    from agent_app.core.paths import login_name
 
     print(UNPROTECTED_WARNING.format(user=login_name()), file=sys.stderr)
     return install(server=args.server, token=args.token, ca=args.ca, all_users=args.all_users)

@@ -18,7 +18,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from agent_app.core import paths
-from agent_app.core.runtime import TICK_SECONDS
+from agent_app.core.status import TICK_SECONDS
 from collectors.idle import IdleClock
 
 if TYPE_CHECKING:
@@ -100,7 +100,8 @@ def _stop_on_signals() -> threading.Event:
 def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None) -> int:
     from agent_app.core.desk_users import current_user_only, desk_users
     from agent_app.core.ipc.channel import default_listener, default_socket_path
-    from agent_app.core.runtime import AgentRuntime, login_name
+    from agent_app.core.paths import login_name
+    from agent_app.core.runtime import AgentRuntime
     from agent_app.core.service import DeskService, run_until
     from agent_app.core.sessions import default_sessions
     from policy_client.schema import utc_now

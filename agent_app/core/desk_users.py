@@ -56,6 +56,6 @@ def _posix_users(minimum: int) -> list[UserHome]:
 
 def current_user_only() -> list[UserHome]:
     """Unprotected mode: the service runs as the desk user and watches that user's folders alone."""
-    from agent_app.core.runtime import login_name
+    from agent_app.core.paths import login_name
 
     return [UserHome(user=login_name(), home=str(Path.home()))]

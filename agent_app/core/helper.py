@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from agent_app.core.collector_set import default_collectors
 from agent_app.core.ipc.client import ServiceClient, ServiceRefused, ServiceUnavailable
 from agent_app.core.ipc.protocol import (
     MAX_EVENTS_PER_RECORD,
@@ -25,8 +26,8 @@ from agent_app.core.ipc.protocol import (
     QuitRequest,
     Record,
 )
+from agent_app.core.paths import assets_dir, login_name
 from agent_app.core.pipeline import Notice, Pipeline
-from agent_app.core.runtime import assets_dir, default_collectors, login_name
 from agent_app.core.status import AgentStatus
 from agent_app.core.supervisor import CollectorSupervisor
 from collectors.base import Collector, CollectorContext, Decision

@@ -5,6 +5,7 @@ Pure functions; safe from any thread.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -55,3 +56,21 @@ def service_state_dir() -> Path:
     if platform == "darwin":
         return Path("/Library/Application Support/DeskWarden")
     return Path("/var/lib/deskwarden")
+
+
+def assets_dir() -> Path:
+    """Bundled assets: next to the PyInstaller bundle, or the source tree's assets/."""
+    override = os.environ.get("DESKWARDEN_ASSETS")
+    if override:
+        return Path(override)
+    bundle = getattr(sys, "_MEIPASS", None)  # set by PyInstaller
+    if bundle:
+        return Path(bundle) / "assets"
+    return Path(__file__).resolve().parents[2] / "assets"
+
+
+def login_name() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"

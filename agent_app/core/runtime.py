@@ -6,14 +6,11 @@ callbacks fire on the pipeline or uploader thread; `post` moves work back to the
 
 from __future__ import annotations
 
-import dataclasses
-import getpass
 import hashlib
 import hmac
 import logging
 import os
 import queue
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,13 +18,15 @@ from typing import Any
 
 from agent_app import __version__
 from agent_app.core import paths
+from agent_app.core.collector_set import default_collectors
 from agent_app.core.outbox import Outbox
+from agent_app.core.paths import assets_dir, login_name
 from agent_app.core.pipeline import Notice, Pipeline
-from agent_app.core.status import AgentStatus, write_status
+from agent_app.core.status import TICK_SECONDS, AgentStatus, write_status
 from agent_app.core.supervisor import CollectorSupervisor
 from agent_app.core.unlock import UnlockGrant, check_unlock_token
 from agent_app.core.uploader import Uploader
-from collectors.base import REGISTRY, Collector, CollectorContext, CollectorRole, UserHome, load_collector_factory
+from collectors.base import Collector, CollectorContext, CollectorRole, UserHome
 from policy_client.agent_config import AgentConfig, load_config
 from policy_client.policy_store import PolicyStore
 from policy_client.schema import AgentMode, EventDraft, EventKind, PolicyDocument, Severity, utc_now
@@ -36,53 +35,14 @@ from policy_client.transport import Transport
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 5.0
 PURGE_EVERY = timedelta(hours=1)
 MainCall = Callable[[], None]
-
-
-def assets_dir() -> Path:
-    """Bundled assets: next to the PyInstaller bundle, or the source tree's assets/."""
-    override = os.environ.get("DESKWARDEN_ASSETS")
-    if override:
-        return Path(override)
-    bundle = getattr(sys, "_MEIPASS", None)  # set by PyInstaller
-    if bundle:
-        return Path(bundle) / "assets"
-    return Path(__file__).resolve().parents[2] / "assets"
-
-
-def login_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
 def pii_hash_key(keys: OutboxKeys) -> bytes:
     """The per-device key for keyed hashes of detected values. Derived from the data key, which never leaves
     the device (the chain key is shared with the endpoint, which could otherwise brute-force short values)."""
     return hmac.new(keys.data_key, b"deskwarden/pii-hash/v1", hashlib.sha256).digest()
-
-
-def default_collectors(context: CollectorContext) -> dict[str, Collector]:
-    """One instance of every registered collector that runs in `context.role`, wired where they cooperate."""
-    instances: dict[str, Collector] = {}
-
-    def clear_clipboard_image() -> bool:
-        clipboard = instances.get("clipboard")
-        return bool(clipboard is not None and clipboard.clear_image_if_present())  # type: ignore[attr-defined]
-
-    context = dataclasses.replace(context, clear_clipboard_image=clear_clipboard_image)
-    for name in REGISTRY:
-        try:
-            collector = load_collector_factory(name)(context)
-        except Exception:
-            log.exception("collector %s could not be created", name)
-            continue
-        if collector is not None:
-            instances[name] = collector
-    return instances
 
 
 class AgentRuntime:

@@ -55,9 +55,10 @@ def run_selftest(home: Path) -> int:
 
 def _run(work: Path) -> dict[str, Any]:
     from agent_app.core import paths
+    from agent_app.core.collector_set import default_collectors
     from agent_app.core.outbox import Outbox
+    from agent_app.core.paths import assets_dir, login_name
     from agent_app.core.pipeline import Pipeline
-    from agent_app.core.runtime import assets_dir, default_collectors, login_name
     from agent_app.core.supervisor import CollectorSupervisor
     from collectors.base import REGISTRY, CollectorContext
     from policy_client.policy_store import PolicyStore

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -14,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from agent_app.core.paths import state_dir, status_path
-from policy_client.agent_config import AgentConfig, load_config
+
+TICK_SECONDS = 5.0
+"""How often each process refreshes its health snapshot (collector checks, status file, tray)."""
 
 
 class TrayState(StrEnum):
@@ -73,7 +74,10 @@ def write_status(home: Path, status: AgentStatus) -> None:
 
 def read_status(home: Path) -> dict[str, Any]:
     """The last snapshot of a running (or stopped) agent, completed from config and outbox when missing."""
+    import sqlite3  # lazy: the session helper imports this module for AgentStatus alone
+
     from agent_app.core.outbox import read_depth
+    from policy_client.agent_config import AgentConfig, load_config
 
     path = status_path(home)
     data: dict[str, Any] = {}

@@ -5,13 +5,17 @@ Constructed on the GUI thread; its `on_*` methods are the callbacks handed to th
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QObject, Signal
 
 from agent_app.core.pipeline import Notice
 from agent_app.core.ports import AgentPort
 from agent_app.core.status import AgentStatus
-from agent_app.core.supervisor_alerts import SupervisorAlert
 from policy_client.schema import PolicyDocument
+
+if TYPE_CHECKING:  # requests stays out of the helper unless --supervisor asks for the alert stream
+    from agent_app.core.supervisor_alerts import SupervisorAlert
 
 
 class PortBridge(QObject):

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QUrl
 from PySide6.QtGui import QDesktopServices
 
 from agent_app.core import texts
-from agent_app.core.supervisor_alerts import SupervisorAlert
 from agent_app.ui.tray import TrayIconHost
+
+if TYPE_CHECKING:  # requests stays out of the helper unless --supervisor asks for the alert stream
+    from agent_app.core.supervisor_alerts import SupervisorAlert
 
 log = logging.getLogger(__name__)
 

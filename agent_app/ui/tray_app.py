@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, tzinfo
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QSessionManager
@@ -38,7 +38,6 @@ from agent_app.core.prompts.acknowledgement import AcknowledgementTracker
 from agent_app.core.prompts.cleandesk import CleanDeskAction, CleanDeskScheduler, PromptMissed, ShowPrompt
 from agent_app.core.prompts.justification import Justification
 from agent_app.core.status import AgentStatus
-from agent_app.core.supervisor_alerts import SupervisorAlertSource
 from agent_app.ui.bridge import PortBridge
 from agent_app.ui.dialogs.about import AboutDialog, UnlockDialog
 from agent_app.ui.dialogs.acknowledgement import AcknowledgementDialog
@@ -50,6 +49,9 @@ from agent_app.ui.notifications import SupervisorNotifier
 from agent_app.ui.single_instance import TrayLock, TrayLockError, acquire_tray_lock, tray_lock_path
 from agent_app.ui.tray import TRAY_RETRY_MS, TrayIconHost, TrayMenu, effective_state, status_lines
 from policy_client.schema import Action, EventKind, PolicyDocument, RuleRef, utc_now
+
+if TYPE_CHECKING:  # requests stays out of the helper unless --supervisor asks for the alert stream
+    from agent_app.core.supervisor_alerts import SupervisorAlertSource
 
 log = logging.getLogger(__name__)
 

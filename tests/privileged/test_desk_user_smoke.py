@@ -67,7 +67,7 @@ def test_user_python_imports_the_current_agent_packages(desk_user: DeskUser, use
         user_python,
         "import json, importlib.util, pathlib, agent_app, collectors, policy_client, PySide6.QtWidgets\n"
         "print(json.dumps({'files': [m.__file__ for m in (agent_app, collectors, policy_client)],"
-        # where agent_app.core.runtime.assets_dir() looks in a source tree
+        # where agent_app.core.paths.assets_dir() looks in a source tree
         " 'assets': pathlib.Path(agent_app.__file__).parents[1].joinpath('assets', 'policy').is_dir(),"
         " 'central': importlib.util.find_spec('central') is not None}))",
     )

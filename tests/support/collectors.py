@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent_app.core import paths
-from agent_app.core.runtime import default_collectors, pii_hash_key
+from agent_app.core.collector_set import default_collectors
+from agent_app.core.runtime import pii_hash_key
 from collectors.base import Collector, CollectorContext
 from policy_client.secrets import OutboxKeys
 

@@ -19,7 +19,7 @@ from agent_app.core.autostart import install, uninstall
 from agent_app.core.autostart.linux import LinuxAutostart
 from agent_app.core.autostart.model import CommandResult, LaunchSpec
 from agent_app.core.outbox import Outbox
-from agent_app.core.runtime import assets_dir
+from agent_app.core.paths import assets_dir
 from policy_client.secrets import SecretStore, load_or_create_keys
 from policy_client.unlock_token import issue_unlock_token
 from tests.integration.faulty_server import FaultyServer

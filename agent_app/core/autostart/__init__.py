@@ -149,7 +149,7 @@ def uninstall(
 
 def current_policy(home: Path) -> PolicyDocument:
     """The agent's last-known-good policy, or the bundled default."""
-    from agent_app.core.runtime import assets_dir
+    from agent_app.core.paths import assets_dir
     from policy_client.agent_config import load_config
     from policy_client.policy_store import PolicyStore
 
