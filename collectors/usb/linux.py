@@ -178,7 +178,11 @@ class LinuxVolumeSource:
         mountinfo: str = MOUNTINFO,
         attributes: UdevAttributes | None = None,
         runner: Runner = run_command,
+        own_mount_ns: str = "/proc/self/ns/mnt",
+        host_mount_ns: str = "/proc/1/ns/mnt",
     ) -> None:
+        self._own_ns = own_mount_ns
+        self._host_ns = host_mount_ns
         self._mountinfo_path = mountinfo
         self._attributes = attributes or UdevAttributes()
         self._runner = runner
@@ -286,6 +290,18 @@ class LinuxVolumeSource:
 
     # --- enforcement (pipeline thread) -----------------------------------------------------------
 
+    def _in_host_namespace(self, argv: list[str]) -> list[str]:
+        """A sandboxed service (systemd's ProtectSystem gives it a mount namespace of its own) would unmount only in
+        its own view and report success while the desk still sees the stick: act in PID 1's namespace instead."""
+        try:
+            private = os.readlink(self._own_ns) != os.readlink(self._host_ns)
+        except OSError:
+            return argv  # cannot tell (no /proc/1 access): the namespace we run in is the only one we can use
+        nsenter = shutil.which("nsenter")
+        if private and nsenter:
+            return [nsenter, f"--mount={self._host_ns}", "--", *argv]
+        return argv
+
     def unmount(self, volume: Volume) -> dict[str, JsonValue]:
         details: dict[str, JsonValue] = {}
         errors: list[str] = []
@@ -296,7 +312,7 @@ class LinuxVolumeSource:
             else:
                 errors.append(_reason(result, "udisksctl unmount"))
         if "method" not in details:
-            result = self._run(["umount", volume.mount_point])
+            result = self._run(self._in_host_namespace(["umount", volume.mount_point]))
             if result is None or result.returncode != 0:
                 errors.append(_reason(result, "umount"))
                 raise EnforcementError("; ".join(errors))
@@ -309,7 +325,7 @@ class LinuxVolumeSource:
         return details
 
     def remount_read_only(self, volume: Volume) -> dict[str, JsonValue]:
-        result = self._run(["mount", "-o", "remount,ro", volume.mount_point])
+        result = self._run(self._in_host_namespace(["mount", "-o", "remount,ro", volume.mount_point]))
         if result is None or result.returncode != 0:
             raise EnforcementError(_reason(result, "mount -o remount,ro"))
         return {"method": "remount"}

@@ -135,6 +135,33 @@ def test_linux_unmount_falls_back_to_umount_and_reports_failures(monkeypatch: py
     assert LinuxVolumeSource(runner=runner, attributes=NoUdev()).remount_read_only(volume) == {"method": "remount"}
 
 
+def test_a_sandboxed_service_unmounts_in_the_hosts_mount_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Regression: under systemd's ProtectSystem the service has its own mount namespace, where a plain umount
+    succeeds while the stick stays mounted for the desk user."""
+    monkeypatch.setattr(
+        "collectors.usb.linux.shutil.which", lambda name: None if name == "udisksctl" else f"/bin/{name}"
+    )
+    own, host = tmp_path / "self-mnt", tmp_path / "init-mnt"
+    own.symlink_to("mnt:[4026532001]")
+    host.symlink_to("mnt:[4026531841]")
+    seen: list[list[str]] = []
+
+    def runner(argv: list[str]) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        return _completed()
+
+    source = LinuxVolumeSource(runner=runner, attributes=NoUdev(), own_mount_ns=str(own), host_mount_ns=str(host))
+    volume = Volume(mount_point="/media/a/S", device="/dev/loop3")
+    assert source.unmount(volume) == {"method": "umount"}
+    assert seen[-1] == ["/bin/nsenter", f"--mount={host}", "--", "umount", "/media/a/S"]
+
+    same = LinuxVolumeSource(runner=runner, attributes=NoUdev(), own_mount_ns=str(host), host_mount_ns=str(host))
+    same.unmount(volume)
+    assert seen[-1] == ["umount", "/media/a/S"]
+
+
 # --- Windows ---------------------------------------------------------------------------------------
 
 
