@@ -100,6 +100,7 @@ def _stop_on_signals() -> threading.Event:
 def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None) -> int:
     from agent_app.core.desk_users import current_user_only, desk_users
     from agent_app.core.ipc.channel import default_listener, default_socket_path
+    from agent_app.core.machine_secrets import machine_backend
     from agent_app.core.paths import login_name
     from agent_app.core.runtime import AgentRuntime
     from agent_app.core.service import DeskService, run_until
@@ -128,6 +129,7 @@ def run_service(*, state_dir: Path | None = None, socket_path: Path | None = Non
             mode="protected" if protected else "unprotected",
             monitored_homes=desk_users if protected else current_user_only,
             machine_secrets=True,
+            secret_backend=machine_backend() if protected else None,
         )
         service = DeskService(
             runtime,

@@ -17,7 +17,7 @@ def enrol_here(
     if home is None:
         home = paths.service_state_dir() if machine and _privileged() else paths.state_dir()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SecretStore(home, machine=machine)
+    store = SecretStore(home, machine=machine, backend=_machine_backend() if machine and _privileged() else None)
     keys = load_or_create_keys(store)
     config = enroll(
         server_url,
@@ -35,3 +35,9 @@ def _privileged() -> bool:
     from agent_app.run import privileged
 
     return privileged()
+
+
+def _machine_backend() -> object | None:
+    from agent_app.core.machine_secrets import machine_backend
+
+    return machine_backend()

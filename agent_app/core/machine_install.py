@@ -78,12 +78,13 @@ def uninstall_machine(
 ) -> int:
     from agent_app.core import service_install
     from agent_app.core.autostart import current_policy, deliver_queued, record_offline
+    from agent_app.core.machine_secrets import machine_backend
     from agent_app.core.unlock import check_unlock_token
     from policy_client.agent_config import load_config
     from policy_client.secrets import SecretStore
 
     home = state_dir or paths.service_state_dir()
-    secrets = SecretStore(home, machine=True)
+    secrets = SecretStore(home, machine=True, backend=machine_backend())
     policy = current_policy(home)
     config = load_config(paths.config_path(home))
     allowed = policy.controls.agent.allow_quit

@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,10 +93,9 @@ def migrate(old: PerUserState, service_home: Path) -> list[str]:
         elif source.name in MOVED_DIRS and source.is_dir():
             shutil.copytree(source, service_home / source.name, dirs_exist_ok=True)
             moved.append(source.name + "/")
-    geteuid, getegid = getattr(os, "geteuid", None), getattr(os, "getegid", None)
-    if geteuid is not None and getegid is not None:
+    if sys.platform != "win32":
         for path in service_home.rglob("*"):  # the service's now, whoever owned them before
-            os.chown(path, geteuid(), getegid())
+            os.chown(path, os.geteuid(), os.getegid())
     retired = old.home.with_name(old.home.name + ".moved-to-service")
     old.home.rename(retired)
     log.info("moved %s's per-user agent (%s) into %s", old.user, ", ".join(moved), service_home)
