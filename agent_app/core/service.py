@@ -137,9 +137,9 @@ class DeskService:
     def on_disconnect(self, conn: HelperConnection) -> None:
         with self._lock:
             helper = self._helpers.pop(conn.id, None)
-            key = helper.session.key if helper is not None and helper.session is not None else None
-            others = [h for h in self._helpers.values() if key is not None and h.session and h.session.key == key]
-        if helper is None or others:
+        # Another helper of the same session does not excuse this one: a desk user can connect a do-nothing
+        # client of their own, and a real helper never drops its connection while the service runs.
+        if helper is None:
             return
         self._refresh_attention()
         if helper.quit_allowed or self.runtime.policy.controls.agent.allow_quit:
@@ -149,15 +149,14 @@ class DeskService:
         if session is None:
             return
         # At logout the helper may go a moment before its session does: judge the session a little later.
+        if self._disconnect_grace <= 0:
+            self._helper_gone(conn, session)
+            return
         timer = threading.Timer(self._disconnect_grace, self._helper_gone, args=(conn, session))
         timer.daemon = True
         timer.start()
 
     def _helper_gone(self, conn: HelperConnection, session: DeskSession) -> None:
-        with self._lock:
-            back = any(h.session is not None and h.session.key == session.key for h in self._helpers.values())
-        if back:
-            return
         if not self._sessions.alive(session):
             log.info("helper of %s ended with its session", conn.peer.user)
             return
@@ -232,9 +231,10 @@ class DeskService:
             helper = self._helpers.get(conn.id)
             if helper is not None and allowed:
                 helper.quit_allowed = True
-                if helper.session is not None and minutes:
+                if helper.session is not None:
                     book = self._books.setdefault(helper.session.key, _SessionBook())
-                    book.quit_until = self._clock() + timedelta(minutes=minutes)
+                    # Policy allows quitting: not expected again this session; a token: for its minutes.
+                    book.quit_until = self._clock() + (timedelta(minutes=minutes) if minutes else timedelta(days=365))
         return {"allowed": allowed, "minutes": minutes}
 
     # --- pushes and bookkeeping -----------------------------------------------------------------------------
