@@ -229,7 +229,12 @@ def _run_tray(home: Path, socket_path: Path, *, supervisor: bool) -> int:
         ticker.setInterval(int(TICK_SECONDS * 1000))
         ticker.timeout.connect(helper.tick)
         ticker.start()
-        source = _supervisor_source(home, helper.status().server_url) if supervisor else None
+        welcome_status = (helper.client.welcome or {}).get("status", {})
+        source = (
+            _supervisor_source(home, helper.status().server_url, welcome_status.get("ca_bundle"))
+            if supervisor
+            else None
+        )
         try:
             return run_tray(helper, home=home, app=app, supervisor=source, instance_lock=lock)
         finally:
@@ -240,7 +245,7 @@ def _run_tray(home: Path, socket_path: Path, *, supervisor: bool) -> int:
         lock.release()
 
 
-def _supervisor_source(home: Path, server_url: str | None) -> SseAlertClient | None:
+def _supervisor_source(home: Path, server_url: str | None, ca_bundle: str | None) -> SseAlertClient | None:
     """The alert stream for a supervisor's desk: the endpoint the service is enrolled with, and the supervisor's
     own token from their keyring (`supervisor_token`) or DESKWARDEN_SUPERVISOR_TOKEN."""
     from agent_app.core.supervisor_alerts import SseAlertClient
@@ -250,4 +255,4 @@ def _supervisor_source(home: Path, server_url: str | None) -> SseAlertClient | N
     if not server_url or not token:
         log.error("supervisor notifications need an enrolled service and a supervisor token; not subscribing")
         return None
-    return SseAlertClient(server_url, token)
+    return SseAlertClient(server_url, token, ca_bundle=ca_bundle)

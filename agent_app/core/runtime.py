@@ -131,6 +131,11 @@ class AgentRuntime:
         return self._last_input() if self._last_input else None
 
     @property
+    def ca_bundle(self) -> str | None:
+        """The CA bundle the endpoint's certificate is verified against (from enrolment), or None."""
+        return self._config.ca_bundle if self._config else None
+
+    @property
     def mode(self) -> AgentMode:
         return self._mode
 

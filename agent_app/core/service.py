@@ -243,6 +243,7 @@ class DeskService:
         status: AgentStatus = self.runtime.status()
         body = status.to_json()
         body["socket"] = str(self._socket_path)
+        body["ca_bundle"] = self.runtime.ca_bundle  # where the endpoint's CA is; helpers verify TLS with it too
         helpers = [c for c in self.server.connections() if c.hello is not None and c.hello.role == "helper"]
         body["helpers"] = len(helpers)
         body["helper_users"] = sorted({c.peer.user for c in helpers})
