@@ -207,25 +207,36 @@ def test_downloads_of_two_users_are_quarantined_out_of_reach_and_attributed(
     wait_for(
         lambda: desk.status().get("collectors", {}).get("downloads") == "running", timeout=60, what="downloads watched"
     )
+    # Until the service has re-read the desk users, a file may land unwatched: keep offering new files (unique
+    # names) until each user's first one is quarantined, then every offered file must be gone.
+    offered: dict[str, set[str]] = {user.name: set() for user in desk_users}
     for user in desk_users:
-        sheet = user.home / "Downloads" / "customers.csv"
         wait_for(
-            lambda user=user, sheet=sheet: _write_and_check(desk, user, sheet),
-            timeout=60,
+            lambda user=user: _offer_a_download(desk, user, offered[user.name]),
+            timeout=90,
             what=f"{user.name}'s download to be quarantined",
         )
     events = desk.events(kind="download.quarantined")
-    assert sorted(e["user"] for e in events) == sorted(u.name for u in desk_users)
+    assert {e["user"] for e in events} == {u.name for u in desk_users}
+    for event in events:
+        assert event["data"]["name"] in offered[event["user"]]  # attributed to the owner of the folder it was in
     for user in desk_users:
-        assert not (user.home / "Downloads" / "customers.csv").exists()
+        wait_for(
+            lambda user=user: not list((user.home / "Downloads").glob("customers-*.csv")),
+            timeout=60,
+            what=f"every offered file of {user.name} to be quarantined",
+        )
         assert run_as(user, ["ls", str(desk.state / "quarantine")]).returncode != 0
 
 
-def _write_and_check(desk: SplitDesk, user: DeskUser, sheet: Path) -> bool:
-    if not sheet.exists() and not [e for e in desk.events(kind="download.quarantined") if e["user"] == user.name]:
-        run_as(user, ["sh", "-c", f"printf 'name,card\\nA,{CARD}\\nB,5500 0000 0000 0004\\n' > {sheet}.part"])
-        run_as(user, ["mv", f"{sheet}.part", str(sheet)])
-    return bool([e for e in desk.events(kind="download.quarantined") if e["user"] == user.name])
+def _offer_a_download(desk: SplitDesk, user: DeskUser, offered: set[str]) -> bool:
+    if [e for e in desk.events(kind="download.quarantined") if e["user"] == user.name]:
+        return True
+    sheet = user.home / "Downloads" / f"customers-{uuid.uuid4().hex[:8]}.csv"
+    offered.add(sheet.name)
+    run_as(user, ["sh", "-c", f"printf 'name,card\\nA,{CARD}\\nB,5500 0000 0000 0004\\n' > {sheet}.part"])
+    run_as(user, ["mv", f"{sheet}.part", str(sheet)])
+    return False
 
 
 def test_a_capture_tool_started_by_the_user_is_terminated_by_the_service(desk: SplitDesk, desk_user: DeskUser) -> None:
