@@ -170,6 +170,13 @@ class AgentRuntime:
         self.flush()
         return grant
 
+    def user_session_started(self) -> None:
+        """A desk user's helper connected: re-read the desk users now, so a first login's downloads are watched
+        at once rather than at the next periodic re-read."""
+        rescan = getattr(self._supervisor.get("downloads"), "rescan", None)
+        if callable(rescan):
+            rescan()
+
     def record_batch(self, drafts: Sequence[EventDraft], timeout: float = 5.0) -> list[int] | None:
         """Record and wait until durable; the seqs (see `Pipeline.record_batch`)."""
         return self._pipeline.record_batch(drafts, timeout)

@@ -133,6 +133,7 @@ class DeskService:
                 book = self._books.setdefault(session.key, _SessionBook())
                 book.missing_since, book.reported_missing = None, False
         log.info("helper %s connected for %s (session %s)", conn.id, conn.peer.user, session and session.session_id)
+        self.runtime.user_session_started()
 
     def on_disconnect(self, conn: HelperConnection) -> None:
         with self._lock:
