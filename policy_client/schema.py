@@ -135,7 +135,7 @@ class Event(_Frozen):
     def _aware(cls, value: datetime) -> datetime:
         if value.tzinfo is None:
             raise ValueError("ts must carry a UTC offset (RFC 3339)")
-        return value
+        return _utc_representable(value)
 
     @field_validator("data")
     @classmethod
@@ -145,6 +145,16 @@ class Event(_Frozen):
         if len(json.dumps(value, separators=(",", ":"))) > MAX_DATA_BYTES:
             raise ValueError(f"data is larger than {MAX_DATA_BYTES} bytes")
         return value
+
+
+def _utc_representable(value: datetime) -> datetime:
+    """`value` unchanged (its offset is part of the chained bytes) when it has a UTC equivalent; a time such as
+    0001-01-01T00:00:00+14:00 lies before year 1 in UTC and cannot be stored or compared."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ValueError("ts is out of range (its UTC time is outside years 1-9999)") from None
+    return value
 
 
 def _data_length_at_most(value: object, limit: int) -> bool:
@@ -454,6 +464,11 @@ class Heartbeat(_Frozen):
     mode: AgentMode = "unprotected"
     """`protected`: a privileged service enforces and a desk user cannot stop it; `unprotected`: service and
     helper run as the desk user (demo/developer mode, or an agent older than the split)."""
+
+    @field_validator("ts")
+    @classmethod
+    def _in_range(cls, value: datetime) -> datetime:
+        return _utc_representable(value)
 
 
 class HeartbeatResponse(_Frozen):

@@ -18,7 +18,7 @@ from starlette.responses import Response
 from central import retention
 from central.alerting import rules as routing
 from central.auth import audit, users
-from central.console.deps import Acting, Viewer, back, page, require_admin
+from central.console.deps import Acting, CursorId, PathId, Viewer, back, page, require_admin
 from central.console.queries import teams
 from central.console.state import console_of
 from central.store import policies, policy_changes, tokens
@@ -181,7 +181,7 @@ def rules_save(
 
 
 @router.post("/rules/{rule_id}/delete")
-def rules_delete(request: Request, session: Acting, rule_id: int) -> Response:
+def rules_delete(request: Request, session: Acting, rule_id: PathId) -> Response:
     who = session.principal
     require_admin(who)
     runtime = console_of(request).runtime
@@ -248,7 +248,7 @@ def user_create(
 def user_update(
     request: Request,
     session: Acting,
-    user_id: int,
+    user_id: PathId,
     role: Annotated[str, Form()],
     teams_field: Annotated[str, Form(alias="teams")] = "",
     disabled: Annotated[str, Form()] = "",
@@ -295,6 +295,8 @@ def enroll_token(
     require_admin(who)
     runtime = console_of(request).runtime
     now = runtime.clock()
+    if not 1 <= hours <= tokens.MAX_ENROLL_TTL // timedelta(hours=1):
+        return back("/console/teams", err=f"hours must be between 1 and {tokens.MAX_ENROLL_TTL // timedelta(hours=1)}")
     try:
         token = tokens.issue_enroll_token(
             runtime.db, team.strip(), ttl=timedelta(hours=hours), now=now, created_by=who.name
@@ -430,7 +432,7 @@ def retention_purge(request: Request, session: Acting) -> Response:
 
 
 @router.get("/audit")
-def audit_page(request: Request, who: Viewer, before: int | None = None) -> Response:
+def audit_page(request: Request, who: Viewer, before: CursorId = None) -> Response:
     runtime = console_of(request).runtime
     entries = audit.list_entries(runtime.db, teams=who.team_filter(), before_id=before)
     return page(

@@ -20,7 +20,7 @@ from central.alerting.bus import Notice
 from central.auth.principal import Principal
 from central.auth.sessions import load_session
 from central.auth.users import USER_TOKEN_PREFIX, find_user_token
-from central.console.deps import SESSION_COOKIE, Acting, Viewer, back, page
+from central.console.deps import SESSION_COOKIE, Acting, PathId, Viewer, back, page
 from central.console.state import console_of
 from central.http.auth import bearer_token
 from central.http.errors import unauthorized
@@ -46,7 +46,7 @@ def alerts_page(request: Request, who: Viewer, status: str = "active", team: str
 
 
 @router.get("/alerts/{alert_id}")
-def alert_detail(request: Request, who: Viewer, alert_id: int) -> Response:
+def alert_detail(request: Request, who: Viewer, alert_id: PathId) -> Response:
     runtime = console_of(request).runtime
     try:
         alert = workflow.get_alert(runtime.db, who, alert_id)
@@ -78,17 +78,17 @@ def _alert_action(request: Request, who: Principal, alert_id: int, action: str, 
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(request: Request, session: Acting, alert_id: int) -> Response:
+def acknowledge(request: Request, session: Acting, alert_id: PathId) -> Response:
     return _alert_action(request, session.principal, alert_id, "ack")
 
 
 @router.post("/alerts/{alert_id}/close")
-def close(request: Request, session: Acting, alert_id: int, note: Annotated[str, Form()] = "") -> Response:
+def close(request: Request, session: Acting, alert_id: PathId, note: Annotated[str, Form()] = "") -> Response:
     return _alert_action(request, session.principal, alert_id, "close", note)
 
 
 @router.post("/alerts/{alert_id}/incident")
-def incident(request: Request, session: Acting, alert_id: int) -> Response:
+def incident(request: Request, session: Acting, alert_id: PathId) -> Response:
     return _alert_action(request, session.principal, alert_id, "incident")
 
 

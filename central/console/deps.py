@@ -10,17 +10,23 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Form, HTTPException, Request
+from fastapi import Depends, Form, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from central.auth.principal import Principal
 from central.auth.sessions import Session, csrf_ok, load_session
 from central.console.state import console_of
+from central.http.bodies import MAX_STORED_INT
 
 SESSION_COOKIE = "dw_session"
 LOGIN_CSRF_COOKIE = "dw_login_csrf"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+PathId = Annotated[int, PathParam(ge=1, le=MAX_STORED_INT)]
+"""Row ids are 64-bit in both databases; a larger one in a URL is a 422 page, not a driver overflow."""
+CursorId = Annotated[int | None, Query(ge=0, le=MAX_STORED_INT)]
 
 
 class LoginRequired(Exception):

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
@@ -19,6 +20,7 @@ from central.alerting.service import AlertingService
 from central.console import admin_pages, alert_pages, fleet_pages, login, report_pages
 from central.console.deps import LoginRequired, back, page
 from central.console.state import ConsoleState
+from central.http.errors import describe_errors
 from central.retention import RetentionScheduler
 from central.runtime import Runtime
 from central.store import exception_requests
@@ -55,6 +57,32 @@ def install_console(
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, exc: LoginRequired) -> Response:
         return back(f"/console/login?next={exc.next_url}")
+
+    previous_invalid = app.exception_handlers.get(RequestValidationError)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        # A console form or link with a wrong-typed field: a page with a message, not raw JSON.
+        if request.url.path.startswith("/console"):
+            problems = describe_errors(exc.errors(), skip_loc=1)
+            detail = f"Some values in the request were not valid ({problems}). Go back and correct them."
+            return page(request, "error.html", status_code=422, status=422, detail=detail)
+        if previous_invalid is not None:
+            answer: Response = await previous_invalid(request, exc)  # type: ignore[misc]
+            return answer
+        return JSONResponse({"detail": "invalid request: " + describe_errors(exc.errors())}, status_code=422)
+
+    previous_overflow = app.exception_handlers.get(OverflowError)
+
+    @app.exception_handler(OverflowError)
+    async def _overflow(request: Request, exc: OverflowError) -> Response:
+        if request.url.path.startswith("/console"):
+            detail = "A number or date in the request is out of range."
+            return page(request, "error.html", status_code=422, status=422, detail=detail)
+        if previous_overflow is not None:
+            answer: Response = await previous_overflow(request, exc)  # type: ignore[misc]
+            return answer
+        return JSONResponse({"detail": "a number or date in the request is out of range"}, status_code=422)
 
     previous = app.exception_handlers.get(StarletteHTTPException)
 

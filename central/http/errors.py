@@ -59,6 +59,12 @@ def install_error_handlers(app: FastAPI) -> None:
         log.warning("database refused a value: %s", type(exc.orig).__name__)
         return JSONResponse({"detail": "a value in the request cannot be stored (out of range)"}, status_code=422)
 
+    @app.exception_handler(OverflowError)
+    async def _overflow(_request: Request, _exc: OverflowError) -> JSONResponse:
+        # SQLite's driver raises OverflowError binding an integer wider than 64 bits, and date arithmetic
+        # raises it past year 9999: both come from a number or date the client sent.
+        return JSONResponse({"detail": "a number or date in the request is out of range"}, status_code=422)
+
     @app.exception_handler(OperationalError)
     async def _unavailable(_request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", type(exc.orig).__name__)

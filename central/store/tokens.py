@@ -23,6 +23,8 @@ ENROLL_PREFIX = "dwe_"
 CREDENTIAL_PREFIX = "dwd_"
 API_PREFIX = "dwa_"
 
+MAX_ENROLL_TTL = timedelta(days=365)
+
 
 def token_hash(token: str) -> str:
     """Tokens are 32 random bytes, so a plain SHA-256 is enough to make a stolen table useless."""
@@ -53,6 +55,8 @@ def issue_enroll_token(
         raise ValueError("team must not be empty")
     if ttl <= timedelta(0):
         raise ValueError("ttl must be positive")
+    if ttl > MAX_ENROLL_TTL:
+        raise ValueError(f"an enrolment token may be valid for at most {MAX_ENROLL_TTL.days} days")
     if max_uses is not None and max_uses < 1:
         raise ValueError("max_uses must be at least 1")
     token = new_token(ENROLL_PREFIX)
