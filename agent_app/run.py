@@ -98,6 +98,18 @@ def _stop_on_signals() -> threading.Event:
 
 
 def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None) -> int:
+    """The service in the foreground (systemd, launchd, a console), or under the Windows SCM when it started us."""
+    platform: str = sys.platform
+    if platform == "win32":
+        from agent_app.core.windows_service import run_under_scm
+
+        code = run_under_scm(lambda stop: _service_body(state_dir, socket_path, stop))
+        if code is not None:
+            return code
+    return _service_body(state_dir, socket_path, _stop_on_signals())
+
+
+def _service_body(state_dir: Path | None, socket_path: Path | None, stop: threading.Event) -> int:
     from agent_app.core.desk_users import current_user_only, desk_users
     from agent_app.core.ipc.channel import default_listener, default_socket_path
     from agent_app.core.machine_secrets import machine_backend
@@ -139,7 +151,6 @@ def run_service(*, state_dir: Path | None = None, socket_path: Path | None = Non
             socket_path=socket_path,
             clock=utc_now,
         )
-        stop = _stop_on_signals()
         service.start()
         log.info("service running (device %s, socket %s)", runtime.device_id or "not enrolled", socket_path)
         try:
