@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +31,8 @@ ENFORCED_KIND: dict[tuple[EventKind, Action], EventKind] = {
 }
 """An observation that enforcement acted on is recorded under the kind that says so (ARCHITECTURE.md section 4)."""
 RETRY_WAIT_S = 1.0
+ENFORCE_TIMEOUT_S = 30.0
+"""An enforcement not done by then is recorded as `failed` with `error: timeout`; a USB block can take ~24 s."""
 
 
 class OutboxWriter(Protocol):
@@ -69,7 +72,24 @@ class _Batch:
     seqs: list[int] | None = None
 
 
-_Item = Observation | EventDraft | _Flush | _Batch
+@dataclass(slots=True)
+class _Pending:
+    """An enforcement in flight on its collector's enforcer thread; settled by its outcome or its deadline."""
+
+    number: int
+    observation: Observation
+    decision: Decision
+    timer: threading.Timer | None = None
+    settled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Resolved:
+    pending: _Pending
+    outcome: Outcome
+
+
+_Item = Observation | EventDraft | _Flush | _Batch | _Resolved
 
 
 class Pipeline:
@@ -85,6 +105,7 @@ class Pipeline:
         device_id: Callable[[], str] = str,
         on_written: Callable[[Sequence[int]], None] = lambda seqs: None,
         on_notice: Callable[[Notice], None] = lambda notice: None,
+        enforce_timeout: float = ENFORCE_TIMEOUT_S,
     ) -> None:
         self._outbox_factory = outbox_factory
         self._policy = policy
@@ -97,6 +118,12 @@ class Pipeline:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = 0
+        self._enforce_timeout = enforce_timeout
+        self._enforcers: dict[str, ThreadPoolExecutor] = {}
+        """One worker per collector: its enforcements run in order, and a slow one never holds up the others."""
+        self._scheduled = 0
+        self._outstanding: set[int] = set()
+        self._deferred_flushes: list[tuple[int, threading.Event]] = []
 
     # --- producers (any thread) -----------------------------------------------------------------
 
@@ -144,10 +171,12 @@ class Pipeline:
             while True:
                 items = self._take()
                 self._process(outbox, items)
-                if self._stopping.is_set() and self._queue.empty():
+                if self._stopping.is_set() and self._queue.empty() and not self._outstanding:
                     return
         finally:
             outbox.close()
+            for enforcer in self._enforcers.values():
+                enforcer.shutdown(wait=False, cancel_futures=True)
 
     def _take(self) -> list[_Item]:
         items = [self._queue.get()]
@@ -165,7 +194,17 @@ class Pipeline:
         batches: list[tuple[int, _Batch]] = []
         for item in items:
             if isinstance(item, _Flush):
-                flushes.append(item.done)
+                if self._outstanding:  # done once the enforcements scheduled so far are recorded too
+                    self._deferred_flushes.append((self._scheduled, item.done))
+                else:
+                    flushes.append(item.done)
+            elif isinstance(item, _Resolved):
+                finished = self._settle(item)
+                if finished is not None:
+                    draft, notice = finished
+                    if notice is not None:
+                        notices.append((len(drafts), notice))
+                    drafts.append(draft)
             elif isinstance(item, _Batch):
                 batches.append((len(drafts), item))
                 drafts.extend(d if d.user else d.model_copy(update={"user": self._user}) for d in item.drafts)
@@ -190,6 +229,14 @@ class Pipeline:
             batch.done.set()
         for done in flushes:
             done.set()
+        if self._deferred_flushes:
+            still: list[tuple[int, threading.Event]] = []
+            for mark, done in self._deferred_flushes:
+                if any(number <= mark for number in self._outstanding):
+                    still.append((mark, done))
+                else:
+                    done.set()
+            self._deferred_flushes = still
         if seqs:
             self.written += len(seqs)
             self._on_written(seqs)
@@ -208,19 +255,60 @@ class Pipeline:
                 self._stopping.wait(RETRY_WAIT_S)
 
     def _handle(self, observation: Observation) -> tuple[EventDraft, Notice | None] | None:
-        policy = self._policy()
+        """Decide; record at once what needs no enforcement, hand the rest to the collector's enforcer thread
+        (the event is recorded when the outcome comes back, or at the deadline)."""
         draft = observation.draft
-        decision = decide(draft, policy, device_id=self._device_id())
+        decision = decide(draft, self._policy(), device_id=self._device_id())
         if decision.action == "ignore":
             return None
-        outcome = Outcome(Action.observed)
         collector = self._collector(observation.collector_id)
-        if decision.action not in ("audit",) and collector is not None:
-            try:
-                outcome = collector.enforce(observation.target, decision)
-            except Exception as exc:
-                log.exception("enforcement by %s failed", observation.collector_id)
-                outcome = Outcome(Action.failed, {"error": type(exc).__name__})
+        if decision.action == "audit" or collector is None:
+            return self._finish(observation, decision, Outcome(Action.observed))
+        self._scheduled += 1
+        pending = _Pending(self._scheduled, observation, decision)
+        self._outstanding.add(pending.number)
+        pending.timer = threading.Timer(
+            self._enforce_timeout,
+            self._queue.put,
+            args=(_Resolved(pending, Outcome(Action.failed, {"error": "timeout"})),),
+        )
+        pending.timer.daemon = True
+        pending.timer.start()
+        enforcer = self._enforcers.get(observation.collector_id)
+        if enforcer is None:
+            enforcer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"enforce-{observation.collector_id}")
+            self._enforcers[observation.collector_id] = enforcer
+        enforcer.submit(self._enforce, collector, pending)
+        return None
+
+    def _enforce(self, collector: Collector, pending: _Pending) -> None:
+        """A collector's enforcer thread: never raises; the outcome goes back to the pipeline thread."""
+        try:
+            outcome = collector.enforce(pending.observation.target, pending.decision)
+        except Exception as exc:
+            log.exception("enforcement by %s failed", pending.observation.collector_id)
+            outcome = Outcome(Action.failed, {"error": type(exc).__name__})
+        self._queue.put(_Resolved(pending, outcome))
+
+    def _settle(self, resolved: _Resolved) -> tuple[EventDraft, Notice | None] | None:
+        pending = resolved.pending
+        if pending.settled:
+            log.warning(
+                "enforcement by %s finished after its deadline with %s (recorded as a timeout)",
+                pending.observation.collector_id,
+                resolved.outcome.action.value,
+            )
+            return None
+        pending.settled = True
+        if pending.timer is not None:
+            pending.timer.cancel()
+        self._outstanding.discard(pending.number)
+        return self._finish(pending.observation, pending.decision, resolved.outcome)
+
+    def _finish(
+        self, observation: Observation, decision: Decision, outcome: Outcome
+    ) -> tuple[EventDraft, Notice | None]:
+        draft = observation.draft
         data = {**draft.data, **outcome.data}
         final = draft.model_copy(
             update={
