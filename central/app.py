@@ -13,6 +13,7 @@ from central.console.install import install_console
 from central.console.state import ConsoleState
 from central.http import agent, read
 from central.http.errors import install_error_handlers
+from central.http.headers import SecurityHeaders
 from central.runtime import Clock, prepare
 from central.settings import ServerSettings
 from policy_client.schema import SCHEMA_VERSION, utc_now
@@ -52,7 +53,11 @@ def create_app(
         title="DeskWarden central endpoint",
         version=f"1.{SCHEMA_VERSION}",
         summary="Agent API (enrolment, signed policy, event ingest, heartbeat), read API and live alert stream.",
+        docs_url="/docs" if settings.api_docs else None,
+        redoc_url="/redoc" if settings.api_docs else None,
+        openapi_url="/openapi.json" if settings.api_docs else None,
     )
+    app.add_middleware(SecurityHeaders)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(agent.router)

@@ -6,7 +6,8 @@ A frozen value; read from any thread.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +17,18 @@ import platformdirs
 def default_data_dir() -> Path:
     """Where `deskwarden server` keeps its database and signing key unless told otherwise."""
     return Path(platformdirs.user_data_dir("DeskWarden", appauthor=False)) / "server"
+
+
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off setting from the environment: 1/true/yes/on, 0/false/no/off; unset or empty is `default`."""
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,11 @@ class ServerSettings:
     log_level: str = "info"
     workers: int = 1
     """uvicorn worker processes; more than one needs PostgreSQL (SQLite has a single writer)."""
+    api_docs: bool = field(default_factory=lambda: env_flag("DESKWARDEN_API_DOCS", True))
+    """Serve the interactive API docs (/docs, /redoc) and /openapi.json; off: those paths answer 404."""
+    forwarded_allow_ips: str = field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
+    """Peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes (comma-separated addresses or networks,
+    `*` for any): the reverse proxy's address. Login throttling counts failures per client address from it."""
 
     @property
     def database_url(self) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from central.auth.passwords import hash_password, needs_rehash, verify_password
 from central.auth.principal import Principal, Role, parse_role
+from central.names import check_name
 from central.store.console_tables import user_teams, user_tokens, users
 from central.store.engine import Database
 from central.store.tokens import ensure_team, new_token, token_hash
@@ -40,9 +41,7 @@ def _teams_of(conn: Connection, user_id: int) -> frozenset[str]:
 
 
 def create_user(db: Database, name: str, *, role: str, teams: list[str], password: str, now: datetime) -> Principal:
-    name = name.strip()
-    if not name:
-        raise ValueError("user name must not be empty")
+    name = check_name(name, what="user name")
     checked = parse_role(role)
     if checked == "supervisor" and not teams:
         raise ValueError("a supervisor needs at least one --team")
@@ -56,13 +55,13 @@ def create_user(db: Database, name: str, *, role: str, teams: list[str], passwor
             ).inserted_primary_key[0]
         )
         _set_teams(conn, user_id, teams, now=now)
-    return Principal(name=name, role=checked, teams=frozenset(teams), user_id=user_id)
+        stored = _teams_of(conn, user_id)
+    return Principal(name=name, role=checked, teams=stored, user_id=user_id)
 
 
 def _set_teams(conn: Connection, user_id: int, teams: list[str], *, now: datetime) -> None:
     conn.execute(delete(user_teams).where(user_teams.c.user_id == user_id))
-    for team in sorted({t.strip() for t in teams if t.strip()}):
-        ensure_team(conn, team, now=now)
+    for team in sorted({ensure_team(conn, t.strip(), now=now) for t in teams if t.strip()}):
         conn.execute(insert(user_teams).values(user_id=user_id, team=team))
 
 

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from central import retention
 from central.alerting import rules as routing
 from central.auth import audit, users
+from central.console import forms
 from central.console.deps import Acting, CursorId, PathId, Viewer, back, page, require_admin
 from central.console.queries import teams
 from central.console.state import console_of
@@ -163,6 +164,10 @@ def rules_save(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
         return back("/console/rules", err=f"invalid rule: {problems}")
+    try:
+        forms.web_url(parsed.playbook.link, field="playbook.link")
+    except ValueError as exc:
+        return back("/console/rules", err=f"invalid rule: {exc}")
     now = runtime.clock()
     with runtime.db.write() as conn:
         existing = routing.get_rule(conn, int(rule_id)) if rule_id.isdigit() else None
@@ -318,6 +323,9 @@ def enroll_token(
 
 # -- settings and retention ----------------------------------------------------------------------------------
 
+SLA_MAX_MINUTES = 30 * 1440
+OFFLINE_MAX_MINUTES = 7 * 1440
+
 
 @router.get("/settings")
 def settings_page(request: Request, who: Viewer) -> Response:
@@ -357,6 +365,16 @@ def settings_save(
     who = session.principal
     require_admin(who)
     runtime = console_of(request).runtime
+    try:
+        public_url = forms.web_url(public_url, field="public URL")
+        forms.bounded(smtp_port, field="SMTP port", low=1, high=65535)
+        forms.bounded(default_sla_minutes, field="default SLA (minutes)", low=1, high=SLA_MAX_MINUTES)
+        forms.bounded(offline_alert_minutes, field="offline after (minutes)", low=1, high=OFFLINE_MAX_MINUTES)
+        forms.plain_text(smtp_host, field="SMTP host", max_length=253)
+        forms.plain_text(smtp_from, field="SMTP sender", max_length=254)
+        forms.plain_text(smtp_user, field="SMTP user", max_length=254)
+    except ValueError as exc:
+        return back("/console/settings", err=str(exc))
     old = load_config(runtime.db)
     new = ConsoleConfig(
         two_person_rule=bool(two_person_rule),

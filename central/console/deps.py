@@ -17,12 +17,16 @@ from starlette.responses import Response
 
 from central.auth.principal import Principal
 from central.auth.sessions import Session, csrf_ok, load_session
+from central.console.forms import is_web_url
 from central.console.state import console_of
 from central.http.bodies import MAX_STORED_INT
 
 SESSION_COOKIE = "dw_session"
 LOGIN_CSRF_COOKIE = "dw_login_csrf"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+
+TEMPLATES.env.filters["web_url"] = lambda value: value if is_web_url(value) else ""
+"""Links written from stored data (a rule's playbook) render only as http(s): never `javascript:`."""
 
 PathId = Annotated[int, PathParam(ge=1, le=MAX_STORED_INT)]
 """Row ids are 64-bit in both databases; a larger one in a URL is a 422 page, not a driver overflow."""

@@ -13,6 +13,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, insert, select, update
 
+from central.names import check_name
 from central.store import tables
 from central.store.engine import Database
 
@@ -35,10 +36,16 @@ def new_token(prefix: str) -> str:
     return prefix + secrets.token_urlsafe(32)
 
 
-def ensure_team(conn: Connection, team: str, *, now: datetime) -> None:
+def ensure_team(conn: Connection, team: str, *, now: datetime) -> str:
+    """The team's name, creating the team first when it is new (then the name must pass `check_name`)."""
     exists = conn.execute(select(tables.teams.c.name).where(tables.teams.c.name == team)).first()
-    if exists is None:
-        conn.execute(insert(tables.teams).values(name=team, created_at=now))
+    if exists is not None:
+        return team
+    name = check_name(team, what="team name")
+    if name != team and conn.execute(select(tables.teams.c.name).where(tables.teams.c.name == name)).first():
+        return name
+    conn.execute(insert(tables.teams).values(name=name, created_at=now))
+    return name
 
 
 def issue_enroll_token(
@@ -61,7 +68,7 @@ def issue_enroll_token(
         raise ValueError("max_uses must be at least 1")
     token = new_token(ENROLL_PREFIX)
     with db.write() as conn:
-        ensure_team(conn, team, now=now)
+        team = ensure_team(conn, team, now=now)
         conn.execute(
             insert(tables.enroll_tokens).values(
                 token_hash=token_hash(token),
