@@ -126,7 +126,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 def _cmd_service(args: argparse.Namespace) -> int:
     from agent_app.run import run_service
 
-    return run_service(state_dir=args.state_dir, socket_path=args.socket)
+    return run_service(state_dir=args.state_dir, socket_path=args.socket, unprotected=args.unprotected)
 
 
 def _cmd_agent(args: argparse.Namespace) -> int:
@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     service = sub.add_parser("service", help="run the privileged service in the foreground (root/SYSTEM)")
     service.add_argument("--state-dir", type=Path, default=None, help="state directory (default: machine-wide)")
     service.add_argument("--socket", type=Path, default=None, help="IPC socket path (default: /run/deskwarden/...)")
+    service.add_argument(
+        "--unprotected", action="store_true", help="demo/developer mode even as root: reported as not tamper-resistant"
+    )
     service.set_defaults(handler=_cmd_service)
 
     agent = sub.add_parser("agent", help="run the session helper (tray when a display exists)")

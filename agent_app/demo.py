@@ -128,7 +128,7 @@ def _start_service(home: Path, socket_path: Path, log_file: Path) -> subprocess.
     socket_path.unlink(missing_ok=True)  # a stale socket must not pass for a ready service
     with log_file.open("ab") as sink:
         child = subprocess.Popen(
-            [*argv, "--state-dir", str(home), "--socket", str(socket_path)], stdout=sink, stderr=sink
+            [*argv, "--state-dir", str(home), "--socket", str(socket_path), "--unprotected"], stdout=sink, stderr=sink
         )
     ready = threading.Event()
     deadline = time.monotonic() + 30

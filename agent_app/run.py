@@ -97,19 +97,19 @@ def _stop_on_signals() -> threading.Event:
 # --- the privileged service ----------------------------------------------------------------------------------
 
 
-def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None) -> int:
+def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None, unprotected: bool = False) -> int:
     """The service in the foreground (systemd, launchd, a console), or under the Windows SCM when it started us."""
     platform: str = sys.platform
     if platform == "win32":
         from agent_app.core.windows_service import run_under_scm
 
-        code = run_under_scm(lambda stop: _service_body(state_dir, socket_path, stop))
+        code = run_under_scm(lambda stop: _service_body(state_dir, socket_path, stop, unprotected=unprotected))
         if code is not None:
             return code
-    return _service_body(state_dir, socket_path, _stop_on_signals())
+    return _service_body(state_dir, socket_path, _stop_on_signals(), unprotected=unprotected)
 
 
-def _service_body(state_dir: Path | None, socket_path: Path | None, stop: threading.Event) -> int:
+def _service_body(state_dir: Path | None, socket_path: Path | None, stop: threading.Event, *, unprotected: bool) -> int:
     from agent_app.core.desk_users import current_user_only, desk_users
     from agent_app.core.ipc.channel import default_listener, default_socket_path
     from agent_app.core.machine_secrets import machine_backend
@@ -119,7 +119,7 @@ def _service_body(state_dir: Path | None, socket_path: Path | None, stop: thread
     from agent_app.core.sessions import default_sessions
     from policy_client.schema import utc_now
 
-    protected = privileged()
+    protected = privileged() and not unprotected
     home = state_dir or paths.service_state_dir()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     if sys.platform != "win32":
