@@ -272,3 +272,35 @@ def test_a_usb_stick_under_the_users_media_folder_is_unmounted(
         if os.path.ismount(mount_point):
             subprocess.run(["umount", "-l", str(mount_point)], check=False)
         shutil.rmtree(mount_point.parent, ignore_errors=True)
+
+
+def test_two_desk_users_at_once_each_get_their_own_attribution(
+    desk: SplitDesk, desk_users: tuple[DeskUser, DeskUser]
+) -> None:
+    markers = {user.name: uuid.uuid4().hex for user in desk_users}
+    clients = [
+        spawn_as(
+            user,
+            [
+                str(desk.python),
+                "-c",
+                _client_code(
+                    desk.socket,
+                    "send({'v': 1, 'type': 'record', 'id': 2, 'events': [{'kind': 'policy.acknowledged', 'user': "
+                    f"{desk_users[1 - index].name!r}, 'data': {{'marker': {markers[user.name]!r}}}}}]}}); recv()\n",
+                ),
+            ],
+        )
+        for index, user in enumerate(desk_users)
+    ]
+    for client in clients:
+        assert client.wait(30) == 0
+    wait_for(
+        lambda: {e["data"].get("marker") for e in desk.events(kind="policy.acknowledged")} >= set(markers.values()),
+        timeout=30,
+        what="both users' acknowledgements at the endpoint",
+    )
+    for event in desk.events(kind="policy.acknowledged"):
+        marker = event["data"].get("marker")
+        if marker in markers.values():
+            assert markers[event["user"]] == marker  # each claimed the other; the OS said who
