@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import functools
 import json
 import logging
 import os
@@ -26,6 +25,8 @@ from ctypes import wintypes
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from agent_app.core.win32api import Win32Functions, last_error
 
 log = logging.getLogger(__name__)
 
@@ -200,28 +201,8 @@ PROTECTED_DACL_SECURITY_INFORMATION = 0x80000000
 FILE_ATTRIBUTE_REPARSE_POINT = 0x400
 
 
-@functools.cache
-def _dll(name: str) -> Any:
-    if sys.platform == "win32":
-        return ctypes.WinDLL(name, use_last_error=True)
-    else:
-        raise OSError(errno.ENOSYS, f"{name}.dll exists on Windows only")
-
-
-@functools.cache
-def _win(function: str) -> Any:
-    library, restype, argtypes = _SIGNATURES[function]
-    pointer = getattr(_dll(library), function)
-    pointer.restype = restype
-    pointer.argtypes = argtypes
-    return pointer
-
-
-def _last_error() -> int:
-    if sys.platform == "win32":
-        return ctypes.get_last_error()
-    else:
-        return 0
+_win = Win32Functions(_SIGNATURES)
+_last_error = last_error
 
 
 def _error(what: str, code: int | None = None) -> OSError:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import functools
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -22,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent_app.core.ipc.channel import Peer
+from agent_app.core.win32api import Win32Functions, last_error
 
 log = logging.getLogger(__name__)
 
@@ -508,29 +507,8 @@ _SIGNATURES: dict[str, tuple[str, Any, tuple[Any, ...]]] = {
 _INVALID_HANDLE = ctypes.c_void_p(-1).value
 
 
-@functools.cache
-def _dll(name: str) -> Any:
-    if sys.platform == "win32":
-        return ctypes.WinDLL(name, use_last_error=True)
-    else:
-        raise OSError(errno.ENOSYS, f"{name}.dll exists on Windows only")
-
-
-@functools.cache
-def _win(function: str) -> Any:
-    """A Win32 function with its prototype set (handles are pointer-sized: a default int restype truncates)."""
-    library, restype, argtypes = _SIGNATURES[function]
-    pointer = getattr(_dll(library), function)
-    pointer.restype = restype
-    pointer.argtypes = argtypes
-    return pointer
-
-
-def _last_error() -> int:
-    if sys.platform == "win32":
-        return ctypes.get_last_error()
-    else:
-        return 0
+_win = Win32Functions(_SIGNATURES)
+_last_error = last_error
 
 
 def _error(code: int, what: str) -> OSError:

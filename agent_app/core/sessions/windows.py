@@ -9,17 +9,15 @@ any OS with a fake.
 from __future__ import annotations
 
 import ctypes
-import errno
-import functools
 import logging
 import subprocess
-import sys
 from collections.abc import Sequence
 from ctypes import wintypes
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from agent_app.core.sessions import DeskSession
+from agent_app.core.win32api import Win32Functions, last_error
 
 log = logging.getLogger(__name__)
 
@@ -244,28 +242,8 @@ ERROR_FILE_NOT_FOUND = 2
 ERROR_INVALID_PARAMETER = 87
 
 
-@functools.cache
-def _dll(name: str) -> Any:
-    if sys.platform == "win32":
-        return ctypes.WinDLL(name, use_last_error=True)
-    else:
-        raise OSError(errno.ENOSYS, f"{name}.dll exists on Windows only")
-
-
-@functools.cache
-def _win(function: str) -> Any:
-    library, restype, argtypes = _SIGNATURES[function]
-    pointer = getattr(_dll(library), function)
-    pointer.restype = restype
-    pointer.argtypes = argtypes
-    return pointer
-
-
-def _last_error() -> int:
-    if sys.platform == "win32":
-        return ctypes.get_last_error()
-    else:
-        return 0
+_win = Win32Functions(_SIGNATURES)
+_last_error = last_error
 
 
 def _error(what: str) -> OSError:
