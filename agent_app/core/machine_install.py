@@ -15,7 +15,7 @@ from pathlib import Path
 from agent_app.core import paths
 from agent_app.core.autostart.model import CommandRunner, run_command
 from collectors.base import UserHome
-from policy_client.schema import EventDraft, EventKind, Severity, utc_now
+from policy_client.schema import utc_now
 
 EXIT_REFUSED = 3
 
@@ -77,55 +77,14 @@ def uninstall_machine(
     deliver_timeout: float = 5.0,
 ) -> int:
     from agent_app.core import service_install
-    from agent_app.core.autostart import current_policy, deliver_queued, record_offline
+    from agent_app.core.autostart import gated_uninstall
     from agent_app.core.machine_secrets import machine_backend
-    from agent_app.core.unlock import check_unlock_token
-    from policy_client.agent_config import load_config
     from policy_client.secrets import SecretStore
 
     home = state_dir or paths.service_state_dir()
     secrets = SecretStore(home, machine=True, backend=machine_backend())
-    policy = current_policy(home)
-    config = load_config(paths.config_path(home))
-    allowed = policy.controls.agent.allow_quit
-    grant = None
-    if not allowed and unlock_token:
-        grant = check_unlock_token(config, unlock_token, scope="uninstall", now=now(), state_dir=home)
-    if not allowed and grant is None:
-        reason = "invalid unlock token" if unlock_token else "no unlock token"
-        record_offline(
-            home,
-            secrets,
-            EventDraft(kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "uninstall_refused"}),
-        )
-        print(
-            f"deskwarden: uninstall refused ({reason}): policy does not allow removing the agent; ask an "
-            "administrator for an uninstall token and pass --unlock-token",
-            file=sys.stderr,
-        )
-        return EXIT_REFUSED
-    removed = service_install.uninstall(root=root, runner=runner)  # stops the service: the outbox is ours now
-    for item in removed:
-        print(f"removed: {item}")
-    if grant is not None:
-        record_offline(
-            home,
-            secrets,
-            EventDraft(
-                kind=EventKind.agent_unlock_used,
-                severity=Severity.medium,
-                data={"token_id": grant.token_id, "scope": grant.scope, "minutes": grant.minutes},
-            ),
-        )
-    record_offline(
-        home,
-        secrets,
-        EventDraft(
-            kind=EventKind.agent_stopped,
-            severity=Severity.medium,
-            data={"reason": "uninstall", "unlock_token_used": grant is not None, "removed": len(removed)},
-        ),
-    )
-    if secrets.get("device_credential"):
-        deliver_queued(home, secrets, timeout=deliver_timeout)
-    return 0
+
+    def remove() -> list[str]:
+        return service_install.uninstall(root=root, runner=runner)  # stops the service: the outbox is ours now
+
+    return gated_uninstall(home, secrets, unlock_token, remove, now=now, deliver_timeout=deliver_timeout)

@@ -92,21 +92,38 @@ def uninstall(
 ) -> int:
     """Remove autostart when policy allows quitting or `unlock_token` is a valid uninstall token signed by the
     endpoint for this device; report the uninstall either way."""
-    from agent_app.core.unlock import check_unlock_token
-    from policy_client.agent_config import load_config
     from policy_client.secrets import SecretStore
 
     home = home or paths.state_dir()
+
+    def remove() -> list[str]:
+        return (adapter or default_adapter()).unregister(spec or launch_spec(all_users=all_users))
+
     secrets = SecretStore(home, backend=secret_backend)
-    policy = current_policy(home)
-    credential = secrets.get("device_credential")
-    config = load_config(paths.config_path(home))
-    grant = (
-        check_unlock_token(config, unlock_token, scope="uninstall", now=now(), state_dir=home)
-        if unlock_token and not policy.controls.agent.allow_quit
-        else None
-    )
-    if not policy.controls.agent.allow_quit and grant is None:
+    return gated_uninstall(home, secrets, unlock_token, remove, now=now, deliver_timeout=deliver_timeout)
+
+
+def gated_uninstall(
+    home: Path,
+    secrets: Any,
+    unlock_token: str | None,
+    remove: Callable[[], list[str]],
+    *,
+    now: Callable[[], datetime] = utc_now,
+    deliver_timeout: float = DELIVER_TIMEOUT_S,
+) -> int:
+    """The uninstall gate shared by the per-user agent and the machine service: policy allows it or an uninstall
+    token checks out; then `remove()` runs, and the token's use and the stop are recorded and uploaded. A refusal
+    is recorded too. Exit code 0 or EXIT_REFUSED."""
+    from agent_app.core.unlock import check_unlock_token
+    from policy_client.agent_config import load_config
+
+    allowed = current_policy(home).controls.agent.allow_quit
+    grant = None
+    if unlock_token and not allowed:
+        config = load_config(paths.config_path(home))
+        grant = check_unlock_token(config, unlock_token, scope="uninstall", now=now(), state_dir=home)
+    if not allowed and grant is None:
         reason = "invalid unlock token" if unlock_token else "no unlock token"
         record_offline(
             home,
@@ -119,8 +136,7 @@ def uninstall(
             file=sys.stderr,
         )
         return EXIT_REFUSED
-    adapter = adapter or default_adapter()
-    removed = adapter.unregister(spec or launch_spec(all_users=all_users))
+    removed = remove()
     for item in removed:
         print(f"removed: {item}")
     if grant is not None:
@@ -142,7 +158,7 @@ def uninstall(
             data={"reason": "uninstall", "unlock_token_used": grant is not None, "removed": len(removed)},
         ),
     )
-    if credential:
+    if secrets.get("device_credential"):
         deliver_queued(home, secrets, timeout=deliver_timeout)
     return 0
 
