@@ -1,13 +1,13 @@
 """Routing: claims each new alert once (across processes), picks its rule, dedupes, queues deliveries, escalates.
 
 Runs on the alerting thread (`AlertingService`) after ingest has committed the alerts; tests call it
-directly with a fake clock.
+directly with a fake clock. Several API processes run a router each on one PostgreSQL database.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +31,19 @@ log = logging.getLogger(__name__)
 BATCH = 200
 REORDER_WINDOW = 1000
 """On PostgreSQL a lower alert id can commit after a higher one; look this far back for stragglers."""
+DEDUPE_CANDIDATES = 50
+"""Earlier alerts of the same rule, device and kind compared by subject; more in one window is a storm anyway."""
+
+SUBJECT_FIELDS = ("sha256", "serial", "vendor_id", "product_id", "exe", "name", "token_id", "reason", "user")
+"""Alert data fields that say what an alert is about (the file, the stick, the tool, the token, the reason,
+the user). Alerts of one kind are duplicates only when these agree; counters, pids and times do not count."""
+
+
+def alert_subject(data: Mapping[str, Any] | None) -> tuple[tuple[str, str], ...]:
+    """What an alert is about, from its data: the `SUBJECT_FIELDS` it carries, as comparable text."""
+    if not data:
+        return ()
+    return tuple((name, str(data[name])) for name in SUBJECT_FIELDS if data.get(name) not in (None, ""))
 
 
 @dataclass(frozen=True)
@@ -78,9 +91,18 @@ class AlertRouter:
         return done
 
     def _claim(self, conn: Connection, values: dict[str, Any]) -> bool:
+        """Insert the workflow row unless another router did; True when this one inserted it.
+
+        Decided by the row RETURNING gives back, never by `rowcount`: psycopg 3 through SQLAlchemy reports
+        -1 for `INSERT ... ON CONFLICT DO NOTHING`, which read as "claimed" in every process."""
         make = sqlite_insert if self._db.is_sqlite else pg_insert
-        stmt = make(alert_workflow).values(values).on_conflict_do_nothing(index_elements=["alert_id"])
-        return bool(conn.execute(stmt).rowcount)
+        stmt = (
+            make(alert_workflow)
+            .values(values)
+            .on_conflict_do_nothing(index_elements=["alert_id"])
+            .returning(alert_workflow.c.alert_id)
+        )
+        return conn.execute(stmt).first() is not None
 
     def _route_one(
         self, alert_id: int, rules: list[RoutingRule], cfg: ConsoleConfig
@@ -93,7 +115,7 @@ class AlertRouter:
                 return None, None
             rule = first_match(rules, team=row.team, kind=row.kind, severity=row.severity)
             sla = timedelta(minutes=rule.spec.sla_minutes if rule else cfg.default_sla_minutes)
-            deduped_of = self._duplicate_of(conn, rule, row.device_id, alert_id, now) if rule else None
+            deduped_of = self._duplicate_of(conn, rule, row, now) if rule else None
             claimed = self._claim(
                 conn,
                 {
@@ -126,26 +148,31 @@ class AlertRouter:
         return routed, None if deduped_of is not None else Notice(event="alert", alert=alert)
 
     @staticmethod
-    def _duplicate_of(
-        conn: Connection, rule: RoutingRule, device_id: str | None, alert_id: int, now: datetime
-    ) -> int | None:
-        if rule.spec.dedupe_seconds <= 0 or device_id is None:
+    def _duplicate_of(conn: Connection, rule: RoutingRule, alert: Any, now: datetime) -> int | None:
+        """The alert this one repeats: same rule, device, kind and subject, routed within the dedupe window."""
+        if rule.spec.dedupe_seconds <= 0 or alert.device_id is None:
             return None
-        w = alert_workflow
+        a, w = tables.alerts, alert_workflow
         since = now - timedelta(seconds=rule.spec.dedupe_seconds)
-        found = conn.execute(
-            select(w.c.alert_id)
+        candidates = conn.execute(
+            select(w.c.alert_id, a.c.data)
+            .select_from(w.join(a, a.c.id == w.c.alert_id))
             .where(
                 w.c.rule_id == rule.id,
-                w.c.device_id == device_id,
+                w.c.device_id == alert.device_id,
+                a.c.kind == alert.kind,
                 w.c.deduped_of.is_(None),
                 w.c.routed_at >= since,
-                w.c.alert_id != alert_id,
+                w.c.alert_id != alert.id,
             )
             .order_by(w.c.routed_at.desc())
-            .limit(1)
-        ).first()
-        return None if found is None else int(found.alert_id)
+            .limit(DEDUPE_CANDIDATES)
+        ).all()
+        subject = alert_subject(alert.data)
+        for candidate in candidates:
+            if alert_subject(candidate.data) == subject:
+                return int(candidate.alert_id)
+        return None
 
     @staticmethod
     def _enqueue(
