@@ -9,7 +9,6 @@ on the main (GUI) thread; push callbacks arrive on the client's reader thread.
 from __future__ import annotations
 
 import logging
-import queue
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from agent_app.core.ipc.protocol import (
     QuitRequest,
     Record,
 )
+from agent_app.core.main_calls import MainCall, MainCalls
 from agent_app.core.paths import assets_dir, login_name
 from agent_app.core.pipeline import Notice, Pipeline
 from agent_app.core.status import AgentStatus
@@ -35,7 +35,6 @@ from policy_client.schema import Action, EventDraft, PolicyDocument, Severity, u
 
 log = logging.getLogger(__name__)
 
-MainCall = Callable[[], None]
 SERVICE_DOWN = "The DeskWarden service is not running; events wait here until it is back"
 
 
@@ -121,8 +120,8 @@ class HelperRuntime:
             device_id=None, policy_version=0, queue_depth=0, last_upload=None, collectors={}, connection="offline"
         )
         self._attention: tuple[str, ...] = ()
-        self._main_calls: queue.SimpleQueue[MainCall] = queue.SimpleQueue()
-        self._post: Callable[[MainCall], None] = self._main_calls.put
+        self._main_calls = MainCalls()
+        self._post: Callable[[MainCall], None] = self._main_calls.post
         self._notice_listeners: list[Callable[[Notice], None]] = []
         self._status_listeners: list[Callable[[AgentStatus], None]] = []
         self._policy_listeners: list[Callable[[PolicyDocument], None]] = []
@@ -223,16 +222,8 @@ class HelperRuntime:
         self._publish_status(self._status)
 
     def process_main_calls(self, timeout: float | None = None) -> None:
-        try:
-            call = self._main_calls.get(timeout=timeout) if timeout else self._main_calls.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            call()
-            try:
-                call = self._main_calls.get_nowait()
-            except queue.Empty:
-                return
+        """Run queued main-thread work; blocks up to `timeout` for the first item."""
+        self._main_calls.run_pending(timeout)
 
     def run_headless(self, should_stop: Callable[[], bool], *, tick_seconds: float = 5.0) -> None:
         next_tick = 0.0

@@ -17,8 +17,6 @@ from agent_app.core.autostart.model import CommandRunner, run_command
 from collectors.base import UserHome
 from policy_client.schema import utc_now
 
-EXIT_REFUSED = 3
-
 
 def install_machine(
     *,

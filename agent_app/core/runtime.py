@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import logging
 import os
-import queue
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from agent_app import __version__
 from agent_app.core import paths
 from agent_app.core.collector_set import default_collectors
+from agent_app.core.main_calls import MainCall, MainCalls
 from agent_app.core.outbox import Outbox
 from agent_app.core.paths import assets_dir, login_name
 from agent_app.core.pipeline import Notice, Pipeline
@@ -36,7 +36,6 @@ from policy_client.transport import Transport
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(hours=1)
-MainCall = Callable[[], None]
 
 
 def pii_hash_key(keys: OutboxKeys) -> bytes:
@@ -75,8 +74,8 @@ class AgentRuntime:
             paths.policy_dir(home), trusted_keys=trusted, default_path=assets_dir() / "policy" / "default.json"
         )
         self._policy = self._policy_store.current()
-        self._main_calls: queue.SimpleQueue[MainCall] = queue.SimpleQueue()
-        self._post: Callable[[MainCall], None] = self._main_calls.put
+        self._main_calls = MainCalls()
+        self._post: Callable[[MainCall], None] = self._main_calls.post
         self._notice_listeners: list[Callable[[Notice], None]] = []
         self._status_listeners: list[Callable[[AgentStatus], None]] = []
         self._policy_listeners: list[Callable[[PolicyDocument], None]] = []
@@ -270,16 +269,7 @@ class AgentRuntime:
 
     def process_main_calls(self, timeout: float | None = None) -> None:
         """Run queued main-thread work; blocks up to `timeout` for the first item."""
-        try:
-            call = self._main_calls.get(timeout=timeout) if timeout else self._main_calls.get_nowait()
-        except queue.Empty:
-            return
-        while True:
-            call()
-            try:
-                call = self._main_calls.get_nowait()
-            except queue.Empty:
-                return
+        self._main_calls.run_pending(timeout)
 
     def run_headless(self, should_stop: Callable[[], bool]) -> None:
         """Main loop without a GUI: main-thread calls as they come, a tick every few seconds."""

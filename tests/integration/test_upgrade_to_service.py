@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from agent_app.core.autostart import EXIT_REFUSED
 from agent_app.core.autostart.model import CommandResult
 from agent_app.core.enrol import enrol_here
-from agent_app.core.machine_install import EXIT_REFUSED, install_machine, uninstall_machine
+from agent_app.core.machine_install import install_machine, uninstall_machine
 from agent_app.core.runtime import AgentRuntime
 from agent_app.core.upgrade import PER_USER_DIR
 from central.commands import issue_unlock_token
