@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "ApprovalRequired",
     "InvalidPolicyError",
     "create_api_token",
     "create_user",
@@ -155,19 +156,47 @@ def create_api_token(settings: ServerSettings, name: str, role: Literal["admin",
         db.dispose()
 
 
-def publish_policy(settings: ServerSettings, document_bytes: bytes, *, author: str = "cli") -> int:
-    """Validate, number, sign and store a policy; return the published version.
+class ApprovalRequired(RuntimeError):
+    """The two-person rule is on: the policy was saved as a draft that a second admin must approve."""
 
-    Raises `InvalidPolicyError` (a ValueError) listing every problem when the document is invalid.
-    A version in the document that is not newer than the current one is replaced by current + 1.
+    def __init__(self, draft_id: int) -> None:
+        super().__init__(
+            f"the two-person rule is on: saved as policy draft #{draft_id}; "
+            "a second admin must approve it on the console's Policy page before agents get it"
+        )
+        self.draft_id = draft_id
+
+
+def publish_policy(settings: ServerSettings, document_bytes: bytes, *, author: str = "cli", summary: str = "") -> int:
+    """Validate a policy and publish it through change control; return the published version.
+
+    Like a console publish: audited (`policy.draft`, `policy.publish`, via "cli"), and approved USB exceptions
+    still in force are kept. With the two-person rule on, it is saved as a draft for a second admin and
+    `ApprovalRequired` (a RuntimeError) is raised. Raises `InvalidPolicyError` (a ValueError) listing every
+    problem when the document is invalid. A version in the document that is not newer than the current one is
+    replaced by current + 1.
     """
+    from central.store import policy_changes
+    from central.store.console_config import load_config
+
     document = policies.parse_policy(document_bytes)
     runtime = prepare(settings)
     try:
-        published = policies.publish(runtime.db, runtime.signer, document, author=author, now=utc_now())
-        return published.version
+        submitted = policy_changes.submit(
+            runtime.db,
+            runtime.signer,
+            document,
+            actor=author,
+            summary=summary or "policy file published with the CLI",
+            two_person=load_config(runtime.db).two_person_rule,
+            now=utc_now(),
+            via="cli",
+        )
     finally:
         runtime.db.dispose()
+    if submitted.published_version is None:
+        raise ApprovalRequired(submitted.draft_id)
+    return submitted.published_version
 
 
 def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[str], password: str | None) -> None:

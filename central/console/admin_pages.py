@@ -1,5 +1,5 @@
-"""Policy editor (validate, diff, sign, publish, drafts and history), routing rules, teams and users, settings and
-retention, and the audit log. Changes are admin-only; auditors read.
+"""Routing rules, teams and users, settings and retention, and the audit log (the policy editor is in
+`policy_pages`). Changes are admin-only; auditors read.
 
 Handlers run in worker threads.
 """
@@ -9,119 +9,23 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from datetime import timedelta
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
-from central import retention
+from central import change_control, retention
 from central.alerting import rules as routing
 from central.auth import audit, users
 from central.console import forms
 from central.console.deps import Acting, CursorId, PathId, Viewer, back, page, require_admin
 from central.console.queries import teams
 from central.console.state import console_of
-from central.store import policies, policy_changes, tokens
-from central.store.console_config import ConsoleConfig, load_config, save_config
+from central.store import tokens
+from central.store.console_config import ConsoleConfig, load_config
 
 router = APIRouter(prefix="/console", include_in_schema=False)
-
-
-# -- policy -----------------------------------------------------------------------------------------
-
-
-@router.get("/policy")
-def policy_page(request: Request, who: Viewer) -> Response:
-    runtime = console_of(request).runtime
-    current = policy_changes.current_document(runtime.db)
-    return page(
-        request,
-        "policy.html",
-        document=policy_changes.pretty(current),
-        version=policies.latest_version(runtime.db),
-        drafts=policy_changes.drafts(runtime.db, status="pending"),
-        history=policy_changes.history(runtime.db),
-        config=load_config(runtime.db),
-        diff=None,
-        problems=None,
-        summary="",
-    )
-
-
-@router.post("/policy")
-def policy_submit(
-    request: Request,
-    session: Acting,
-    document: Annotated[str, Form()],
-    step: Annotated[str, Form()] = "preview",
-    summary: Annotated[str, Form()] = "",
-) -> Response:
-    who = session.principal
-    require_admin(who)
-    runtime = console_of(request).runtime
-    config = load_config(runtime.db)
-    common: dict[str, Any] = {
-        "document": document,
-        "version": policies.latest_version(runtime.db),
-        "drafts": policy_changes.drafts(runtime.db, status="pending"),
-        "history": policy_changes.history(runtime.db),
-        "config": config,
-        "summary": summary,
-    }
-    try:
-        parsed = policies.parse_policy(document.encode("utf-8"))
-    except policies.InvalidPolicyError as exc:
-        return page(request, "policy.html", status_code=422, diff=None, problems=str(exc), **common)
-    if step != "publish":
-        return page(
-            request,
-            "policy.html",
-            diff=policy_changes.diff(runtime.db, parsed) or "(no change)",
-            problems=None,
-            **common,
-        )
-    submitted = policy_changes.submit(
-        runtime.db,
-        runtime.signer,
-        parsed,
-        actor=who.name,
-        summary=summary or "edited in the console",
-        two_person=config.two_person_rule,
-        now=runtime.clock(),
-        retention_days=retention.fleet_event_days(runtime.db),
-    )
-    if submitted.published_version is None:
-        return back("/console/policy", msg=f"Draft #{submitted.draft_id} saved; a second admin must approve it.")
-    return back("/console/policy", msg=f"Published policy version {submitted.published_version}.")
-
-
-@router.post("/policy/drafts/{draft_id}/{decision}")
-def draft_decision(request: Request, session: Acting, draft_id: int, decision: str) -> Response:
-    who = session.principal
-    require_admin(who)
-    runtime = console_of(request).runtime
-    config = load_config(runtime.db)
-    try:
-        if decision == "approve":
-            version = policy_changes.approve(
-                runtime.db,
-                runtime.signer,
-                draft_id,
-                actor=who.name,
-                two_person=config.two_person_rule,
-                now=runtime.clock(),
-                retention_days=retention.fleet_event_days(runtime.db),
-            )
-            return back("/console/policy", msg=f"Approved; published policy version {version}.")
-        if decision == "reject":
-            policy_changes.reject(runtime.db, draft_id, actor=who.name, now=runtime.clock())
-            return back("/console/policy", msg=f"Draft #{draft_id} rejected.")
-    except policy_changes.TwoPersonRuleError as exc:
-        return back("/console/policy", err=str(exc))
-    except (LookupError, policy_changes.DraftStateError) as exc:
-        return back("/console/policy", err=str(exc))
-    raise HTTPException(status_code=404, detail="unknown decision")
 
 
 # -- routing rules ----------------------------------------------------------------------------------
@@ -234,7 +138,16 @@ def user_create(
     now = runtime.clock()
     team_list = [t.strip() for t in teams_field.split(",") if t.strip()]
     try:
-        created = users.create_user(runtime.db, name, role=role, teams=team_list, password=password, now=now)
+        created, held = change_control.create_user(
+            runtime.db,
+            name,
+            role=role,
+            teams=team_list,
+            password=password,
+            actor=who.name,
+            two_person=load_config(runtime.db).two_person_rule,
+            now=now,
+        )
     except ValueError as exc:
         return back("/console/teams", err=str(exc))
     with runtime.db.write() as conn:
@@ -245,6 +158,12 @@ def user_create(
             target=f"user:{created.name}",
             now=now,
             after={"role": created.role, "teams": sorted(created.teams)},
+        )
+    if held is not None:
+        return back(
+            "/console/teams",
+            msg=f"User {created.name} created, disabled: a second admin must approve the admin role "
+            f"(change #{held.change_id} on the Policy page).",
         )
     return back("/console/teams", msg=f"User {created.name} created.")
 
@@ -263,16 +182,24 @@ def user_update(
     runtime = console_of(request).runtime
     now = runtime.clock()
     try:
-        before, after = users.update_user(
+        result = change_control.update_user(
             runtime.db,
             user_id,
             role=role,
             disabled=bool(disabled),
             now=now,
             teams=[t.strip() for t in teams_field.split(",") if t.strip()],
+            actor=who.name,
+            two_person=load_config(runtime.db).two_person_rule,
         )
     except (ValueError, LookupError) as exc:
         return back("/console/teams", err=str(exc))
+    if isinstance(result, change_control.Held):
+        return back(
+            "/console/teams",
+            msg=f"Granting the admin role waits for a second admin (change #{result.change_id} on the Policy page).",
+        )
+    before, after = result
     with runtime.db.write() as conn:
         audit.record(
             conn, actor=who.name, action="user.update", target=f"user-id:{user_id}", now=now, before=before, after=after
@@ -391,7 +318,9 @@ def settings_save(
         retention_every_minutes=old.retention_every_minutes,
     )
     now = runtime.clock()
-    save_config(runtime.db, new, now=now)
+    held = change_control.save_settings(runtime.db, old, new, actor=who.name, now=now)
+    if held is not None:
+        new = replace(new, two_person_rule=True)
 
     def visible(c: ConsoleConfig) -> dict[str, object]:
         return asdict(c) | {
@@ -408,6 +337,12 @@ def settings_save(
             now=now,
             before=visible(old),
             after=visible(new),
+        )
+    if held is not None:
+        return back(
+            "/console/settings",
+            msg="Settings saved; turning the two-person rule off waits for a second admin "
+            f"(change #{held.change_id} on the Policy page).",
         )
     return back("/console/settings", msg="Settings saved.")
 
@@ -434,7 +369,7 @@ def retention_save(
         retention.set_rule(runtime.db, rule, actor=who.name, now=runtime.clock())
     except ValueError as exc:
         return back("/console/settings", err=str(exc))
-    return back("/console/settings", msg="Retention saved; publish a policy to send the events retention to agents.")
+    return back("/console/settings", msg="Retention saved; propose the events retention to agents on the Policy page.")
 
 
 @router.post("/retention/purge")

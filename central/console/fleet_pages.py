@@ -11,9 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import Response
 
-from central import retention
 from central.auth import audit
-from central.console.deps import Acting, AdminActing, Viewer, back, page, require_actor
+from central.console.deps import Acting, AdminActing, PathId, Viewer, back, page, require_actor
 from central.console.queries import attestations, visible_devices
 from central.console.state import console_of
 from central.store import devices, exception_requests, unlock_tokens
@@ -111,7 +110,36 @@ def exceptions_page(request: Request, who: Viewer, status: str = "") -> Response
     runtime = console_of(request).runtime
     exception_requests.import_requests(runtime.db)
     rows = exception_requests.list_requests(runtime.db, who, status=status or None)
-    return page(request, "exceptions.html", requests=rows, status=status)
+    return page(request, "exceptions.html", requests=rows, status=status, now=runtime.clock())
+
+
+@router.post("/exceptions/{request_id}/revoke")
+def revoke(request: Request, session: Acting, request_id: PathId) -> Response:
+    """Withdraw an approved exception before it expires (a policy change, under the two-person rule a draft)."""
+    who = session.principal
+    require_actor(who)
+    runtime = console_of(request).runtime
+    try:
+        submitted = exception_requests.revoke(
+            runtime.db,
+            runtime.signer,
+            request_id,
+            who,
+            two_person=load_config(runtime.db).two_person_rule,
+            now=runtime.clock(),
+        )
+    except exception_requests.RequestNotFound:
+        raise HTTPException(status_code=404, detail="no such request") from None
+    except ValueError as exc:
+        return back("/console/exceptions?status=approved", err=str(exc))
+    if submitted.withdrawn:
+        return back("/console/exceptions", msg=f"Revoked; its policy draft #{submitted.draft_id} was withdrawn.")
+    if submitted.published_version is None:
+        return back(
+            "/console/exceptions",
+            msg=f"Revoked; policy draft #{submitted.draft_id} removes it once a second admin approves it.",
+        )
+    return back("/console/exceptions", msg=f"Revoked; policy version {submitted.published_version} no longer has it.")
 
 
 @router.post("/exceptions/{request_id}/{decision}")
@@ -138,7 +166,6 @@ def decide(
             minutes=minutes,
             two_person=config.two_person_rule,
             now=runtime.clock(),
-            retention_days=retention.fleet_event_days(runtime.db),
         )
     except exception_requests.RequestNotFound:
         raise HTTPException(status_code=404, detail="no such request") from None

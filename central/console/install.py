@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from central.alerting.bus import AlertBus
 from central.alerting.channels import Sender
 from central.alerting.service import AlertingService
-from central.console import admin_pages, alert_pages, fleet_pages, login, report_pages
+from central.console import admin_pages, alert_pages, fleet_pages, login, policy_pages, report_pages
 from central.console.deps import LoginRequired, back, page
 from central.console.state import ConsoleState
 from central.http.errors import describe_errors
@@ -50,7 +50,7 @@ def install_console(
     state = ConsoleState(runtime=runtime, bus=bus, alerting=service, retention=scheduler)
     app.state.console = state
     app.mount("/console/static", StaticFiles(directory=str(STATIC)), name="console-static")
-    for module in (login, alert_pages, fleet_pages, admin_pages, report_pages):
+    for module in (login, alert_pages, fleet_pages, admin_pages, policy_pages, report_pages):
         app.include_router(module.router)
     app.include_router(alert_pages.api_router)
 

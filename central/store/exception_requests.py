@@ -1,5 +1,6 @@
 """USB exception requests: `usb.exception_requested` events become requests; approval adds a time-boxed
-exception for that device to the next signed policy (through the change-control path).
+exception for that device to the next signed policy (through the change-control path), where it stays until it
+expires or is revoked (`revoke`, again a policy change).
 
 `import_requests` runs on the alerting thread; decisions run on console request worker threads.
 """
@@ -10,16 +11,16 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from central.auth import audit
 from central.auth.principal import Principal
 from central.signing import PolicySigner
-from central.store import policy_changes, tables
+from central.store import policies, policy_changes, tables
 from central.store.clock import as_utc, as_utc_or_none
-from central.store.console_tables import exception_requests
+from central.store.console_tables import exception_requests, policy_drafts
 from central.store.engine import Database
 from policy_client.schema import EventKind, PolicyDocument, UsbException
 
@@ -30,6 +31,10 @@ _HEX4 = re.compile(r"^[0-9a-fA-F]{4}$")
 
 class RequestNotFound(LookupError):
     pass
+
+
+class RequestStateError(ValueError):
+    """The request is not in a state that allows this decision."""
 
 
 def import_requests(db: Database) -> int:
@@ -111,7 +116,6 @@ def decide(
     minutes: int | None,
     two_person: bool,
     now: datetime,
-    retention_days: int | None = None,
 ) -> policy_changes.Submitted | None:
     """Approve (time-boxed, through a policy change) or deny a pending request the viewer may see."""
     if not viewer.can_act:
@@ -122,7 +126,7 @@ def decide(
     if row is None or not viewer.sees(row.team):
         raise RequestNotFound(f"no exception request {request_id}")
     if row.status != "pending":
-        raise ValueError(f"request {request_id} is already {row.status}")
+        raise RequestStateError(f"request {request_id} is already {row.status}")
     submitted: policy_changes.Submitted | None = None
     expires_at: datetime | None = None
     if approve:
@@ -132,7 +136,8 @@ def decide(
         if not 1 <= span <= MAX_MINUTES:
             raise ValueError(f"minutes must be between 1 and {MAX_MINUTES}")
         expires_at = now + timedelta(minutes=span)
-        current = policy_changes.current_document(db) or PolicyDocument(version=0)
+        stored = policies.current_policy(db)
+        current = PolicyDocument(version=0) if stored is None else PolicyDocument.model_validate_json(stored.payload)
         usb = current.controls.usb
         exception = UsbException(
             vendor_id=row.vendor_id,
@@ -157,7 +162,7 @@ def decide(
             ),
             two_person=two_person,
             now=now,
-            retention_days=retention_days,
+            base_version=None if stored is None else stored.version,
         )
     with db.write() as conn:
         conn.execute(
@@ -186,3 +191,92 @@ def decide(
             now=now,
         )
     return submitted
+
+
+def revoke(
+    db: Database,
+    signer: PolicySigner,
+    request_id: int,
+    viewer: Principal,
+    *,
+    two_person: bool,
+    now: datetime,
+) -> policy_changes.Submitted:
+    """Withdraw an approved exception before it expires: the request is marked revoked and a policy change removes
+    its exception (a draft under the two-person rule; rejecting that draft restores the request)."""
+    if not viewer.can_act:
+        raise PermissionError("auditors cannot revoke exceptions")
+    r = exception_requests
+    with db.read() as conn:
+        row = conn.execute(select(r).where(r.c.id == request_id)).first()
+    if row is None or not viewer.sees(row.team):
+        raise RequestNotFound(f"no exception request {request_id}")
+    if row.status != "approved" or row.expires_at is None or as_utc(row.expires_at) <= now:
+        raise RequestStateError(f"request {request_id} is {row.status}, not an exception in force")
+    with db.write() as conn:
+        changed = conn.execute(
+            update(r).where(r.c.id == request_id, r.c.status == "approved").values(status="revoked")
+        ).rowcount
+        if changed != 1:
+            raise RequestStateError(f"request {request_id} was decided meanwhile")
+    if row.draft_id is not None and _pending(db, int(row.draft_id)):
+        # Not published yet: withdrawing the approval's own draft is the whole revocation.
+        policy_changes.reject(db, int(row.draft_id), actor=viewer.name, now=now, keep_requests=True)
+        with db.write() as conn:
+            _audit_revoke(conn, row, viewer, now=now, after={"status": "revoked", "withdrawn_draft": row.draft_id})
+        return policy_changes.Submitted(draft_id=int(row.draft_id), published_version=None, withdrawn=True)
+    stored = policies.current_policy(db)
+    current = PolicyDocument(version=0) if stored is None else PolicyDocument.model_validate_json(stored.payload)
+    usb = current.controls.usb
+    kept = [e for e in usb.exceptions if not _is_from(e, row)]
+    document = current.model_copy(
+        update={"controls": current.controls.model_copy(update={"usb": usb.model_copy(update={"exceptions": kept})})}
+    )
+    try:
+        submitted = policy_changes.submit(
+            db,
+            signer,
+            PolicyDocument.model_validate(document.model_dump()),
+            actor=viewer.name,
+            summary=f"revoke USB exception {row.vendor_id}:{row.product_id} on {row.device_id} (request #{request_id})",
+            two_person=two_person,
+            now=now,
+            base_version=None if stored is None else stored.version,
+        )
+    except BaseException:
+        with db.write() as conn:
+            conn.execute(update(r).where(r.c.id == request_id, r.c.status == "revoked").values(status="approved"))
+        raise
+    with db.write() as conn:
+        conn.execute(update(r).where(r.c.id == request_id).values(draft_id=submitted.draft_id))
+        after = {"status": "revoked", "policy_version": submitted.published_version, "draft": submitted.draft_id}
+        _audit_revoke(conn, row, viewer, now=now, after=after)
+    return submitted
+
+
+def _pending(db: Database, draft_id: int) -> bool:
+    with db.read() as conn:
+        status = conn.execute(select(policy_drafts.c.status).where(policy_drafts.c.id == draft_id)).scalar()
+    return status == "pending"
+
+
+def _audit_revoke(conn: Connection, row: Any, viewer: Principal, *, now: datetime, after: dict[str, Any]) -> None:
+    audit.record(
+        conn,
+        actor=viewer.name,
+        action="exception.revoke",
+        target=f"exception-request:{row.id}",
+        team=row.team,
+        before={"status": "approved", "expires_at": as_utc(row.expires_at).isoformat()},
+        after=after,
+        now=now,
+    )
+
+
+def _is_from(exception: UsbException, row: Any) -> bool:
+    return (exception.device_id, exception.vendor_id.lower(), exception.product_id.lower(), exception.serial) == (
+        row.device_id,
+        str(row.vendor_id).lower(),
+        str(row.product_id).lower(),
+        row.serial,
+    )

@@ -92,6 +92,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(4, "events index by kind and time for reports", _v4_report_index),
     Migration(5, "unlock tokens the endpoint signed, and their first reported use", _v5_unlock_tokens),
     Migration(6, "device health: protected (privileged service) or unprotected mode", _v6_device_mode),
+    Migration(7, "changes to change control held for a second admin", lambda conn: _v7_admin_changes(conn)),
 )
 
 
@@ -119,3 +120,22 @@ def migrate(db: Database, *, migrations: Sequence[Migration] = MIGRATIONS) -> in
             conn.execute(insert(tables.schema_version).values(version=step.version, applied_at=datetime.now(UTC)))
             version = step.version
     return version
+
+
+def _v7_admin_changes(conn: Connection) -> None:
+    # As central/store/admin_changes.py first defined it.
+    frozen = MetaData()
+    Table(
+        "admin_changes",
+        frozen,
+        Column("id", tables.BigId, primary_key=True, autoincrement=True),
+        Column("kind", String(32), nullable=False),
+        Column("target", String(256), nullable=False),
+        Column("payload", tables.Json, nullable=False),
+        Column("requested_by", String(128), nullable=False),
+        Column("requested_at", tables.Timestamp, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("decided_by", String(128), nullable=True),
+        Column("decided_at", tables.Timestamp, nullable=True),
+    )
+    frozen.create_all(conn)

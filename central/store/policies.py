@@ -28,6 +28,10 @@ class InvalidPolicyError(ValueError):
     """The policy document does not validate; the message lists every problem."""
 
 
+class PolicyMovedError(RuntimeError):
+    """Another version was published since the caller read the current one (see `publish(expect_version=...)`)."""
+
+
 @dataclass(frozen=True)
 class StoredPolicy:
     version: int
@@ -84,12 +88,17 @@ def publish(
     author: str,
     now: datetime,
     scope: str = GLOBAL_SCOPE,
+    expect_version: int | None = None,
 ) -> Published:
     """Sign and store `document` as the newest version of `scope`.
 
-    The version is the document's own when it is newer than the current one, else current + 1.
+    The version is the document's own when it is newer than the current one, else current + 1. With
+    `expect_version`, raise `PolicyMovedError` (and store nothing) unless that is still the current version, so a
+    document merged onto one version is never published over a newer one.
     """
-    published = _publish(db, signer, document, author=author, now=now, scope=scope, only_if_none=False)
+    published = _publish(
+        db, signer, document, author=author, now=now, scope=scope, only_if_none=False, expect_version=expect_version
+    )
     if published is None:
         raise RuntimeError("policy was not published")
     return published
@@ -114,6 +123,7 @@ def _publish(
     now: datetime,
     scope: str,
     only_if_none: bool,
+    expect_version: int | None = None,
 ) -> Published | None:
     p = tables.policies
     with db.write() as conn:
@@ -122,6 +132,8 @@ def _publish(
         )
         if only_if_none and current > 0:
             return None
+        if expect_version is not None and current != expect_version:
+            raise PolicyMovedError(f"version {current} was published after version {expect_version}")
         version = document.version if document.version > current else current + 1
         signed = PolicyDocument.model_validate(document.model_dump() | {"version": version})
         payload = signed.model_dump_json().encode("utf-8")
@@ -151,14 +163,16 @@ def _publish(
 
 
 def current_policy(db: Database, *, scope: str = GLOBAL_SCOPE) -> StoredPolicy | None:
+    return policy_at(db, None, scope=scope)
+
+
+def policy_at(db: Database, version: int | None, *, scope: str = GLOBAL_SCOPE) -> StoredPolicy | None:
+    """One stored version (None: the newest), or None when there is no such version."""
     p = tables.policies
+    query = select(p.c.version, p.c.payload, p.c.signature, p.c.key_id).where(p.c.scope == scope)
+    query = query.order_by(p.c.version.desc()) if version is None else query.where(p.c.version == version)
     with db.read() as conn:
-        row = conn.execute(
-            select(p.c.version, p.c.payload, p.c.signature, p.c.key_id)
-            .where(p.c.scope == scope)
-            .order_by(p.c.version.desc())
-            .limit(1)
-        ).first()
+        row = conn.execute(query.limit(1)).first()
     if row is None:
         return None
     return StoredPolicy(
