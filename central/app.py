@@ -57,13 +57,13 @@ def create_app(
         redoc_url="/redoc" if settings.api_docs else None,
         openapi_url="/openapi.json" if settings.api_docs else None,
     )
-    app.add_middleware(SecurityHeaders)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(agent.router)
     app.include_router(read.router)
     if console:
         console_state = install_console(app, runtime, poll_s=alert_poll_s, sender=alert_sender)
+    app.add_middleware(SecurityHeaders)  # added last: outermost, so even the console's early refusals carry it
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

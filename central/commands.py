@@ -55,6 +55,10 @@ def run_server(settings: ServerSettings) -> None:
         "log_config": None,
         "access_log": False,
         "timeout_graceful_shutdown": 10,
+        # Behind a reverse proxy, the client address (login throttling, audit) comes from X-Forwarded-For,
+        # believed only from these peers.
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
     if settings.workers > 1:
         if settings.is_sqlite:

@@ -48,6 +48,18 @@ class ServerSettings:
     log_level: str = "info"
     workers: int = 1
     """uvicorn worker processes; more than one needs PostgreSQL (SQLite has a single writer)."""
+    max_console_body_bytes: int = 2 * 1024 * 1024
+    """Cap on a console request body (forms, the policy editor), checked before any parsing; larger is 413."""
+    max_login_body_bytes: int = 8 * 1024
+    """Cap on the (unauthenticated) login form's body."""
+    max_console_fields: int = 100
+    """Fields in one console form; more is 413."""
+    max_console_field_bytes: int = 1024 * 1024
+    """One form field, URL-encoded; more is 413."""
+    console_body_timeout_s: float = 30.0
+    """A console request body still arriving after this long is refused with 408."""
+    max_concurrent_password_hashes: int = 4
+    """argon2 computations at once per process (64 MiB each); twice as many more may wait, beyond that 503."""
     api_docs: bool = field(default_factory=lambda: env_flag("DESKWARDEN_API_DOCS", True))
     """Serve the interactive API docs (/docs, /redoc) and /openapi.json; off: those paths answer 404."""
     forwarded_allow_ips: str = field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from central.auth.passwords import hash_password, needs_rehash, verify_password
+from central.auth.passwords import HashGate, hash_password, needs_rehash, verify_password
 from central.auth.principal import Principal, Role, parse_role
 from central.names import check_name
 from central.store.console_tables import user_teams, user_tokens, users
@@ -40,12 +40,21 @@ def _teams_of(conn: Connection, user_id: int) -> frozenset[str]:
     return frozenset(str(t) for t in rows)
 
 
-def create_user(db: Database, name: str, *, role: str, teams: list[str], password: str, now: datetime) -> Principal:
+def create_user(
+    db: Database,
+    name: str,
+    *,
+    role: str,
+    teams: list[str],
+    password: str,
+    now: datetime,
+    gate: HashGate | None = None,
+) -> Principal:
     name = check_name(name, what="user name")
     checked = parse_role(role)
     if checked == "supervisor" and not teams:
         raise ValueError("a supervisor needs at least one --team")
-    password_hash = hash_password(password)
+    password_hash = hash_password(password, gate=gate)
     with db.write() as conn:
         if conn.execute(select(users.c.id).where(users.c.name == name)).first() is not None:
             raise UserExists(f"user {name!r} already exists")
@@ -85,16 +94,19 @@ def update_user(
     return before, after
 
 
-def authenticate(db: Database, name: str, password: str, *, now: datetime) -> Principal | None:
+def authenticate(
+    db: Database, name: str, password: str, *, now: datetime, gate: HashGate | None = None
+) -> Principal | None:
+    """The user when the password is right and the account enabled; raises `HashingBusy` when `gate` is full."""
     with db.read() as conn:
         row = conn.execute(select(users).where(users.c.name == name)).first()
-    if not verify_password(None if row is None else row.password_hash, password) or row is None:
+    if not verify_password(None if row is None else row.password_hash, password, gate=gate) or row is None:
         return None
     if row.disabled_at is not None:
         return None
     values: dict[str, Any] = {"last_login_at": now}
     if needs_rehash(row.password_hash):
-        values["password_hash"] = hash_password(password)
+        values["password_hash"] = hash_password(password, gate=gate)
     with db.write() as conn:
         conn.execute(update(users).where(users.c.id == row.id).values(values))
         teams = _teams_of(conn, int(row.id))

@@ -17,8 +17,10 @@ from starlette.responses import JSONResponse, Response
 from central.alerting.bus import AlertBus
 from central.alerting.channels import Sender
 from central.alerting.service import AlertingService
+from central.auth.passwords import HashGate
 from central.console import admin_pages, alert_pages, fleet_pages, login, policy_pages, report_pages
 from central.console.deps import LoginRequired, back, page
+from central.console.limits import BodyLimits, ConsoleBodyLimit
 from central.console.state import ConsoleState
 from central.http.errors import describe_errors
 from central.retention import RetentionScheduler
@@ -47,8 +49,25 @@ def install_console(
         sender=sender,
         extra_tasks=[lambda: exception_requests.import_requests(runtime.db), scheduler.tick],
     )
-    state = ConsoleState(runtime=runtime, bus=bus, alerting=service, retention=scheduler)
+    state = ConsoleState(
+        runtime=runtime,
+        bus=bus,
+        alerting=service,
+        retention=scheduler,
+        hash_gate=HashGate(runtime.settings.max_concurrent_password_hashes),
+    )
     app.state.console = state
+    settings = runtime.settings
+    app.add_middleware(
+        ConsoleBodyLimit,
+        limits=BodyLimits(
+            max_bytes=settings.max_console_body_bytes,
+            max_login_bytes=settings.max_login_body_bytes,
+            max_fields=settings.max_console_fields,
+            max_field_bytes=settings.max_console_field_bytes,
+            timeout_s=settings.console_body_timeout_s,
+        ),
+    )
     app.mount("/console/static", StaticFiles(directory=str(STATIC)), name="console-static")
     for module in (login, alert_pages, fleet_pages, admin_pages, policy_pages, report_pages):
         app.include_router(module.router)

@@ -1,4 +1,5 @@
-"""Login and logout: argon2 verification, throttling per user name and client address, a fresh session cookie.
+"""Login and logout: argon2 verification (bounded), throttling per user name and client address, a fresh session
+cookie.
 
 Handlers run in worker threads (password hashing and database work).
 """
@@ -6,18 +7,35 @@ Handlers run in worker threads (password hashing and database work).
 from __future__ import annotations
 
 import hmac
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
 from central.auth import audit, throttle
+from central.auth.passwords import HashingBusy
 from central.auth.sessions import end_session, start_session
 from central.auth.users import authenticate
 from central.console.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Acting, back, new_login_csrf, page, secure_request
 from central.console.state import console_of
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+BUSY_RETRY_S = 5
+
+
+def client_address(request: Request) -> str:
+    """The peer's address; behind a reverse proxy uvicorn has already replaced it with the X-Forwarded-For
+    client when the proxy is in `forwarded_allow_ips`."""
+    return request.client.host if request.client else "unknown"
+
+
+def _in_words(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    return f"{math.ceil(seconds / 60)} minutes"
 
 
 def _safe_next(value: str) -> str:
@@ -54,18 +72,34 @@ def login(
             login_csrf=cookie,
             login_error="The form expired; please try again.",
         )
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     name = username.strip()
-    if throttle.locked_until(runtime.db, name, client, now=now) is not None:
-        return page(
+    until = throttle.locked_until(runtime.db, name, client, now=now)
+    if until is not None:
+        wait_s = max(1, math.ceil((until - now).total_seconds()))
+        answer = page(
             request,
             "login.html",
             status_code=429,
             next=_safe_next(next),
             login_csrf=cookie,
-            login_error="Too many failed attempts; try again in 15 minutes.",
+            login_error=f"Too many failed attempts; try again in {_in_words(wait_s)}.",
         )
-    principal = authenticate(runtime.db, name, password, now=now)
+        answer.headers["Retry-After"] = str(wait_s)
+        return answer
+    try:
+        principal = authenticate(runtime.db, name, password, now=now, gate=console_of(request).hash_gate)
+    except HashingBusy:
+        answer = page(
+            request,
+            "login.html",
+            status_code=503,
+            next=_safe_next(next),
+            login_csrf=cookie,
+            login_error="The console is busy; try again in a few seconds.",
+        )
+        answer.headers["Retry-After"] = str(BUSY_RETRY_S)
+        return answer
     if principal is None:
         throttle.record_failure(runtime.db, name, client, now=now)
         return page(
@@ -76,7 +110,7 @@ def login(
             login_csrf=cookie,
             login_error="Wrong user name or password.",
         )
-    throttle.record_success(runtime.db, name)
+    throttle.record_success(runtime.db, name, client)
     session_id, _csrf = start_session(runtime.db, principal, now=now)
     with runtime.db.write() as conn:
         audit.record(

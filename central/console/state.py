@@ -11,6 +11,7 @@ from fastapi import Request
 
 from central.alerting.bus import AlertBus
 from central.alerting.service import AlertingService
+from central.auth.passwords import HashGate
 from central.retention import RetentionScheduler
 from central.runtime import Runtime
 
@@ -21,6 +22,8 @@ class ConsoleState:
     bus: AlertBus
     alerting: AlertingService
     retention: RetentionScheduler
+    hash_gate: HashGate
+    """Bounds concurrent password hashing (login, password changes, new users) in this process."""
     secure_cookies: bool | None = None
     """None: mark cookies Secure when the request came over HTTPS (directly or per X-Forwarded-Proto)."""
 

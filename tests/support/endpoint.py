@@ -61,6 +61,12 @@ class EndpointProcess:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)
         wait_for(self._ready, timeout=timeout, what=f"endpoint on {self.url} (log: {self._log})")
 
+    @property
+    def pid(self) -> int:
+        """The server process's id (for reading its /proc entries); the endpoint must be running."""
+        assert self._proc is not None, "the endpoint is not running"
+        return self._proc.pid
+
     def _ready(self) -> bool:
         if self._proc is not None and self._proc.poll() is not None:
             raise AssertionError(f"endpoint exited with {self._proc.returncode}: {self._log.read_text()[-2000:]}")
