@@ -85,6 +85,7 @@ class AgentRuntime:
         self._last_purge: datetime | None = None
         self._stopped = False
         self._attention: tuple[str, ...] = ()
+        self._desk_users: tuple[str, ...] = ()
         if collectors is None:
             context = CollectorContext(
                 role=role,
@@ -179,6 +180,20 @@ class AgentRuntime:
     def record_batch(self, drafts: Sequence[EventDraft], timeout: float = 5.0) -> list[int] | None:
         """Record and wait until durable; the seqs (see `Pipeline.record_batch`)."""
         return self._pipeline.record_batch(drafts, timeout)
+
+    def set_desk_users(self, users: tuple[str, ...]) -> None:
+        """The desk users whose helpers are connected, as the OS named them (the service's IPC peers)."""
+        if users != self._desk_users:
+            self._desk_users = users
+            if self._uploader is not None:
+                self._uploader.heartbeat_soon()
+
+    def _heartbeat_user(self) -> str:
+        """Who works at this desk, for the console and shared-login alerts: the OS users of the connected helpers
+        under a protected service (never the service's own root/SYSTEM login); the agent's own user otherwise."""
+        if self._mode == "protected":
+            return ",".join(sorted(self._desk_users))
+        return self._user
 
     def set_attention(self, reasons: tuple[str, ...]) -> None:
         """What the person must act on (overdue acknowledgement, missed clean desk), reported with heartbeats."""
@@ -333,7 +348,7 @@ class AgentRuntime:
             heartbeat_seconds=lambda: self._policy.controls.reporting.heartbeat_seconds,
             collector_states=self._supervisor.states,
             attention=lambda: self._attention,
-            user=self._user,
+            user=self._heartbeat_user,
             mode=self._mode,
             **self._uploader_options,
         )

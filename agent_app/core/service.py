@@ -134,6 +134,7 @@ class DeskService:
                 book.missing_since, book.reported_missing = None, False
         log.info("helper %s connected for %s (session %s)", conn.id, conn.peer.user, session and session.session_id)
         self.runtime.user_session_started()
+        self._refresh_attention()
 
     def on_disconnect(self, conn: HelperConnection) -> None:
         with self._lock:
@@ -262,8 +263,11 @@ class DeskService:
         self.server.broadcast("policy", policy.model_dump(mode="json"))
 
     def _refresh_attention(self) -> None:
+        """What the endpoint hears with heartbeats: what the people must act on, and who is at the desk."""
         with self._lock:
             reasons = sorted({reason for helper in self._helpers.values() for reason in helper.attention})
+            users = tuple(sorted({helper.conn.peer.user for helper in self._helpers.values()}))
+        self.runtime.set_desk_users(users)
         self.runtime.set_attention(tuple(reasons[:10]))
 
     def _restart(self, session: DeskSession) -> None:

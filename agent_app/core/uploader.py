@@ -110,7 +110,7 @@ class Uploader:
         collector_states: Callable[[], dict[str, str]] = _no_collectors,
         attention: Callable[[], Sequence[str]] = tuple,
         on_state_change: Callable[[UploaderState], None] | None = None,
-        user: str = "",
+        user: str | Callable[[], str] = "",
         mode: AgentMode = "unprotected",
         batch_limit: int = MAX_BATCH_EVENTS,
         max_batch_bytes: int = MAX_BATCH_BYTES,
@@ -372,7 +372,7 @@ class Uploader:
             collectors = {}
         beat = Heartbeat(
             ts=self._now(),
-            user=self._user,
+            user=(self._user() if callable(self._user) else self._user)[:256],
             agent_version=agent_version()[:64],
             policy_version=self._policy_version(),
             queue_depth=depth,

@@ -123,6 +123,14 @@ class SplitDesk:
     def events(self, **params: Any) -> list[dict[str, Any]]:
         return [e for e in self.endpoint.events(self.api_token) if all(e.get(k) == v for k, v in params.items())]
 
+    def device(self) -> dict[str, Any]:
+        response = requests.get(
+            self.endpoint.url + "/v1/devices", headers={"Authorization": f"Bearer {self.api_token}"}, timeout=10
+        )
+        response.raise_for_status()
+        (device,) = [d for d in response.json() if d["device_id"] == self.device_id]
+        return dict(device)
+
     def alerts(self) -> list[dict[str, Any]]:
         response = requests.get(
             self.endpoint.url + "/v1/alerts",

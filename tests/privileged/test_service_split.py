@@ -156,6 +156,9 @@ def test_stopping_the_helper_alerts_within_10_s_and_the_service_starts_it_again(
     desk: SplitDesk, desk_user: DeskUser
 ) -> None:
     helper = desk.start_helper(desk_user)
+    # The console names the person at the desk from the OS (the helper's peer), never root, the service's login.
+    wait_for(lambda: desk.device()["user"] == desk_user.name, timeout=30, what="the desk user on the devices list")
+    assert desk.device()["mode"] == "protected"
     done = run_as(desk_user, ["kill", "-KILL", str(helper.pid)])
     assert done.returncode == 0, done.stderr
     wait_for(
