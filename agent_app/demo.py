@@ -76,6 +76,7 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
     from agent_app.run import run_agent
     from central.commands import issue_enroll_token, publish_policy
     from central.settings import ServerSettings
+    from policy_client import resources
     from policy_client.agent_config import load_config
 
     state = (state or Path.cwd() / ".deskwarden-demo").resolve()
@@ -93,7 +94,7 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
         (service_home / "agent.json").unlink(missing_ok=True)
         token = issue_enroll_token(settings, DEMO_TEAM, timedelta(hours=1))
         enrol_here(url, token, home=service_home, machine=True)
-        demo_policy = Path(__file__).resolve().parents[1] / "assets" / "policy" / "demo.json"
+        demo_policy = resources.assets_dir() / "policy" / "demo.json"
         if demo_policy.exists():
             publish_policy(settings, demo_policy.read_bytes(), author="demo")
     password_file = _console_admin(settings, state)

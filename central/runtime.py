@@ -17,11 +17,12 @@ from central.signing import PolicySigner, load_or_create_signer
 from central.store import policies
 from central.store.engine import Database, open_database
 from central.store.migrations import migrate
+from policy_client import resources
 from policy_client.schema import PolicyDocument, utc_now
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[1] / "assets" / "policy" / "default.json"
+DEFAULT_POLICY_PATH = resources.assets_dir() / "policy" / "default.json"
 
 Clock = Callable[[], datetime]
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import platformdirs
 
+from policy_client import resources
+
 ENV_HOME = "DESKWARDEN_HOME"
 
 
@@ -59,14 +61,9 @@ def service_state_dir() -> Path:
 
 
 def assets_dir() -> Path:
-    """Bundled assets: next to the PyInstaller bundle, or the source tree's assets/."""
-    override = os.environ.get("DESKWARDEN_ASSETS")
-    if override:
-        return Path(override)
-    bundle = getattr(sys, "_MEIPASS", None)  # set by PyInstaller
-    if bundle:
-        return Path(bundle) / "assets"
-    return Path(__file__).resolve().parents[2] / "assets"
+    """Bundled assets (default policy, icons): DESKWARDEN_ASSETS, the PyInstaller bundle, the source tree's assets/,
+    or a wheel's installed data files (see `policy_client.resources`)."""
+    return resources.assets_dir()
 
 
 def login_name() -> str:

@@ -6,12 +6,12 @@ Called on the GUI thread. `render_fallback_pngs` (used by scripts/screenshots.py
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QFont, QIcon, QImage, QPainter, QPainterPath, QPen, QPixmap
 
+from agent_app.core.paths import assets_dir
 from agent_app.core.status import TrayState
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,8 @@ GLYPHS = {
 
 
 def icons_dir() -> Path:
-    """assets/icons in a source checkout or inside a PyInstaller bundle."""
-    bundle = getattr(sys, "_MEIPASS", None)
-    root = Path(bundle) if bundle else Path(__file__).resolve().parents[2]
-    return root / "assets" / "icons"
+    """assets/icons in a source checkout, a PyInstaller bundle or a wheel's installed data files."""
+    return assets_dir() / "icons"
 
 
 def icon_name(state: TrayState) -> str:

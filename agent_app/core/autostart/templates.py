@@ -1,25 +1,20 @@
-"""Loads and fills the autostart templates (installer/templates in the source tree, templates/ in the bundle).
+"""Loads and fills the autostart templates (installer/templates in the source tree, templates/ in a bundle or wheel).
 
 Called on the main thread by the autostart adapters.
 """
 
 from __future__ import annotations
 
-import os
 import string
-import sys
 from pathlib import Path
+
+from policy_client import resources
 
 
 def templates_dir() -> Path:
-    """DESKWARDEN_TEMPLATES, the PyInstaller bundle's templates/, or the source tree's installer/templates."""
-    override = os.environ.get("DESKWARDEN_TEMPLATES")
-    if override:
-        return Path(override)
-    bundle = getattr(sys, "_MEIPASS", None)
-    if bundle:
-        return Path(bundle) / "templates"
-    return Path(__file__).resolve().parents[3] / "installer" / "templates"
+    """DESKWARDEN_TEMPLATES, the PyInstaller bundle's templates/, the source tree's installer/templates, or a
+    wheel's installed data files (see `policy_client.resources`)."""
+    return resources.templates_dir()
 
 
 def render(relative: str, values: dict[str, str]) -> str:
