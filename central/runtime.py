@@ -14,9 +14,10 @@ from pathlib import Path
 
 from central.settings import ServerSettings
 from central.signing import PolicySigner, load_or_create_signer
-from central.store import policies
+from central.store import console_config, policies
 from central.store.engine import Database, open_database
 from central.store.migrations import migrate
+from central.store.sealing import KEY_FILE, load_or_create_box, secure_data_dir
 from policy_client import resources
 from policy_client.schema import PolicyDocument, utc_now
 
@@ -63,15 +64,18 @@ class Runtime:
 
 
 def open_store(settings: ServerSettings) -> Database:
-    """Open and migrate the database (what every CLI command does first)."""
-    db = open_database(settings.database_url, pool_size=settings.max_concurrent_ingest + 4)
+    """Secure the data directory, open and migrate the database, seal any secret still stored in clear (what
+    every CLI command does first)."""
+    secure_data_dir(settings.data_dir)
+    box = load_or_create_box(settings.data_dir / KEY_FILE)
+    db = open_database(settings.database_url, pool_size=settings.max_concurrent_ingest + 4, box=box)
     migrate(db)
+    console_config.seal_stored_secrets(db)
     return db
 
 
 def prepare(settings: ServerSettings, *, clock: Clock = utc_now) -> Runtime:
     """Migrate, load or create the signing key, and publish version 1 of the policy when there is none."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
     db = open_store(settings)
     signer = load_or_create_signer(settings.signing_key_path)
     if policies.current_policy(db) is None:

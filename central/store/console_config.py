@@ -1,4 +1,5 @@
 """Endpoint-wide console settings kept in the database (so every API process agrees): two-person rule, SMTP, webhooks.
+The SMTP password and webhook secret are stored sealed with the data directory's secrets key.
 
 Read by request worker threads and the alerting thread; written by admins through the console.
 """
@@ -9,10 +10,11 @@ from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 
 from central.store.console_tables import console_settings
-from central.store.engine import Database
+from central.store.engine import Database, scrub_free_space
+from central.store.sealing import SealedSecretError, is_sealed
 
 
 @dataclass(frozen=True)
@@ -35,17 +37,51 @@ class ConsoleConfig:
     retention_every_minutes: int = 60
 
 
+SECRET_FIELDS = ("smtp_password", "webhook_secret")
+"""Stored sealed (`central.store.sealing`): the database alone does not give them away."""
+
+
 def load_config(db: Database) -> ConsoleConfig:
     with db.read() as conn:
         rows = conn.execute(select(console_settings.c.key, console_settings.c.value)).all()
     known = {f.name: f.type for f in fields(ConsoleConfig)}
     values: dict[str, Any] = {r.key: r.value for r in rows if r.key in known}
+    for name in SECRET_FIELDS:
+        if is_sealed(values.get(name)):
+            if db.box is None:
+                raise SealedSecretError(f"{name} is sealed and this process has no secrets key")
+            values[name] = db.box.open(values[name], context=name)
     return ConsoleConfig(**values)
 
 
 def save_config(db: Database, config: ConsoleConfig, *, now: datetime) -> None:
+    values = asdict(config)
+    if db.box is not None:
+        for name in SECRET_FIELDS:
+            values[name] = db.box.seal(values[name], context=name)
     with db.write() as conn:
         conn.execute(delete(console_settings))
-        conn.execute(
-            insert(console_settings), [{"key": k, "value": v, "updated_at": now} for k, v in asdict(config).items()]
-        )
+        conn.execute(insert(console_settings), [{"key": k, "value": v, "updated_at": now} for k, v in values.items()])
+
+
+def seal_stored_secrets(db: Database) -> None:
+    """Seal secrets an older version stored in clear (run at every start; nothing to do once sealed)."""
+    if db.box is None:
+        return
+    with db.read() as conn:
+        rows = conn.execute(
+            select(console_settings.c.key, console_settings.c.value).where(console_settings.c.key.in_(SECRET_FIELDS))
+        ).all()
+    clear = [r.key for r in rows if isinstance(r.value, str) and r.value and not is_sealed(r.value)]
+    if not clear:
+        return
+    with db.write() as conn:
+        for name in clear:
+            current = conn.execute(select(console_settings.c.value).where(console_settings.c.key == name)).scalar()
+            if isinstance(current, str) and current and not is_sealed(current):
+                conn.execute(
+                    update(console_settings)
+                    .where(console_settings.c.key == name)
+                    .values(value=db.box.seal(current, context=name))
+                )
+    scrub_free_space(db, table=console_settings.name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from central.store.sealing import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,8 @@ class Database:
     engine: Engine
     write_lock: threading.Lock | contextlib.nullcontext[None] = field(default_factory=contextlib.nullcontext)
     """SQLite allows one writer; serialising writers in-process beats SQLite's sleeping busy handler."""
+    box: SecretBox | None = None
+    """Seals the secrets stored in the database (console settings); None only for tools that never touch them."""
 
     @property
     def dialect(self) -> str:
@@ -51,12 +56,13 @@ class Database:
         self.engine.dispose()
 
 
-def open_database(url: str, *, pool_size: int = 10) -> Database:
-    """Create the engine; for SQLite also the parent directory, WAL mode and durable commits."""
+def open_database(url: str, *, pool_size: int = 10, box: SecretBox | None = None) -> Database:
+    """Create the engine; for SQLite also the parent directory (0700), the file (0600), WAL mode and durable
+    commits. SQLite gives its -wal and -shm files the database file's mode."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(parsed.database))
         engine = create_engine(
             url,
             pool_size=pool_size,
@@ -64,9 +70,39 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _tune_sqlite(engine)
-        return Database(engine=engine, write_lock=threading.Lock())
+        return Database(engine=engine, write_lock=threading.Lock(), box=box)
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
-    return Database(engine=engine)
+    return Database(engine=engine, box=box)
+
+
+def scrub_free_space(db: Database, *, table: str) -> None:
+    """Drop what deleted or overwritten rows of `table` left on disk (after sealing a value stored in clear):
+    SQLite checkpoints and truncates its WAL and rebuilds the file; PostgreSQL rewrites the table."""
+    if db.is_sqlite:
+        with db.write_lock:
+            raw = db.engine.raw_connection()
+            try:
+                cursor = raw.cursor()  # the DB-API connection is in autocommit mode (see _tune_sqlite)
+                for statement in ("PRAGMA wal_checkpoint(TRUNCATE)", "VACUUM", "PRAGMA wal_checkpoint(TRUNCATE)"):
+                    cursor.execute(statement)
+                cursor.close()
+            finally:
+                raw.close()
+        return
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(f"VACUUM FULL {table}")
+
+
+def _private_file(path: Path) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.name == "nt":
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(fd)
+    for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if part.stat().st_mode & 0o077:
+                part.chmod(0o600)
 
 
 def _tune_sqlite(engine: Engine) -> None:
