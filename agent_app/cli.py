@@ -132,7 +132,9 @@ def _cmd_service(args: argparse.Namespace) -> int:
 def _cmd_agent(args: argparse.Namespace) -> int:
     from agent_app.run import run_agent
 
-    return run_agent(socket_path=args.socket, headless=args.headless, supervisor=args.supervisor)
+    return run_agent(
+        socket_path=args.socket, headless=args.headless, supervisor=args.supervisor, with_service=args.with_service
+    )
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -153,7 +155,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
     if privileged():
         from agent_app.core.machine_install import install_machine
 
-        return install_machine(server=args.server, token=args.token, ca=args.ca, state_dir=args.state_dir)
+        return install_machine(server=args.server, token=args.token, ca=args.ca)
     from agent_app.core.autostart import install
     from agent_app.core.paths import login_name
 
@@ -257,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="run the session helper (tray when a display exists)")
     agent.add_argument("--socket", type=Path, default=None, help="the service's IPC socket")
     agent.add_argument("--headless", action="store_true")
+    agent.add_argument(
+        "--with-service",
+        action="store_true",
+        help="also run this user's own unprotected service (an install without admin rights; not tamper-resistant)",
+    )
     agent.add_argument("--supervisor", action="store_true", help="also show supervisor alert notifications")
     agent.set_defaults(handler=_cmd_agent)
 
@@ -274,7 +281,6 @@ def build_parser() -> argparse.ArgumentParser:
     install = sub.add_parser(
         "install", help="as root/admin: the privileged service and a helper per session; otherwise a per-user agent"
     )
-    install.add_argument("--state-dir", type=Path, default=None, help="service state directory (root)")
     install.add_argument("--server", default=None, help="endpoint URL to enrol with (needs --token)")
     install.add_argument("--token", default=None, help="enrolment token from `deskwarden admin enroll-token`")
     install.add_argument("--ca", default=None, help="CA bundle that signs the endpoint's certificate")

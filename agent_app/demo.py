@@ -9,10 +9,8 @@ import logging
 import os
 import secrets
 import socket
-import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -73,7 +71,7 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
     """Endpoint on a thread, the service as a child process and the helper (tray) here, all as this user: the
     unprotected mode of ARCHITECTURE.md section 6, said so plainly and marked in the console."""
     from agent_app.core.enrol import enrol_here
-    from agent_app.run import run_agent
+    from agent_app.run import run_agent, start_service_child, stop_service_child
     from central.commands import issue_enroll_token, publish_policy
     from central.settings import ServerSettings
     from policy_client import resources
@@ -99,7 +97,7 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
             publish_policy(settings, demo_policy.read_bytes(), author="demo")
     password_file = _console_admin(settings, state)
     socket_path = state / "service.sock"
-    service = _start_service(service_home, socket_path, state / "service.log")
+    service = start_service_child(service_home, socket_path, state / "service.log")
     lines = [
         "DeskWarden demo (unprotected mode: service and tray run as you, so this desk is not tamper-resistant)",
         f"  endpoint:  {url}",
@@ -113,35 +111,8 @@ def run_demo(*, state: Path | None = None, headless: bool = False, port: int = 0
     try:
         return run_agent(socket_path=socket_path, headless=headless, home=helper_home)
     finally:
-        service.terminate()
-        try:
-            service.wait(15)
-        except subprocess.TimeoutExpired:
-            service.kill()
+        stop_service_child(service)
         server.stop()
-
-
-def _start_service(home: Path, socket_path: Path, log_file: Path) -> subprocess.Popen[bytes]:
-    """`deskwarden service` as a child process; returns once its socket accepts connections."""
-    argv = [sys.executable, "service"] if getattr(sys, "frozen", False) else [sys.executable, "-m", "agent_app"]
-    if not getattr(sys, "frozen", False):
-        argv.append("service")
-    socket_path.unlink(missing_ok=True)  # a stale socket must not pass for a ready service
-    with log_file.open("ab") as sink:
-        child = subprocess.Popen(
-            [*argv, "--state-dir", str(home), "--socket", str(socket_path), "--unprotected"], stdout=sink, stderr=sink
-        )
-    ready = threading.Event()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and child.poll() is None:
-        if socket_path.exists():
-            ready.set()
-            break
-        ready.wait(0.1)
-    if not ready.is_set():
-        child.kill()
-        raise RuntimeError(f"the demo service did not start; see {log_file}")
-    return child
 
 
 def _demo_port(state: Path) -> int:

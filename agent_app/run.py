@@ -10,8 +10,10 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
@@ -140,7 +142,9 @@ def _service_body(state_dir: Path | None, socket_path: Path | None, stop: thread
             role="service",
             mode="protected" if protected else "unprotected",
             monitored_homes=desk_users if protected else current_user_only,
-            machine_secrets=True,
+            # Protected: the machine's store. Unprotected: the user's own (keyring, or its key file), where a
+            # per-user enrolment put them.
+            machine_secrets=protected,
             secret_backend=machine_backend() if protected else None,
         )
         service = DeskService(
@@ -160,6 +164,40 @@ def _service_body(state_dir: Path | None, socket_path: Path | None, stop: thread
     return 0
 
 
+def start_service_child(home: Path, socket_path: Path, log_file: Path) -> subprocess.Popen[bytes]:
+    """`deskwarden service --unprotected` as a child process of this user (demo, or a per-user install without
+    admin rights); returns once its socket exists."""
+    argv = [sys.executable, "service"] if getattr(sys, "frozen", False) else [sys.executable, "-m", "agent_app"]
+    if not getattr(sys, "frozen", False):
+        argv.append("service")
+    socket_path.unlink(missing_ok=True)  # a stale socket must not pass for a ready service
+    log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with log_file.open("ab") as sink:
+        child = subprocess.Popen(
+            [*argv, "--state-dir", str(home), "--socket", str(socket_path), "--unprotected"], stdout=sink, stderr=sink
+        )
+    ready = threading.Event()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and child.poll() is None:
+        if socket_path.exists():
+            ready.set()
+            break
+        ready.wait(0.1)
+    if not ready.is_set():
+        child.kill()
+        raise RuntimeError(f"the demo service did not start; see {log_file}")
+    return child
+
+
+def stop_service_child(child: subprocess.Popen[bytes]) -> None:
+    child.terminate()
+    try:
+        child.wait(15)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(5)
+
+
 # --- the session helper --------------------------------------------------------------------------------------
 
 
@@ -173,15 +211,30 @@ def _idle_clock() -> IdleClock:
 
 
 def run_agent(
-    *, socket_path: Path | None = None, headless: bool = False, supervisor: bool = False, home: Path | None = None
+    *,
+    socket_path: Path | None = None,
+    headless: bool = False,
+    supervisor: bool = False,
+    home: Path | None = None,
+    with_service: bool = False,
 ) -> int:
+    """The session helper. `with_service`: a per-user install without admin rights, so this user's own unprotected
+    service runs as a child over the agent home (and the console marks the desk unprotected)."""
     from agent_app.core.ipc.channel import default_socket_path
 
     home = home or paths.state_dir()
+    child = None
+    if with_service:
+        socket_path = socket_path or home / "service.sock"
+        child = start_service_child(home, socket_path, paths.log_dir(home) / "service.log")
     socket_path = socket_path or default_socket_path()
-    if headless or not display_available():
-        return _run_headless(home, socket_path)
-    return _run_tray(home, socket_path, supervisor=supervisor)
+    try:
+        if headless or not display_available():
+            return _run_headless(home, socket_path)
+        return _run_tray(home, socket_path, supervisor=supervisor)
+    finally:
+        if child is not None:
+            stop_service_child(child)
 
 
 def _run_headless(home: Path, socket_path: Path) -> int:

@@ -55,13 +55,15 @@ def install_machine(
         print(f"enrolled the service as device {device_id}")
     elif server is not None and enrolled:
         print("the service is already enrolled; keeping its identity (revoke it in the console to re-enrol)")
-    for item in service_install.install(exe_argv or service_install.default_exe_argv(), root=root, runner=runner):
-        print(f"installed: {item}")
     if root == Path("/"):
+        # First: the per-user agent's autostart would start a second helper, and on Windows and macOS its entry has
+        # the same name as the machine layout's, which is written next.
         adapter = default_adapter()
-        for all_users in (True, False):  # the single-process agent's autostart would start a second helper
+        for all_users in (True, False):
             for item in adapter.unregister(launch_spec(all_users=all_users)):
                 print(f"retired: {item}")
+    for item in service_install.install(exe_argv or service_install.default_exe_argv(), root=root, runner=runner):
+        print(f"installed: {item}")
     return 0
 
 

@@ -51,7 +51,11 @@ def default_adapter() -> AutostartAdapter:
 
 
 def launch_spec(*, all_users: bool) -> LaunchSpec:
-    return LaunchSpec(argv=agent_argv(), version=__version__, all_users=all_users, env=launch_env())
+    """The per-user (unprotected) registration: the helper with this user's own service as its child. The machine
+    layout registers the helper alone (`agent_app.core.service_install`)."""
+    return LaunchSpec(
+        argv=(*agent_argv(), "--with-service"), version=__version__, all_users=all_users, env=launch_env()
+    )
 
 
 def install(
