@@ -45,6 +45,9 @@ user_tokens = Table(
     Column("user_id", BigId, nullable=False),
     Column("created_at", Timestamp, nullable=False),
     Column("revoked_at", Timestamp, nullable=True),
+    # Version 8: an expiry, and a public id (the hash's first 16 hex digits) to list and revoke it by.
+    Column("expires_at", Timestamp, nullable=True),
+    Column("token_id", String(16), nullable=True, index=True),
 )
 
 sessions = Table(

@@ -93,6 +93,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(5, "unlock tokens the endpoint signed, and their first reported use", _v5_unlock_tokens),
     Migration(6, "device health: protected (privileged service) or unprotected mode", _v6_device_mode),
     Migration(7, "changes to change control held for a second admin", lambda conn: _v7_admin_changes(conn)),
+    Migration(8, "token expiry; personal tokens get a public id", lambda conn: _v8_token_lifecycle(conn)),
 )
 
 
@@ -139,3 +140,23 @@ def _v7_admin_changes(conn: Connection) -> None:
         Column("decided_at", tables.Timestamp, nullable=True),
     )
     frozen.create_all(conn)
+
+
+def _v8_token_lifecycle(conn: Connection) -> None:
+    # Versions 1 and 2 create api_tokens and user_tokens from the current definitions, so a new database
+    # already has these columns: add each one only where it is missing.
+    from sqlalchemy import inspect
+
+    timestamp = tables.Timestamp.compile(dialect=conn.dialect)
+    present = {t: {c["name"] for c in inspect(conn).get_columns(t)} for t in ("api_tokens", "user_tokens")}
+    wanted = [
+        ("api_tokens", "expires_at", f"{timestamp} NULL"),
+        ("api_tokens", "created_by", "VARCHAR(128) DEFAULT 'cli' NOT NULL"),
+        ("user_tokens", "expires_at", f"{timestamp} NULL"),
+        ("user_tokens", "token_id", "VARCHAR(16) NULL"),
+    ]
+    for table, column, ddl in wanted:
+        if column not in present[table]:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+    conn.execute(text("UPDATE user_tokens SET token_id = substr(token_hash, 1, 16) WHERE token_id IS NULL"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_user_tokens_token_id ON user_tokens (token_id)"))

@@ -65,6 +65,8 @@ api_tokens = Table(
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", Timestamp, nullable=False),
     Column("revoked_at", Timestamp, nullable=True),
+    Column("expires_at", Timestamp, nullable=True),
+    Column("created_by", String(128), nullable=False, default="cli", server_default="cli"),
 )
 
 devices = Table(
