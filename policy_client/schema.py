@@ -471,9 +471,22 @@ class Heartbeat(_Frozen):
         return _utc_representable(value)
 
 
-class HeartbeatResponse(_Frozen):
+SEQ_RESYNC_HEADER = "X-DeskWarden-Seq-Resync"
+"""Sent as `1` on a heartbeat by agents that resynchronise their seqs: only then does the answer carry
+`last_seq` and `last_mac` (an agent older than these fields would refuse an answer that has them)."""
+
+
+class HeartbeatResponse(BaseModel):
+    # Not `_Frozen`'s extra="forbid": a field a newer endpoint adds must not make this agent drop the answer.
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
     policy_version: int
     """The newest policy version the endpoint serves; the agent fetches policy when it is newer."""
+    last_seq: int | None = Field(default=None, ge=0)
+    """The highest seq the endpoint has stored for this device (answers to `SEQ_RESYNC_HEADER` only). An agent
+    whose outbox head is below it lost its outbox: it continues its seqs after this one."""
+    last_mac: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+    """The mac of the event at `last_seq` (`GENESIS_MAC` when none): the link the next seq must chain from."""
 
 
 class ErrorBody(_Frozen):

@@ -26,6 +26,8 @@ HELPER_STOPPED = "tamper.helper_stopped"
 HELPER_MISSING = "tamper.helper_missing"
 UNCLEAN_STOP = "tamper.unclean_stop"
 UNLOCK_FORGED = "tamper.unlock_forged"
+SEQ_REUSE = "tamper.seq_reuse"
+POLICY_UNKNOWN = "tamper.policy_unknown"
 
 
 @dataclass(frozen=True)

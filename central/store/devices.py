@@ -1,6 +1,7 @@
 """Devices: enrolment against a team token, credential lookup, revocation, heartbeats and the device list.
 
-Called from request worker threads.
+Called from request worker threads. A heartbeat advertising a policy version this endpoint never published
+raises `tamper.policy_unknown` (once per change of the advertised version).
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from central.store import tables
+from central.store.alerts import POLICY_UNKNOWN, NewAlert, insert_alerts
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.engine import Database
 from central.store.tokens import CREDENTIAL_PREFIX, new_token, token_hash
-from policy_client.schema import GENESIS_MAC, EnrollRequest, Heartbeat
+from policy_client.schema import GENESIS_MAC, EnrollRequest, Heartbeat, Severity
+
+POLICY_SCOPE = "global"
+"""The scope agents fetch (`GET /v1/policy`); the versions a heartbeat may advertise."""
 
 
 class EnrollRefused(Exception):
@@ -34,6 +39,14 @@ class Enrolled:
 class DeviceAuth:
     device_id: str
     team: str
+
+
+@dataclass(frozen=True)
+class HeartbeatOutcome:
+    last_seq: int
+    """The highest seq stored for the device, and its mac: where a resynchronising agent continues."""
+    last_mac: str
+    alerts: tuple[NewAlert, ...] = ()
 
 
 def enroll_device(db: Database, request: EnrollRequest, *, now: datetime) -> Enrolled:
@@ -96,8 +109,8 @@ def revoke_device(db: Database, device_id: str, *, now: datetime) -> bool:
         return result.rowcount > 0
 
 
-def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: datetime) -> None:
-    h = tables.device_health
+def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: datetime) -> HeartbeatOutcome:
+    h, d, p = tables.device_health, tables.devices, tables.policies
     values: dict[str, Any] = {
         "ts": beat.ts.astimezone(UTC),
         "received_at": now,
@@ -117,11 +130,36 @@ def record_heartbeat(db: Database, device: DeviceAuth, beat: Heartbeat, *, now: 
         device_values["user"] = beat.user
     if beat.agent_version:
         device_values["agent_version"] = beat.agent_version
+    alerts: list[NewAlert] = []
     with db.write() as conn:
+        before = conn.execute(select(h.c.policy_version).where(h.c.device_id == device.device_id)).scalar()
         updated = conn.execute(update(h).where(h.c.device_id == device.device_id).values(**values))
         if updated.rowcount == 0:
             conn.execute(insert(h).values(device_id=device.device_id, **values))
-        conn.execute(update(tables.devices).where(tables.devices.c.device_id == device.device_id).values(device_values))
+        conn.execute(update(d).where(d.c.device_id == device.device_id).values(device_values))
+        chain = conn.execute(select(d.c.last_seq, d.c.last_mac).where(d.c.device_id == device.device_id)).one()
+        # Version 0 is the bundled default (no policy yet). Alert when the advertised version changes to one
+        # never published, not on every beat while it stays.
+        if beat.policy_version > 0 and beat.policy_version != before:
+            published = conn.execute(
+                select(p.c.version).where(p.c.scope == POLICY_SCOPE, p.c.version == beat.policy_version)
+            ).first()
+            if published is None:
+                newest = conn.execute(select(func.max(p.c.version)).where(p.c.scope == POLICY_SCOPE)).scalar()
+                alerts.append(
+                    NewAlert(
+                        kind=POLICY_UNKNOWN,
+                        severity=Severity.high.value,
+                        event_seq=None,
+                        data={
+                            "policy_version": beat.policy_version,
+                            "newest_version": None if newest is None else int(newest),
+                            "reason": "the device runs a policy version this endpoint never published",
+                        },
+                    )
+                )
+                insert_alerts(conn, alerts, device_id=device.device_id, team=device.team, now=now)
+    return HeartbeatOutcome(last_seq=int(chain.last_seq), last_mac=str(chain.last_mac), alerts=tuple(alerts))
 
 
 def list_devices(

@@ -7,6 +7,10 @@ seqs below it not received yet (`missing`). Event n's link is checked as soon as
 is known: from the same batch, from `last_mac`, or from the stored event. When n-1 has not
 arrived, n waits in `chain_pending` (digest and mac) and is checked when n-1 arrives. A gap is
 alerted once, when a seq beyond `last_seq + 1` arrives; filling it later raises nothing.
+
+A stored `(device_id, seq)` is a duplicate only when the event carries the stored `id` and `mac`. Another
+event under a stored seq is a seq reuse: the whole batch is refused (`SeqReuse`, 409 at the API) and
+`tamper.seq_reuse` is committed on its own, so nothing of the batch is taken for a duplicate and dropped.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import JsonValue
 from sqlalchemy import delete, insert, select, tuple_, update
 
 from central.store import tables
@@ -31,6 +36,7 @@ from central.store.alerts import (
     HELPER_MISSING,
     HELPER_STOPPED,
     SEQ_GAP,
+    SEQ_REUSE,
     UNCLEAN_STOP,
     UNLOCK_FORGED,
     NewAlert,
@@ -57,6 +63,7 @@ except ImportError:  # pragma: no cover - exercised only where orjson is not ins
 log = logging.getLogger(__name__)
 
 MAX_GAP_RANGES_IN_ALERT = 50
+MAX_SEQS_IN_REUSE_ALERT = 50
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,18 @@ class IngestOutcome:
 
 class DeviceGone(Exception):
     """The device row vanished or was revoked between authentication and ingest."""
+
+
+class SeqReuse(Exception):
+    """The batch carries another event under a seq already stored (or twice in itself); nothing was stored.
+
+    `alert` was committed before this was raised; `last_seq` is the device's highest stored seq."""
+
+    def __init__(self, seqs: list[int], *, last_seq: int, alert: NewAlert) -> None:
+        super().__init__(f"seq {seqs[0]} already holds another event")
+        self.seqs = seqs
+        self.last_seq = last_seq
+        self.alert = alert
 
 
 _EVENT_COLUMNS = (
@@ -115,13 +134,18 @@ class _Prepared:
     """Column values in `_EVENT_COLUMNS` order, without the trailing team."""
 
 
-def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> dict[int, _Prepared]:
-    """CPU work done before taking the write lock: canonical digests and row values, first copy per seq."""
+def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> tuple[dict[int, _Prepared], set[int]]:
+    """CPU work done before taking the write lock: canonical digests and row values, first copy per seq;
+    and the seqs the batch carries twice with different events (a repeat of the same event is a duplicate)."""
     unique: dict[int, _Prepared] = {}
+    clashes: set[int] = set()
     sqlite_db = db.is_sqlite
     received = _sqlite_time(now) if sqlite_db else now
     for ev in batch.events:
-        if ev.seq in unique:
+        first = unique.get(ev.seq)
+        if first is not None:
+            if first.event.id != ev.id or first.event.mac != ev.mac:
+                clashes.add(ev.seq)
             continue
         # The JSON-mode dump is what the chain covers; its strings also serve as column values.
         body = ev.model_dump(mode="json")
@@ -142,16 +166,19 @@ def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> 
             received,
         )
         unique[ev.seq] = _Prepared(event=ev, digest=event_digest(body), row=row)
-    return unique
+    return unique, clashes
 
 
 def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: datetime) -> IngestOutcome:
+    """Store the batch's new events and check their chain. Raises `SeqReuse`, after committing its alert and
+    storing nothing, when an event differs from the one stored under its seq (or from its twin in the batch)."""
     d, e = tables.devices, tables.events
-    unique = _prepare(db, device_id, batch, now)
+    unique, clashes = _prepare(db, device_id, batch, now)
     if not unique:
         return IngestOutcome(accepted=0, duplicates=0, alerts=())
     seqs = sorted(unique)
     insert_sql = _insert_sql(db)
+    reuse: SeqReuse | None = None
 
     with db.write() as conn:
         dev = conn.execute(
@@ -162,54 +189,117 @@ def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: dateti
         if dev is None or dev.revoked_at is not None:
             raise DeviceGone(device_id)
         last_seq, last_mac, missing = int(dev.last_seq), str(dev.last_mac), int(dev.missing)
+        team = str(dev.team)
 
         # Seqs above last_seq cannot be stored yet, so the common case needs no lookup.
-        existing: set[int] = set()
+        stored: dict[int, tuple[str, str]] = {}
         if seqs[0] <= last_seq:
-            existing = set(
-                conn.execute(
-                    select(e.c.seq).where(e.c.device_id == device_id, e.c.seq >= seqs[0], e.c.seq <= seqs[-1])
-                ).scalars()
-            )
-        new_seqs = [s for s in seqs if s not in existing]
+            stored = {
+                int(row.seq): (str(row.id), str(row.mac))
+                for row in conn.execute(
+                    select(e.c.seq, e.c.id, e.c.mac).where(
+                        e.c.device_id == device_id, e.c.seq >= seqs[0], e.c.seq <= seqs[-1]
+                    )
+                )
+            }
+        conflicts = sorted(
+            clashes | {seq for seq, held in stored.items() if seq in unique and held != _identity(unique[seq].event)}
+        )
+        if conflicts:
+            reuse = _seq_reuse(conflicts, unique, stored, last_seq=last_seq)
+            conn.execute(update(d).where(d.c.device_id == device_id).values(last_seen=now))
+            insert_alerts(conn, [reuse.alert], device_id=device_id, team=team, now=now)
+            new_seqs: list[int] = []
+        else:
+            new_seqs = [seq for seq in seqs if seq not in stored]  # the rest are exact repeats: duplicates
         duplicates = len(batch.events) - len(new_seqs)
         if not new_seqs:
-            return IngestOutcome(accepted=0, duplicates=duplicates, alerts=())
+            alerts: list[NewAlert] = []
+        else:
+            alerts = _store(
+                conn,
+                insert_sql,
+                device_id=device_id,
+                team=team,
+                key=decode_chain_key(dev.chain_key),
+                fresh=[unique[seq] for seq in new_seqs],
+                last_seq=last_seq,
+                last_mac=last_mac,
+                missing=missing,
+                now=now,
+            )
 
-        fresh = [unique[s] for s in new_seqs]
-        team = str(dev.team)
-        conn.exec_driver_sql(insert_sql, [(*p.row, team) for p in fresh])
-
-        alerts = _check_chain(
-            conn,
-            device_id=device_id,
-            key=decode_chain_key(dev.chain_key),
-            fresh=fresh,
-            last_seq=last_seq,
-            last_mac=last_mac,
-            had_gaps=missing > 0,
-        )
-        new_last_seq, new_missing, gap_alerts = _advance(new_seqs, last_seq=last_seq, missing=missing)
-        alerts.extend(gap_alerts)
-        new_events = [p.event for p in fresh]
-        alerts.extend(_event_alerts(new_events))
-        alerts.extend(_unlock_alerts(conn, device_id=device_id, new_events=new_events))
-
-        values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
-        if new_last_seq != last_seq:
-            values["last_seq"] = new_last_seq
-            values["last_mac"] = unique[new_last_seq].event.mac
-        newest_user = new_events[-1].user
-        if newest_user:
-            values["user"] = newest_user
-        conn.execute(update(d).where(d.c.device_id == device_id).values(values))
-        insert_alerts(conn, alerts, device_id=device_id, team=team, now=now)
-
+    if reuse is not None:
+        log.warning("refused batch of device %s: seq %s already holds another event", device_id, reuse.seqs[0])
+        raise reuse
     for alert in alerts:
         # Tamper evidence is an operator concern too; violations are the console's business.
         level = logging.WARNING if alert.kind.startswith("tamper.") else logging.DEBUG
         log.log(level, "alert %s for device %s at seq %s", alert.kind, device_id, alert.event_seq)
     return IngestOutcome(accepted=len(new_seqs), duplicates=duplicates, alerts=tuple(alerts))
+
+
+def _identity(event: Event) -> tuple[str, str]:
+    """What makes a resent event the same event: its id and its chain link."""
+    return str(event.id), event.mac
+
+
+def _seq_reuse(
+    conflicts: list[int], unique: dict[int, _Prepared], stored: dict[int, tuple[str, str]], *, last_seq: int
+) -> SeqReuse:
+    first = conflicts[0]
+    sent = unique[first].event
+    held = stored.get(first)
+    data: dict[str, JsonValue] = {
+        "seqs": list(conflicts[:MAX_SEQS_IN_REUSE_ALERT]),
+        "count": len(conflicts),
+        "seqs_truncated": len(conflicts) > MAX_SEQS_IN_REUSE_ALERT,
+        "last_seq": last_seq,
+        "sent_id": str(sent.id),
+        "sent_kind": sent.kind.value,
+        "stored_id": held[0] if held else None,
+        "reason": "another event under a stored seq" if held else "two events under one seq in a batch",
+    }
+    alert = NewAlert(kind=SEQ_REUSE, severity=Severity.high.value, event_seq=first, data=data)
+    return SeqReuse(conflicts, last_seq=last_seq, alert=alert)
+
+
+def _store(
+    conn: Any,
+    insert_sql: str,
+    *,
+    device_id: str,
+    team: str,
+    key: bytes,
+    fresh: list[_Prepared],
+    last_seq: int,
+    last_mac: str,
+    missing: int,
+    now: datetime,
+) -> list[NewAlert]:
+    """Insert new events, check their links, advance the device's chain state, and insert their alerts."""
+    d = tables.devices
+    conn.exec_driver_sql(insert_sql, [(*p.row, team) for p in fresh])
+    alerts = _check_chain(
+        conn, device_id=device_id, key=key, fresh=fresh, last_seq=last_seq, last_mac=last_mac, had_gaps=missing > 0
+    )
+    new_seqs = [p.event.seq for p in fresh]
+    new_last_seq, new_missing, gap_alerts = _advance(new_seqs, last_seq=last_seq, missing=missing)
+    alerts.extend(gap_alerts)
+    new_events = [p.event for p in fresh]
+    alerts.extend(_event_alerts(new_events))
+    alerts.extend(_unlock_alerts(conn, device_id=device_id, new_events=new_events))
+
+    values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
+    if new_last_seq != last_seq:
+        values["last_seq"] = new_last_seq
+        values["last_mac"] = next(p.event.mac for p in fresh if p.event.seq == new_last_seq)
+    newest_user = new_events[-1].user
+    if newest_user:
+        values["user"] = newest_user
+    conn.execute(update(d).where(d.c.device_id == device_id).values(values))
+    insert_alerts(conn, alerts, device_id=device_id, team=team, now=now)
+    return alerts
 
 
 def _check_chain(
