@@ -5,7 +5,10 @@ and held governance changes (two-person rule off, admin role)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +20,7 @@ from central.settings import ServerSettings
 from central.store import admin_changes, exception_requests, policies, policy_changes, tables
 from central.store.console_config import ConsoleConfig, load_config, save_config
 from central.store.ingest import ingest_batch
+from policy_client import resources
 from policy_client.schema import EventKind, PolicyDocument, Severity, utc_now
 from tests.unit.central.conftest import FakeClock, enroll_agent
 
@@ -299,3 +303,32 @@ def test_without_the_rule_an_admin_grant_applies_at_once_and_still_raises_an_ale
     assert held is None
     assert users.authenticate(runtime.db, "kim", "long-enough-pass", now=clock()) is not None
     assert admin_changes.ALERT_ADMIN_GRANTED in _governance_alerts(runtime)
+
+
+def test_the_demo_policy_publishes_on_a_fresh_endpoint(settings: ServerSettings, runtime: Runtime) -> None:
+    demo = resources.assets_dir() / "policy" / "demo.json"
+
+    version = commands.publish_policy(settings, demo.read_bytes(), author="demo")
+
+    assert version == 2
+    assert _current(runtime).version == 2
+
+
+def test_cli_publish_held_by_the_rule_exits_non_zero_naming_the_draft(
+    settings: ServerSettings, runtime: Runtime, clock: FakeClock, tmp_path: Path
+) -> None:
+    save_config(runtime.db, ConsoleConfig(two_person_rule=True), now=clock())
+    document = tmp_path / "policy.json"
+    document.write_text('{"org": "held"}')
+    argv = ["policy", "publish", str(document), "--data-dir", str(settings.data_dir), "--author", "ada"]
+    if settings.db_url:
+        argv += ["--db", settings.db_url]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "agent_app", *argv], capture_output=True, text=True, timeout=120, check=False
+    )
+
+    assert done.returncode == 2, done.stderr
+    assert "policy draft #" in done.stderr
+    assert done.stdout == ""
+    assert _current(runtime).org != "held"
