@@ -72,7 +72,8 @@ def import_requests(db: Database) -> int:
                 "status": "pending",
             }
             stmt = make(r).values(values).on_conflict_do_nothing(index_elements=["device_id", "seq"])
-            added += conn.execute(stmt).rowcount
+            # RETURNING, not rowcount: psycopg 3 reports -1 for INSERT ... ON CONFLICT DO NOTHING.
+            added += len(conn.execute(stmt.returning(r.c.id)).all())
     return added
 
 
