@@ -1,6 +1,7 @@
 """The agent API: `/v1/enroll`, `/v1/policy`, `/v1/events`, `/v1/heartbeat` (ARCHITECTURE.md section 7).
 
-Handlers run on the event loop and hand database and CPU work to worker threads.
+Handlers run on the event loop and hand database and CPU work to worker threads. Admission for event
+batches (credential first, per-device bound, body deadline, then the shared slot) is in `ingest_gate`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ from starlette.concurrency import run_in_threadpool
 
 from central.alerting.service import alerts_committed
 from central.http.auth import authenticate_device, runtime_of
-from central.http.bodies import check_int_range, decode, parse, read_raw
+from central.http.bodies import check_int_range, decode, parse
 from central.http.errors import ApiError
+from central.http.ingest_gate import ingest_gate
 from central.runtime import Runtime
 from central.store import devices, policies
-from central.store.ingest import DeviceGone, decode_chain_key, ingest_batch
+from central.store.devices import DeviceAuth
+from central.store.ingest import DeviceGone, SeqReuse, decode_chain_key, ingest_batch
 from policy_client.schema import (
     MAX_BATCH_EVENTS,
+    SEQ_RESYNC_HEADER,
     EnrollRequest,
     EnrollResponse,
     ErrorBody,
@@ -38,7 +42,7 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 
 _JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 413, 415, 422, 429)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 408, 413, 415, 422, 429)
 }
 
 
@@ -49,7 +53,7 @@ def _json(body: str, *, status: int = 200, headers: dict[str, str] | None = None
 @router.post("/enroll", response_model=EnrollResponse, responses=_ERRORS)
 async def enroll(request: Request) -> Response:
     runtime = runtime_of(request)
-    raw = await read_raw(request, max_bytes=SMALL_BODY_BYTES)
+    raw = await ingest_gate(request).read_body(request, max_bytes=SMALL_BODY_BYTES)
     encoding = request.headers.get("content-encoding")
     return await run_in_threadpool(_enroll, runtime, raw, encoding)
 
@@ -97,28 +101,26 @@ def get_policy(request: Request) -> Response:
     return _json(stored.envelope.model_dump_json(), headers=headers)
 
 
-@router.post("/events", response_model=IngestResult, responses=_ERRORS)
+@router.post("/events", response_model=IngestResult, responses=_ERRORS | {409: {"model": ErrorBody}})
 async def post_events(request: Request) -> Response:
     runtime = runtime_of(request)
-    if not runtime.limiter.try_acquire():
-        retry = str(runtime.settings.retry_after_s)
-        raise ApiError(429, "endpoint is busy; retry later", headers={"Retry-After": retry})
-    try:
+    gate = ingest_gate(request)
+    retry = runtime.settings.retry_after_s
+    # The credential comes from the header: a caller without one is refused before its body is read and
+    # before it holds anything other agents need.
+    device = await run_in_threadpool(authenticate_device, runtime, request.headers.get("authorization"))
+    with gate.device_slot(device.device_id, retry_after_s=retry):
         # The raw cap equals the decompressed cap: event JSON never grows when gzipped.
-        raw = await read_raw(request, max_bytes=runtime.settings.max_body_bytes)
-        return await run_in_threadpool(
-            _ingest,
-            runtime,
-            raw,
-            request.headers.get("content-encoding"),
-            request.headers.get("authorization"),
-        )
-    finally:
-        runtime.limiter.release()
+        raw = await gate.read_body(request, max_bytes=runtime.settings.max_body_bytes)
+        if not runtime.limiter.try_acquire():
+            raise ApiError(429, "endpoint is busy; retry later", headers={"Retry-After": str(retry)})
+        try:
+            return await run_in_threadpool(_ingest, runtime, device, raw, request.headers.get("content-encoding"))
+        finally:
+            runtime.limiter.release()
 
 
-def _ingest(runtime: Runtime, raw: bytes, encoding: str | None, authorization: str | None) -> Response:
-    device = authenticate_device(runtime, authorization)
+def _ingest(runtime: Runtime, device: DeviceAuth, raw: bytes, encoding: str | None) -> Response:
     body = decode(raw, encoding, max_bytes=runtime.settings.max_body_bytes)
     batch = parse(body, EventBatch, max_items=MAX_BATCH_EVENTS)
     if batch.device_id != device.device_id:
@@ -135,6 +137,13 @@ def _ingest(runtime: Runtime, raw: bytes, encoding: str | None, authorization: s
         outcome = ingest_batch(runtime.db, device.device_id, batch, now=runtime.clock())
     except DeviceGone:
         raise ApiError(401, "device credential was revoked", headers={"WWW-Authenticate": "Bearer"}) from None
+    except SeqReuse as exc:
+        alerts_committed(runtime)  # tamper.seq_reuse was committed
+        raise ApiError(
+            409,
+            f"seq {exc.seqs[0]} already holds another event of this device (its highest stored seq is "
+            f"{exc.last_seq}); nothing in this batch was stored: resynchronise the seqs and send it again",
+        ) from None
     if outcome.alerts:
         alerts_committed(runtime)  # wake the alert router now instead of at its next poll
     return _json(IngestResult(accepted=outcome.accepted, duplicates=outcome.duplicates).model_dump_json())
@@ -143,16 +152,21 @@ def _ingest(runtime: Runtime, raw: bytes, encoding: str | None, authorization: s
 @router.post("/heartbeat", response_model=HeartbeatResponse, responses=_ERRORS)
 async def heartbeat(request: Request) -> Response:
     runtime = runtime_of(request)
-    raw = await read_raw(request, max_bytes=SMALL_BODY_BYTES)
+    raw = await ingest_gate(request).read_body(request, max_bytes=SMALL_BODY_BYTES)
     encoding = request.headers.get("content-encoding")
     authorization = request.headers.get("authorization")
-    return await run_in_threadpool(_heartbeat, runtime, raw, encoding, authorization)
+    resync = request.headers.get(SEQ_RESYNC_HEADER, "").strip() == "1"
+    return await run_in_threadpool(_heartbeat, runtime, raw, encoding, authorization, resync)
 
 
-def _heartbeat(runtime: Runtime, raw: bytes, encoding: str | None, authorization: str | None) -> Response:
+def _heartbeat(runtime: Runtime, raw: bytes, encoding: str | None, authorization: str | None, resync: bool) -> Response:
     device = authenticate_device(runtime, authorization)
     beat = parse(decode(raw, encoding, max_bytes=SMALL_BODY_BYTES), Heartbeat)
     check_int_range(policy_version=beat.policy_version, queue_depth=beat.queue_depth, rss_bytes=beat.rss_bytes)
-    devices.record_heartbeat(runtime.db, device, beat, now=runtime.clock())
-    newest = policies.latest_version(runtime.db)
-    return _json(HeartbeatResponse(policy_version=newest).model_dump_json())
+    outcome = devices.record_heartbeat(runtime.db, device, beat, now=runtime.clock())
+    if outcome.alerts:
+        alerts_committed(runtime)
+    answer = HeartbeatResponse(policy_version=policies.latest_version(runtime.db))
+    if resync:
+        answer = answer.model_copy(update={"last_seq": outcome.last_seq, "last_mac": outcome.last_mac})
+    return _json(answer.model_dump_json(exclude_none=True))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from central.simulate import batch_json
+from central.store import tables
 from policy_client.schema import MAX_BATCH_EVENTS
 from tests.integration.central.conftest import LiveEndpoint, wait_until
 
@@ -131,29 +132,26 @@ def test_unknown_missing_or_malformed_credential_is_401(endpoint: LiveEndpoint) 
 
 def test_overload_is_429_with_retry_after(busy_endpoint: LiveEndpoint) -> None:
     agent, auth = busy_endpoint.enroll()
+    other, other_auth = busy_endpoint.enroll(user="ravi")
     first_body = batch_json(agent.batch(agent.events(5)))
-    release = threading.Event()
     results: list[httpx.Response] = []
 
-    def slow_body() -> Iterator[bytes]:
-        yield first_body[:10]
-        release.wait(30)
-        yield first_body[10:]
-
-    def send_slowly() -> None:
+    def send() -> None:
         with httpx.Client(base_url=busy_endpoint.url, timeout=30) as client:
-            results.append(client.post("/v1/events", content=slow_body(), headers=auth))
+            results.append(client.post("/v1/events", content=first_body, headers=auth))
 
-    sender = threading.Thread(target=send_slowly)
-    sender.start()
-    try:
+    # The endpoint's only slot is held by a batch whose store transaction waits for the device row this
+    # test locks (a slow body no longer holds a slot: the slot is taken once the body has arrived).
+    sender = threading.Thread(target=send)
+    d = tables.devices
+    with busy_endpoint.runtime.db.write() as conn:
+        conn.execute(select(d.c.device_id).where(d.c.device_id == agent.device_id).with_for_update())
+        sender.start()
         wait_until(lambda: busy_endpoint.runtime.limiter.busy == 1, timeout=10, what="the first batch to hold the slot")
         refused = busy_endpoint.client.post(
-            "/v1/events", content=batch_json(agent.batch(agent.events(1))), headers=auth
+            "/v1/events", content=batch_json(other.batch(other.events(1))), headers=other_auth
         )
-    finally:
-        release.set()
-        sender.join(timeout=30)
+    sender.join(timeout=30)
 
     _assert_clear_4xx(refused, 429, "busy")
     assert refused.headers["Retry-After"] == "7"
