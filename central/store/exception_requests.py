@@ -158,7 +158,7 @@ def decide(
             PolicyDocument.model_validate(document.model_dump()),
             actor=viewer.name,
             summary=(
-                f"USB exception {row.vendor_id}:{row.product_id} for {row.device_id} "
+                f"USB exception {row.vendor_id}:{row.product_id} for {_desk(db, row.device_id)} "
                 f"until {expires_at:%Y-%m-%d %H:%M}Z (request #{request_id})"
             ),
             two_person=two_person,
@@ -239,7 +239,8 @@ def revoke(
             signer,
             PolicyDocument.model_validate(document.model_dump()),
             actor=viewer.name,
-            summary=f"revoke USB exception {row.vendor_id}:{row.product_id} on {row.device_id} (request #{request_id})",
+            summary=f"revoke USB exception {row.vendor_id}:{row.product_id} on {_desk(db, row.device_id)} "
+            f"(request #{request_id})",
             two_person=two_person,
             now=now,
             base_version=None if stored is None else stored.version,
@@ -281,3 +282,9 @@ def _is_from(exception: UsbException, row: Any) -> bool:
         str(row.product_id).lower(),
         row.serial,
     )
+
+
+def _desk(db: Database, device_id: str) -> str:
+    """The desk as a person knows it: its hostname, with the device id."""
+    name = policy_changes.hostnames(db, {device_id}).get(device_id)
+    return f"{name} ({device_id})" if name else device_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
@@ -214,7 +214,7 @@ def _get(data: dict[str, Any]) -> list[dict[str, Any]]:
 # -- what an approver reads ---------------------------------------------------------------------------------------
 
 
-def _show(value: Any) -> str:
+def _show(value: Any, names: Mapping[str, str]) -> str:
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and "vendor_id" in value and "product_id" in value:
@@ -222,16 +222,25 @@ def _show(value: Any) -> str:
         if value.get("serial"):
             parts.append(f"serial {value['serial']}")
         if "device_id" in value:
-            parts.append(f"on {value['device_id'] or 'every device'}")
+            device = value["device_id"]
+            shown = f"{names[device]} ({device})" if device in names else device
+            parts.append(f"on {shown or 'every device'}")
         if value.get("expires_at"):
             parts.append(f"until {value['expires_at']}")
         return " ".join(parts)
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def field_changes(before: PolicyDocument | None, after: PolicyDocument) -> list[FieldChange]:
-    """Every field that differs, by dotted path; list items added or removed one by one (order changes whole)."""
+def field_changes(
+    before: PolicyDocument | None, after: PolicyDocument, *, names: Mapping[str, str] | None = None
+) -> list[FieldChange]:
+    """Every field that differs, by dotted path; list items added or removed one by one (order changes whole).
+    `names` shows device ids (USB exceptions) with their hostnames."""
     changes: list[FieldChange] = []
+    known: Mapping[str, str] = names or {}
+
+    def show(value: Any) -> str:
+        return _show(value, known)
 
     def walk(path: str, old: Any, new: Any) -> None:
         if old == new:
@@ -242,17 +251,17 @@ def field_changes(before: PolicyDocument | None, after: PolicyDocument) -> list[
             return
         if old is _MISSING or new is _MISSING:
             changes.append(
-                FieldChange(path, None if old is _MISSING else _show(old), None if new is _MISSING else _show(new))
+                FieldChange(path, None if old is _MISSING else show(old), None if new is _MISSING else show(new))
             )
             return
         if isinstance(old, list) and isinstance(new, list):
             gone = [x for x in old if x not in new]
             added = [x for x in new if x not in old]
             if gone or added:
-                changes.extend(FieldChange(path, _show(x), None) for x in gone)
-                changes.extend(FieldChange(path, None, _show(x)) for x in added)
+                changes.extend(FieldChange(path, show(x), None) for x in gone)
+                changes.extend(FieldChange(path, None, show(x)) for x in added)
                 return
-        changes.append(FieldChange(path, _show(old), _show(new)))
+        changes.append(FieldChange(path, show(old), show(new)))
 
     walk("", _body(before), _body(after))
     return changes
@@ -266,7 +275,18 @@ def outcome(db: Database, document: PolicyDocument, *, now: datetime, base_versi
     theirs = document_at(db, current_version) if current_version else None
     base = theirs if base_version is None or base_version == current_version else document_at(db, base_version)
     merged, kept = merge(base, document, theirs, now=now, approved=approved)
-    return Outcome(document=merged, base_version=current_version, changes=field_changes(theirs, merged), carried=kept)
+    devices = {e.device_id for d in (theirs, merged) if d is not None for e in d.controls.usb.exceptions if e.device_id}
+    changes = field_changes(theirs, merged, names=hostnames(db, devices))
+    return Outcome(document=merged, base_version=current_version, changes=changes, carried=kept)
+
+
+def hostnames(db: Database, device_ids: AbstractSet[str]) -> dict[str, str]:
+    if not device_ids:
+        return {}
+    d = tables.devices
+    with db.read() as conn:
+        rows = conn.execute(select(d.c.device_id, d.c.hostname).where(d.c.device_id.in_(sorted(device_ids)))).all()
+    return {str(r.device_id): str(r.hostname) for r in rows if r.hostname}
 
 
 # -- drafts ------------------------------------------------------------------------------------------------------

@@ -332,3 +332,16 @@ def test_cli_publish_held_by_the_rule_exits_non_zero_naming_the_draft(
     assert "policy draft #" in done.stderr
     assert done.stdout == ""
     assert _current(runtime).org != "held"
+
+
+def test_an_exception_draft_names_the_desk_by_its_hostname(runtime: Runtime, clock: FakeClock) -> None:
+    _approved_exception(runtime, two_person=True)
+    [draft] = policy_changes.drafts(runtime.db, status="pending")
+
+    [change] = policy_changes.draft_outcome(runtime.db, draft, now=utc_now()).changes
+
+    assert change.path == "controls.usb.exceptions"
+    assert change.before is None
+    assert change.after is not None
+    assert change.after.startswith("0781:5581 serial ABC on desk-1 (")
+    assert "desk-1" in str(draft["summary"])
