@@ -15,6 +15,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -41,7 +42,7 @@ from policy_client.schema import (
 )
 from policy_client.secrets import OutboxKeys
 
-__all__ = ["Outbox", "OutboxTooNew", "read_depth"]
+__all__ = ["Outbox", "OutboxTooNew", "ResyncReport", "read_depth"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,23 @@ reuses those seqs (the endpoint would take new events under a reused seq for dup
 _HIGH_WATER_LEN = 20 + 1 + 64 + 1
 
 _T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class ResyncReport:
+    """What `Outbox.resync` did: where the seqs continue now, and which queued events moved where."""
+
+    endpoint_seq: int
+    local_head: int
+    """The outbox head before the resync."""
+    base: int
+    """The new events follow this seq: the endpoint's head, or this outbox's own when it is further."""
+    loss_seq: int
+    """Seq of the `agent.loss` record (reason `seq_resync`) written first after `base`."""
+    moved: dict[int, int]
+    """Old seq -> new seq of every queued event written again."""
+
+
 _OPEN_LOCKS: dict[str, threading.RLock] = {}
 _OPEN_LOCKS_GUARD = threading.Lock()
 
@@ -537,6 +555,142 @@ class Outbox:
         deleted = conn.execute("DELETE FROM events WHERE state = 1 AND seq <= ?", (cutoff,)).rowcount
         log.warning("outbox near its quota: purged %s sent events from local history", deleted)
         return min(used, self._used_bytes(conn))
+
+    # --- resynchronising with the endpoint ------------------------------------------------------
+
+    def resync(self, endpoint_seq: int, endpoint_mac: str, *, force: bool = False) -> ResyncReport | None:
+        """Continue after the endpoint's chain head when this outbox no longer matches it; None when it does.
+
+        It does not match when the head is below the endpoint's (the outbox was lost or replaced and counts
+        from 1 again), when the event this outbox holds at `endpoint_seq` has another mac, or (`force`, after a
+        409) when a queued event sits at a seq the endpoint already holds. Then, in one transaction, every
+        queued event is written again, in order, after `base`: the endpoint's head when no seq above it was
+        used here except by queued events (no gap, no seq reused), else this outbox's own head. The first new
+        row is an `agent.loss` record (reason `seq_resync`) that makes the jump explicit; it chains from
+        `endpoint_mac` when `base` is the endpoint's head, so the endpoint's chain check holds across it.
+        Events keep their id, time and content; only seq and mac change.
+        """
+        if endpoint_seq <= 0 or len(endpoint_mac) != 64:
+            return None
+        bytes.fromhex(endpoint_mac)  # ValueError for a malformed mac, before touching the file
+        return self._guarded(lambda: self._resync(endpoint_seq, endpoint_mac.lower(), force))
+
+    def _resync(self, endpoint_seq: int, endpoint_mac: str, force: bool) -> ResyncReport | None:
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if _ident(self._path) != self._file:
+                raise _FileSwapped
+            head_seq, head_mac = outbox_schema.read_head(conn)
+            held = conn.execute("SELECT mac FROM events WHERE seq = ?", (endpoint_seq,)).fetchone()
+            queued = conn.execute(
+                f"SELECT {_READ_COLS}, severity, ts, size FROM events WHERE state = 0 ORDER BY seq"  # noqa: S608
+            ).fetchall()
+            behind = head_seq < endpoint_seq
+            forked = held is not None and bytes(held[0]).hex() != endpoint_mac
+            reused = force and any(int(row[0]) <= endpoint_seq for row in queued)
+            if not (behind or forked or reused):
+                conn.execute("ROLLBACK")
+                return None
+            report, top = self._rewrite_after(conn, endpoint_seq, endpoint_mac, head_seq, head_mac, queued)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.debug("rollback failed", exc_info=True)
+            raise
+        self._write_high_water(*top)
+        log.warning(
+            "outbox resynchronised with the endpoint (its head %d, ours %d): %d queued events continue after %d",
+            endpoint_seq,
+            head_seq,
+            len(report.moved),
+            report.base,
+        )
+        return report
+
+    def _rewrite_after(
+        self,
+        conn: sqlite3.Connection,
+        endpoint_seq: int,
+        endpoint_mac: str,
+        head_seq: int,
+        head_mac: str,
+        queued: list[tuple[Any, ...]],
+    ) -> tuple[ResyncReport, tuple[int, bytes]]:
+        """Inside `_resync`'s transaction: delete the queued rows and write the loss record and them again."""
+        readable: list[tuple[int, str, int, float, dict[str, Any]]] = []
+        unreadable: list[tuple[int, str]] = []
+        for seq, kind, key_id, nonce, mac, ct, severity, ts, _size in queued:
+            try:
+                body = self._cipher.open_body(
+                    key_id=str(key_id), seq=seq, kind=str(kind), mac=bytes(mac), nonce=bytes(nonce), ct=bytes(ct)
+                )
+            except RowUnreadable:
+                unreadable.append((int(seq), str(kind)))
+                continue
+            readable.append((int(seq), str(kind), int(severity), float(ts), dict(body)))
+        if unreadable:
+            conn.executemany(
+                "UPDATE events SET state = 2, dead_reason = 'undecryptable' WHERE seq = ?",
+                [(seq,) for seq, _ in unreadable],
+            )
+        conn.executemany("DELETE FROM events WHERE seq = ?", [(row[0],) for row in readable])
+        left_above = int(conn.execute("SELECT count(*) FROM events WHERE seq > ?", (endpoint_seq,)).fetchone()[0])
+        moved_above = sum(1 for row in readable if row[0] > endpoint_seq)
+        if head_seq <= endpoint_seq or (left_above == 0 and moved_above == head_seq - endpoint_seq):
+            # Seqs above the endpoint's head never reached it (it holds none above), and every one used here
+            # was a queued event written again now: continuing from its head leaves no gap and reuses nothing.
+            base, prev = endpoint_seq, bytes.fromhex(endpoint_mac)
+        else:
+            base, prev = head_seq, bytes.fromhex(head_mac)
+        data: dict[str, Any] = {
+            "reason": "seq_resync",
+            "endpoint_last_seq": endpoint_seq,
+            "local_head": head_seq,
+            "resent": len(readable),
+        }
+        if head_seq < endpoint_seq:
+            # Seqs the endpoint holds from this device that this outbox has no record of (a lost or replaced
+            # outbox); whatever that outbox still held beyond them is unknown.
+            data |= {"first_seq": head_seq + 1, "last_seq": endpoint_seq}
+        elif base > endpoint_seq:
+            data |= {
+                "first_seq": endpoint_seq + 1,
+                "last_seq": base,
+                "detail": "these seqs never reach the endpoint",
+            }
+        if unreadable:
+            counts = Counter(kind for _, kind in unreadable)
+            data |= {"dropped": dict(sorted(counts.items())), "count": len(unreadable)}
+        loss = self._loss_draft(data)
+        ids = event_ids(1)
+        nonces = os.urandom(NONCE_BYTES * (len(readable) + 1))
+        seq = base + 1
+        row = self._seal(loss, _RANKS[loss.severity], seq, prev, ids[0], nonces[:NONCE_BYTES])
+        if row is None:  # a loss record is small; only a bug gets here
+            raise RuntimeError("loss record does not fit an event")
+        rows = [row]
+        prev = row[7]
+        loss_seq = seq
+        moved: dict[int, int] = {}
+        for n, (old_seq, kind, severity, ts, event) in enumerate(readable, start=1):
+            seq += 1
+            event.pop("mac", None)
+            event["seq"] = seq
+            plaintext = canonical(event)
+            mac = chain_mac(self._chain_key, prev, seq, plaintext)
+            nonce = nonces[NONCE_BYTES * n : NONCE_BYTES * (n + 1)]
+            ct = self._cipher.seal(seq, kind, mac, nonce, plaintext)
+            rows.append((seq, kind, severity, ts, len(plaintext), self._key_id, nonce, mac, ct))
+            moved[old_seq] = seq
+            prev = mac
+        conn.executemany(_INSERT, rows)
+        outbox_schema.write_head(conn, seq, prev.hex())
+        report = ResyncReport(endpoint_seq=endpoint_seq, local_head=head_seq, base=base, loss_seq=loss_seq, moved=moved)
+        return report, (seq, prev)
 
     # --- reading and acknowledging -------------------------------------------------------------
 

@@ -2,6 +2,8 @@
 
 Runs on its own "uploader" thread (start()/stop()); it owns its own Outbox connection. Callbacks
 (`record`, `on_policy`, `on_state_change`, `collectors`, `policy_version`) are called on that thread.
+Each heartbeat answer carries the endpoint's chain head; when the outbox no longer matches it (the outbox
+was lost, or a batch got 409 for a seq the endpoint already holds) the queued events move past it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from agent_app.core.backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, Backoff, parse
 from policy_client.schema import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
+    SEQ_RESYNC_HEADER,
     Action,
     AgentMode,
     EventDraft,
@@ -43,6 +46,9 @@ _BATCH_OVERHEAD_PER_EVENT = 96
 """Bytes added per event by device_id and JSON punctuation; keeps a full batch under MAX_BATCH_BYTES."""
 _SPLIT_STATUSES = frozenset({400, 409, 422})
 """Per-event refusals: bisect to find the refused events so the rest of the batch still goes through."""
+MAX_RESYNCS_PER_CONFLICT = 3
+"""409s answered by resynchronising before an accepted batch; past this (an endpoint that keeps refusing, or two
+agents sharing one credential) the refused events are dead-lettered and reported instead of looping."""
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _GROW_AFTER = 50
 """Consecutive accepted posts before a batch size lowered by a 413 is doubled again."""
@@ -68,7 +74,13 @@ class OutboxLike(Protocol):
 
     def oldest_unsent_ts(self) -> datetime | None: ...
 
+    def resync(self, endpoint_seq: int, endpoint_mac: str, *, force: bool = ...) -> Any: ...
+
     def close(self) -> None: ...
+
+
+class _Resync(Exception):
+    """409: the endpoint holds another event under a seq of this batch; heartbeat now and resynchronise."""
 
 
 class _Retry(Exception):
@@ -156,6 +168,10 @@ class Uploader:
         self._policy_etag: str | None = None
         self._successes = 0
         self._process = psutil.Process()
+        self._conflicts = 0
+        """409s answered by a resync since the last accepted batch."""
+        self._resync_forced = False
+        self._resyncs = 0
 
     # --- public API (any thread) -----------------------------------------------------------------
 
@@ -190,6 +206,12 @@ class Uploader:
     def dead_lettered_total(self) -> int:
         with self._lock:
             return self._dead_total
+
+    @property
+    def resyncs(self) -> int:
+        """How often the outbox's seqs were moved past the endpoint's chain head."""
+        with self._lock:
+            return self._resyncs
 
     def start(self) -> None:
         if self._thread is not None:
@@ -264,6 +286,9 @@ class Uploader:
                 if self._policy_due:
                     self._fetch_policy()
                 sent = self._drain_once(outbox)
+            except _Resync:
+                self._next_heartbeat = 0.0  # the heartbeat answer says where to continue
+                continue
             except _Retry as exc:
                 self._schedule_retry(exc)
                 continue
@@ -335,11 +360,11 @@ class Uploader:
 
     # --- HTTP ------------------------------------------------------------------------------------
 
-    def _post(self, path: str, body: bytes) -> tuple[int, bytes]:
+    def _post(self, path: str, body: bytes, *, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """POST and classify: returns (status, body) for 2xx and non-retryable 4xx; raises otherwise."""
         assert self._transport is not None  # noqa: S101 - guarded by the state check in _loop
         try:
-            response = self._transport.post_json(path, body)
+            response = self._transport.post_json(path, body, headers=headers)
         except TransportError as exc:
             raise _Retry(str(exc)) from None
         return self._classify(response.status_code, response.headers.get("Retry-After"), response.content)
@@ -383,7 +408,7 @@ class Uploader:
             attention=[reason[:200] for reason in list(self._attention())[:10]],
             mode=self._mode,
         )
-        status, content = self._post("/v1/heartbeat", beat.model_dump_json().encode())
+        status, content = self._post("/v1/heartbeat", beat.model_dump_json().encode(), headers={SEQ_RESYNC_HEADER: "1"})
         if status >= 400:
             log.warning("heartbeat refused with HTTP %s: %s", status, _detail(content))
             return
@@ -395,6 +420,18 @@ class Uploader:
             return
         if answer.policy_version > self._policy_version():
             self._policy_due = True
+        if answer.last_seq is not None and answer.last_mac is not None:
+            self._resync(outbox, answer.last_seq, answer.last_mac)
+
+    def _resync(self, outbox: OutboxLike, endpoint_seq: int, endpoint_mac: str) -> None:
+        """Move the queued events past the endpoint's chain head when the outbox no longer matches it."""
+        force, self._resync_forced = self._resync_forced, False
+        report = outbox.resync(endpoint_seq, endpoint_mac, force=force)
+        if report is None:
+            return
+        with self._lock:
+            self._resyncs += 1
+        log.warning("seqs resynchronised with the endpoint (its last seq %s); queued events sent again", endpoint_seq)
 
     def _fetch_policy(self) -> None:
         assert self._transport is not None  # noqa: S101 - guarded by the state check in _loop
@@ -446,6 +483,12 @@ class Uploader:
                 outbox.mark_sent(seqs)
                 self._after_success(len(seqs))
                 continue
+            if status == 409 and self._conflicts < MAX_RESYNCS_PER_CONFLICT:
+                # Not dead-lettered: after the resync these events go out again under new seqs.
+                self._conflicts += 1
+                self._resync_forced = True
+                log.warning("endpoint holds other events under seqs %s..%s (409); resynchronising", *_ends(part))
+                raise _Resync
             if len(part) > 1 and (status == 413 or status in _SPLIT_STATUSES):
                 half = len(part) // 2
                 if status == 413:
@@ -478,6 +521,7 @@ class Uploader:
         return b'{"device_id":' + device_json + b',"events":[' + b",".join(items) + b"]}"
 
     def _after_success(self, count: int) -> None:
+        self._conflicts = 0
         with self._lock:
             self._last_upload = self._now()
             self._sent_total += count
@@ -524,6 +568,10 @@ class Uploader:
                 self._record(draft)
             except Exception:
                 log.exception("could not record agent.dead_letter for %s events", len(seqs))
+
+
+def _ends(part: list[dict[str, Any]]) -> tuple[int, int]:
+    return part[0]["seq"], part[-1]["seq"]
 
 
 def _detail(content: bytes) -> str:
