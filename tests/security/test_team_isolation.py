@@ -112,6 +112,7 @@ def test_a_supervisor_cannot_reach_another_teams_data_through_any_route(
         "team": "blue",
         "request_id": "1",
         "draft_id": "1",
+        "change_id": "1",
         "rule_id": "1",
         "decision": "approve",
     }
