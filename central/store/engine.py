@@ -97,8 +97,12 @@ def _private_file(path: Path) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if os.name == "nt":
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    os.close(fd)
+    # Create it 0600 before SQLite does (with the umask's mode), but never open an existing file here: closing
+    # any descriptor of a file drops every POSIX lock this process holds on it, including SQLite's own
+    # (a CLI command run inside a serving process would then let another process checkpoint away the WAL).
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     for part in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with contextlib.suppress(FileNotFoundError, PermissionError):
             if part.stat().st_mode & 0o077:
