@@ -70,7 +70,7 @@ def _cmd_enroll_token(args: argparse.Namespace) -> int:
 def _cmd_api_token(args: argparse.Namespace) -> int:
     from central.commands import create_api_token
 
-    print(create_api_token(_settings(args), args.name, args.role))
+    print(create_api_token(_settings(args), args.name, args.role, ttl=args.ttl))
     return 0
 
 
@@ -105,6 +105,45 @@ def _cmd_create_user(args: argparse.Namespace) -> int:
 
     password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
     create_user(_settings(args), args.name, role=args.role, teams=args.team or [], password=password)
+    return 0
+
+
+def _cmd_list_tokens(args: argparse.Namespace) -> int:
+    from central.commands import list_tokens
+
+    print("kind\tid\tname/user\trole\tstate\tcreated (UTC)\texpires (UTC)")
+    for line in list_tokens(_settings(args)):
+        print(line)
+    return 0
+
+
+def _cmd_revoke_api_token(args: argparse.Namespace) -> int:
+    from central.commands import revoke_api_token
+
+    if not revoke_api_token(_settings(args), args.token_id):
+        print(f"deskwarden: no active API token {args.token_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_revoke_user_token(args: argparse.Namespace) -> int:
+    from central.commands import revoke_user_token
+
+    if not revoke_user_token(_settings(args), args.token_id):
+        print(f"deskwarden: no active personal token {args.token_id}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_reset_password(args: argparse.Namespace) -> int:
+    from central.commands import reset_password
+
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    try:
+        reset_password(_settings(args), args.name, password=password)
+    except LookupError as exc:
+        print(f"deskwarden: {exc.args[0]}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -210,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(api)
     api.add_argument("name")
     api.add_argument("--role", choices=["admin", "auditor"], required=True)
+    api.add_argument("--ttl", type=_duration, default=None, help="expire after this long, e.g. 90d (default: never)")
     api.set_defaults(handler=_cmd_api_token)
     unlock = admin.add_parser("unlock-code", help="print a signed unlock token for one device (quit/uninstall)")
     _server_args(unlock)
@@ -233,6 +273,22 @@ def build_parser() -> argparse.ArgumentParser:
     user.add_argument("--team", action="append", help="team a supervisor looks after (repeatable)")
     user.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     user.set_defaults(handler=_cmd_create_user)
+    list_tokens = admin.add_parser("list-tokens", help="list API and personal tokens with their state and expiry")
+    _server_args(list_tokens)
+    list_tokens.set_defaults(handler=_cmd_list_tokens)
+    revoke_api = admin.add_parser("revoke-api-token", help="refuse a read-API token (id from list-tokens)")
+    _server_args(revoke_api)
+    revoke_api.add_argument("token_id", type=int)
+    revoke_api.set_defaults(handler=_cmd_revoke_api_token)
+    revoke_user = admin.add_parser("revoke-user-token", help="refuse a personal token (id from list-tokens)")
+    _server_args(revoke_user)
+    revoke_user.add_argument("token_id")
+    revoke_user.set_defaults(handler=_cmd_revoke_user_token)
+    reset = admin.add_parser("reset-password", help="set a console user's password and end their sessions")
+    _server_args(reset)
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    reset.set_defaults(handler=_cmd_reset_password)
 
     policy = sub.add_parser("policy", help="policy administration").add_subparsers(dest="policy", required=True)
     publish = policy.add_parser("publish", help="validate, sign and publish a policy file; prints the version")

@@ -28,7 +28,11 @@ __all__ = [
     "create_user",
     "issue_enroll_token",
     "issue_unlock_token",
+    "list_tokens",
     "publish_policy",
+    "reset_password",
+    "revoke_api_token",
+    "revoke_user_token",
     "run_server",
 ]
 
@@ -152,10 +156,26 @@ def revoke_device(settings: ServerSettings, device_id: str, *, actor: str = "cli
         db.dispose()
 
 
-def create_api_token(settings: ServerSettings, name: str, role: Literal["admin", "auditor"]) -> str:
+def create_api_token(
+    settings: ServerSettings, name: str, role: Literal["admin", "auditor"], *, ttl: timedelta | None = None
+) -> str:
+    """A read-API token, valid until `ttl` from now (None: until revoked); audit-logged (`api-token.create`)."""
+    from central.auth import audit
+
     db = open_store(settings)
     try:
-        return tokens.create_api_token(db, name, role, now=utc_now())
+        now = utc_now()
+        token = tokens.create_api_token(db, name, role, now=now, ttl=ttl, created_by="cli")
+        with db.write() as conn:
+            audit.record(
+                conn,
+                actor="cli",
+                action="api-token.create",
+                target=f"api-token:{name}",
+                now=now,
+                after={"role": role, "expires_at": None if ttl is None else (now + ttl).isoformat()},
+            )
+        return token
     finally:
         db.dispose()
 
@@ -225,6 +245,97 @@ def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[s
                 now=now,
                 after={"role": created.role, "teams": sorted(created.teams)},
             )
+    finally:
+        db.dispose()
+    if password is None:
+        print(f"password for {name}: {chosen}")
+
+
+def list_tokens(settings: ServerSettings) -> list[str]:
+    """One line per API token and personal token: kind, id, owner or name, role, state, created, expires."""
+    from central.auth import users
+
+    db = open_store(settings)
+    try:
+        now = utc_now()
+        lines = [
+            f"api\t{t.id}\t{t.name}\t{t.role}\t{t.state(now)}\t{t.created_at:%Y-%m-%d %H:%M}\t"
+            f"{'never' if t.expires_at is None else f'{t.expires_at:%Y-%m-%d %H:%M}'}"
+            for t in tokens.list_api_tokens(db)
+        ]
+        lines += [
+            f"personal\t{t.token_id}\t{t.user}\t-\t{t.state(now)}\t{t.created_at:%Y-%m-%d %H:%M}\t"
+            f"{'never' if t.expires_at is None else f'{t.expires_at:%Y-%m-%d %H:%M}'}"
+            for t in users.list_user_tokens(db)
+        ]
+        return lines
+    finally:
+        db.dispose()
+
+
+def revoke_api_token(settings: ServerSettings, token_id: int, *, actor: str = "cli") -> bool:
+    """Refuse a read-API token from now on (by the id `list_tokens` shows); audit-logged (`api-token.revoke`)."""
+    from central.auth import audit
+
+    db = open_store(settings)
+    try:
+        now = utc_now()
+        revoked = tokens.revoke_api_token(db, token_id, now=now)
+        if revoked is not None:
+            with db.write() as conn:
+                audit.record(
+                    conn,
+                    actor=actor,
+                    action="api-token.revoke",
+                    target=f"api-token:{revoked.name}",
+                    now=now,
+                    before={"id": revoked.id, "role": revoked.role},
+                )
+        return revoked is not None
+    finally:
+        db.dispose()
+
+
+def revoke_user_token(settings: ServerSettings, token_id: str, *, actor: str = "cli") -> bool:
+    """Refuse a personal token from now on (by the id `list_tokens` shows); audit-logged (`token.revoke`)."""
+    from central.auth import audit, users
+
+    db = open_store(settings)
+    try:
+        now = utc_now()
+        revoked = users.revoke_user_token(db, token_id, now=now)
+        if revoked is not None:
+            with db.write() as conn:
+                audit.record(
+                    conn,
+                    actor=actor,
+                    action="token.revoke",
+                    target=f"user:{revoked.user}",
+                    now=now,
+                    before={"token_id": revoked.token_id},
+                )
+        return revoked is not None
+    finally:
+        db.dispose()
+
+
+def reset_password(settings: ServerSettings, name: str, *, password: str | None, actor: str = "cli") -> None:
+    """Set a console user's password and end their sessions; when `password` is None, generate one and print it
+    once on stdout. Audit-logged (`user.password_reset`). Raises LookupError (unknown user), ValueError (rules).
+    """
+    from central.auth import audit, users
+    from central.auth.passwords import generate_password
+
+    chosen = password if password is not None else generate_password()
+    db = open_store(settings)
+    try:
+        user_id = users.user_id_by_name(db, name)
+        if user_id is None:
+            raise LookupError(f"no console user {name!r}")
+        now = utc_now()
+        users.reset_password(db, user_id, new=chosen, now=now)
+        with db.write() as conn:
+            audit.record(conn, actor=actor, action="user.password_reset", target=f"user:{name}", now=now)
     finally:
         db.dispose()
     if password is None:

@@ -70,6 +70,17 @@ def load_session(db: Database, session_id: str, *, now: datetime, idle: timedelt
     return Session(principal=principal, csrf=row.csrf, id_hash=id_hash)
 
 
+def session_principal(db: Database, session_id: str, *, now: datetime) -> Principal | None:
+    """Who a session still speaks for, without refreshing it: None once logged out, past its lifetime, or its
+    user disabled. For long-lived requests (the alert stream) that re-check their caller; the open stream
+    itself is activity, so the idle timeout does not apply here."""
+    with db.read() as conn:
+        row = conn.execute(select(sessions).where(sessions.c.id_hash == token_hash(session_id))).first()
+        if row is None or now >= as_utc(row.expires_at):
+            return None
+        return principal_by_id(conn, int(row.user_id))
+
+
 def end_session(db: Database, session_id: str) -> None:
     with db.write() as conn:
         conn.execute(delete(sessions).where(sessions.c.id_hash == token_hash(session_id)))

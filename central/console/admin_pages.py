@@ -207,18 +207,6 @@ def user_update(
     return back("/console/teams", msg="User updated.")
 
 
-@router.post("/tokens")
-def personal_token(request: Request, session: Acting) -> Response:
-    runtime = console_of(request).runtime
-    who = session.principal
-    if who.user_id is None:
-        raise HTTPException(status_code=403, detail="only console users have personal tokens")
-    token = users.issue_user_token(runtime.db, who.user_id, now=runtime.clock())
-    with runtime.db.write() as conn:
-        audit.record(conn, actor=who.name, action="token.issue", target=f"user:{who.name}", now=runtime.clock())
-    return page(request, "token.html", token=token, kind="Personal alert-stream token")
-
-
 @router.post("/enroll-tokens")
 def enroll_token(
     request: Request, session: Acting, team: Annotated[str, Form()], hours: Annotated[int, Form()] = 24

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Header, HTTPException, Query, Request
@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 from central.alerting import workflow
 from central.alerting.bus import Notice
 from central.auth.principal import Principal
-from central.auth.sessions import load_session
+from central.auth.sessions import load_session, session_principal
 from central.auth.users import USER_TOKEN_PREFIX, find_user_token
 from central.console.deps import SESSION_COOKIE, Acting, PathId, Viewer, back, page
 from central.console.state import console_of
@@ -106,8 +106,24 @@ def _sse(notice: Notice) -> bytes:
     return (head + f"event: {notice.event}\ndata: {json.dumps(notice.alert, default=str)}\n\n").encode("utf-8")
 
 
-async def _stream(request: Request, who: Principal, *, last_id: int | None, team: str | None) -> AsyncIterator[bytes]:
+Recheck = Callable[[], Principal | None]
+"""Who the stream's credential speaks for now (None: logged out, disabled, revoked, expired); blocking."""
+
+
+async def _stream(
+    request: Request, who: Principal, recheck: Recheck, *, last_id: int | None, team: str | None
+) -> AsyncIterator[bytes]:
     state = console_of(request)
+    loop = asyncio.get_running_loop()
+    next_check = loop.time() + state.stream_recheck_s
+
+    async def still_allowed() -> bool:
+        """False once the caller may no longer see what the stream was opened for (then it ends)."""
+        nonlocal next_check
+        if loop.time() < next_check:
+            return True
+        next_check = loop.time() + state.stream_recheck_s
+        return await run_in_threadpool(recheck) == who
 
     def accepts(notice: Notice) -> bool:
         return who.sees(notice.team) and (team is None or notice.team == team)
@@ -130,17 +146,22 @@ async def _stream(request: Request, who: Principal, *, last_id: int | None, team
         gone = asyncio.ensure_future(_disconnected(request))
         getter: asyncio.Future[Notice | None] | None = None
         try:
+            keepalive_at = loop.time() + KEEPALIVE_S
             while True:
                 getter = asyncio.ensure_future(sub.queue.get())
-                done, _pending = await asyncio.wait(
-                    {getter, gone}, timeout=KEEPALIVE_S, return_when=asyncio.FIRST_COMPLETED
-                )
+                wait_s = max(0.0, min(keepalive_at, next_check) - loop.time())
+                done, _pending = await asyncio.wait({getter, gone}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
                 if gone in done:
+                    getter.cancel()
+                    return
+                if not await still_allowed():
                     getter.cancel()
                     return
                 if getter not in done:
                     getter.cancel()
-                    yield b": keepalive\n\n"
+                    if loop.time() >= keepalive_at:
+                        keepalive_at = loop.time() + KEEPALIVE_S
+                        yield b": keepalive\n\n"
                     continue
                 notice = getter.result()
                 if notice is None:
@@ -154,38 +175,55 @@ async def _stream(request: Request, who: Principal, *, last_id: int | None, team
         state.bus.unsubscribe(sub)
 
 
-def _stream_response(request: Request, who: Principal, last_event_id: str | None, team: str | None) -> Response:
+def _stream_response(
+    request: Request, who: Principal, recheck: Recheck, last_event_id: str | None, team: str | None
+) -> Response:
     last = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
     return StreamingResponse(
-        _stream(request, who, last_id=last, team=team or None),
+        _stream(request, who, recheck, last_id=last, team=team or None),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+def _session_recheck(request: Request) -> Recheck:
+    runtime = console_of(request).runtime
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+    return lambda: session_principal(runtime.db, cookie, now=runtime.clock()) if cookie else None
+
+
 @router.get("/alerts-stream")
 def console_stream(request: Request, who: Viewer, last_event_id: Annotated[str | None, Header()] = None) -> Response:
-    return _stream_response(request, who, last_event_id, None)
+    return _stream_response(request, who, _session_recheck(request), last_event_id, None)
 
 
-def _principal_for_stream(request: Request, authorization: str | None) -> Principal:
+def _principal_for_stream(request: Request, authorization: str | None) -> tuple[Principal, Recheck]:
     runtime = console_of(request).runtime
     if authorization:
         token = bearer_token(authorization)
         if token.startswith(USER_TOKEN_PREFIX):
-            found = find_user_token(runtime.db, token)
+
+            def personal() -> Principal | None:
+                return find_user_token(runtime.db, token, now=runtime.clock())
+
+            found = personal()
             if found is not None:
-                return found
+                return found, personal
         else:
-            api = find_api_token(runtime.db, token)
-            if api is not None:
-                return Principal(name=f"api:{api.name}", role=api.role)
-        raise unauthorized("unknown or revoked token")
+
+            def api() -> Principal | None:
+                found = find_api_token(runtime.db, token, now=runtime.clock())
+                return None if found is None else Principal(name=f"api:{found.name}", role=found.role)
+
+            as_api = api()
+            if as_api is not None:
+                return as_api, api
+        raise unauthorized("unknown, expired or revoked token")
     cookie = request.cookies.get(SESSION_COOKIE)
     session = load_session(runtime.db, cookie, now=runtime.clock()) if cookie else None
     if session is None:
         raise unauthorized("a bearer token (API or personal) or a console session is required")
-    return session.principal
+    return session.principal, _session_recheck(request)
 
 
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
@@ -211,7 +249,7 @@ async def alert_stream(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Live alerts for the tray's supervisor notifications, scoped to the caller's teams."""
-    who = await run_in_threadpool(_principal_for_stream, request, authorization)
+    who, recheck = await run_in_threadpool(_principal_for_stream, request, authorization)
     if team and not who.sees(team):
         raise HTTPException(status_code=403, detail="not one of your teams")
-    return _stream_response(request, who, last_event_id, team)
+    return _stream_response(request, who, recheck, last_event_id, team)

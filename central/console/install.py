@@ -18,7 +18,7 @@ from central.alerting.bus import AlertBus
 from central.alerting.channels import Sender
 from central.alerting.service import AlertingService
 from central.auth.passwords import HashGate
-from central.console import admin_pages, alert_pages, fleet_pages, login, policy_pages, report_pages
+from central.console import account_pages, admin_pages, alert_pages, fleet_pages, login, policy_pages, report_pages
 from central.console.deps import LoginRequired, back, page
 from central.console.limits import BodyLimits, ConsoleBodyLimit
 from central.console.state import ConsoleState
@@ -69,7 +69,7 @@ def install_console(
         ),
     )
     app.mount("/console/static", StaticFiles(directory=str(STATIC)), name="console-static")
-    for module in (login, alert_pages, fleet_pages, admin_pages, policy_pages, report_pages):
+    for module in (login, alert_pages, fleet_pages, admin_pages, policy_pages, report_pages, account_pages):
         app.include_router(module.router)
     app.include_router(alert_pages.api_router)
 

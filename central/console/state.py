@@ -24,6 +24,8 @@ class ConsoleState:
     retention: RetentionScheduler
     hash_gate: HashGate
     """Bounds concurrent password hashing (login, password changes, new users) in this process."""
+    stream_recheck_s: float = 5.0
+    """How often an open alert stream re-checks its caller (logged out, disabled, token revoked or expired)."""
     secure_cookies: bool | None = None
     """None: mark cookies Secure when the request came over HTTPS (directly or per X-Forwarded-Proto)."""
 

@@ -36,7 +36,7 @@ def authenticate_device(runtime: Runtime, authorization: str | None) -> DeviceAu
 
 
 def authenticate_api(runtime: Runtime, authorization: str | None) -> ApiPrincipal:
-    principal = find_api_token(runtime.db, bearer_token(authorization))
+    principal = find_api_token(runtime.db, bearer_token(authorization), now=runtime.clock())
     if principal is None:
-        raise unauthorized("unknown or revoked API token")
+        raise unauthorized("unknown, expired or revoked API token")
     return principal

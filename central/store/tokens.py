@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, insert, select, update
 
 from central.names import check_name
 from central.store import tables
+from central.store.clock import as_utc, as_utc_or_none
 from central.store.engine import Database
 
 Role = Literal["admin", "auditor"]
@@ -25,6 +26,7 @@ CREDENTIAL_PREFIX = "dwd_"
 API_PREFIX = "dwa_"
 
 MAX_ENROLL_TTL = timedelta(days=365)
+MAX_TOKEN_TTL = timedelta(days=3 * 365)
 
 
 def token_hash(token: str) -> str:
@@ -93,15 +95,36 @@ def revoke_enroll_token(db: Database, token: str, *, now: datetime) -> bool:
         return result.rowcount > 0
 
 
-def create_api_token(db: Database, name: str, role: Role, *, now: datetime) -> str:
+def check_token_ttl(ttl: timedelta | None) -> None:
+    if ttl is not None and not timedelta(0) < ttl <= MAX_TOKEN_TTL:
+        raise ValueError(f"a token's lifetime must be between 1 second and {MAX_TOKEN_TTL.days} days")
+
+
+def create_api_token(
+    db: Database,
+    name: str,
+    role: Role,
+    *,
+    now: datetime,
+    ttl: timedelta | None = None,
+    created_by: str = "cli",
+) -> str:
+    """A read-API token; it expires `ttl` from now when given (else when revoked)."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}")
-    if not name.strip():
-        raise ValueError("name must not be empty")
+    name = check_name(name, what="token name")
+    check_token_ttl(ttl)
     token = new_token(API_PREFIX)
     with db.write() as conn:
         conn.execute(
-            insert(tables.api_tokens).values(name=name, role=role, token_hash=token_hash(token), created_at=now)
+            insert(tables.api_tokens).values(
+                name=name,
+                role=role,
+                token_hash=token_hash(token),
+                created_at=now,
+                expires_at=None if ttl is None else now + ttl,
+                created_by=created_by,
+            )
         )
     return token
 
@@ -113,13 +136,70 @@ class ApiPrincipal:
     role: Role
 
 
-def find_api_token(db: Database, token: str) -> ApiPrincipal | None:
+def find_api_token(db: Database, token: str, *, now: datetime | None = None) -> ApiPrincipal | None:
+    """The live token: not revoked, not expired (at `now`, default the wall clock)."""
     t = tables.api_tokens
+    when = now or datetime.now(UTC)
     with db.read() as conn:
         row = conn.execute(
-            select(t.c.id, t.c.name, t.c.role).where(t.c.token_hash == token_hash(token), t.c.revoked_at.is_(None))
+            select(t.c.id, t.c.name, t.c.role, t.c.expires_at).where(
+                t.c.token_hash == token_hash(token), t.c.revoked_at.is_(None)
+            )
         ).first()
-    if row is None or row.role not in ROLES:
+    if row is None or row.role not in ROLES or (row.expires_at is not None and as_utc(row.expires_at) <= when):
         return None
     role: Role = "admin" if row.role == "admin" else "auditor"
     return ApiPrincipal(token_id=int(row.id), name=str(row.name), role=role)
+
+
+@dataclass(frozen=True)
+class ApiTokenRow:
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        return "expired" if self.expires_at is not None and self.expires_at <= now else "active"
+
+
+def list_api_tokens(db: Database) -> list[ApiTokenRow]:
+    t = tables.api_tokens
+    with db.read() as conn:
+        rows = conn.execute(select(t).order_by(t.c.id.desc())).all()
+    return [
+        ApiTokenRow(
+            id=int(r.id),
+            name=str(r.name),
+            role=str(r.role),
+            created_at=as_utc(r.created_at),
+            created_by=str(r.created_by),
+            expires_at=as_utc_or_none(r.expires_at),
+            revoked_at=as_utc_or_none(r.revoked_at),
+        )
+        for r in rows
+    ]
+
+
+def revoke_api_token(db: Database, token_id: int, *, now: datetime) -> ApiTokenRow | None:
+    """Revoke a live token by its id; the token as it was, or None when there is no such live token."""
+    t = tables.api_tokens
+    with db.write() as conn:
+        row = conn.execute(select(t).where(t.c.id == token_id, t.c.revoked_at.is_(None))).first()
+        if row is None:
+            return None
+        conn.execute(update(t).where(t.c.id == token_id).values(revoked_at=now))
+    return ApiTokenRow(
+        id=int(row.id),
+        name=str(row.name),
+        role=str(row.role),
+        created_at=as_utc(row.created_at),
+        created_by=str(row.created_by),
+        expires_at=as_utc_or_none(row.expires_at),
+        revoked_at=now,
+    )

@@ -115,6 +115,7 @@ def test_a_supervisor_cannot_reach_another_teams_data_through_any_route(
         "change_id": "1",
         "rule_id": "1",
         "decision": "approve",
+        "token_id": "1",
     }
     query = {"team": "blue", "device_id": blue.agent.device_id}
     routes, _ = enumerate_routes(endpoint.app)
