@@ -52,6 +52,9 @@ def run_server(settings: ServerSettings) -> None:
     """
     import uvicorn
 
+    from central.safe_text import install_single_line_logs
+
+    install_single_line_logs()  # agent-supplied names (hostnames...) never break a log line
     options: dict[str, object] = {
         "host": settings.host,
         "port": settings.port,
@@ -84,7 +87,9 @@ def run_server(settings: ServerSettings) -> None:
 def app_from_environment() -> FastAPI:
     """uvicorn factory for worker processes: the app for the settings `run_server` put in the environment."""
     from central.app import create_app
+    from central.safe_text import install_single_line_logs
 
+    install_single_line_logs()
     return create_app(ServerSettings.from_json(os.environ[SETTINGS_ENV]))
 
 

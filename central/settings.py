@@ -60,6 +60,8 @@ class ServerSettings:
     """A console request body still arriving after this long is refused with 408."""
     max_concurrent_password_hashes: int = 4
     """argon2 computations at once per process (64 MiB each); twice as many more may wait, beyond that 503."""
+    allow_internal_webhooks: bool = field(default_factory=lambda: env_flag("DESKWARDEN_ALLOW_INTERNAL_WEBHOOKS", False))
+    """Let webhook URLs point at loopback, private and link-local addresses (refused by default: SSRF)."""
     api_docs: bool = field(default_factory=lambda: env_flag("DESKWARDEN_API_DOCS", True))
     """Serve the interactive API docs (/docs, /redoc) and /openapi.json; off: those paths answer 404."""
     forwarded_allow_ips: str = field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import httpx
 
+from central.netguard import InternalTarget, check_webhook_url
+from central.safe_text import chat_text
 from central.store.console_config import ConsoleConfig
 
 SIGNATURE_HEADER = "X-DeskWarden-Signature"
@@ -35,11 +37,12 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def describe(alert: dict[str, Any], *, escalated: bool = False) -> str:
-    where = alert.get("hostname") or alert.get("device_id") or "fleet"
+    # Hostname, user and team come from devices and admins: inert in chat markup, one line each.
+    where = chat_text(alert.get("hostname") or alert.get("device_id") or "fleet")
     prefix = "ESCALATED: " if escalated else ""
     return (
-        f"{prefix}[{str(alert.get('severity', '')).upper()}] {alert.get('kind')} on {where} "
-        f"(team {alert.get('team')}, user {alert.get('user') or '-'}) — alert #{alert.get('id')}"
+        f"{prefix}[{chat_text(str(alert.get('severity', '')).upper())}] {chat_text(alert.get('kind'))} on {where} "
+        f"(team {chat_text(alert.get('team'))}, user {chat_text(alert.get('user') or '-')}) — alert #{alert.get('id')}"
     )
 
 
@@ -65,8 +68,15 @@ class Sender(Protocol):
 class NetworkSender:
     """The real sender: HTTP POST for webhooks, SMTP for e-mail."""
 
+    allow_internal: bool = False
+    """Webhooks to loopback/private/link-local addresses (checked again at each delivery: DNS may change)."""
+
     def __call__(self, channel: str, target: dict[str, Any], payload: dict[str, Any], config: ConsoleConfig) -> None:
         if channel == "webhook":
+            try:
+                check_webhook_url(str(target["url"]), allow_internal=self.allow_internal)
+            except InternalTarget as exc:
+                raise DeliveryError(str(exc)) from None
             post_webhook(str(target["url"]), payload, secret=config.webhook_secret)
         elif channel == "email":
             send_email(list(target.get("to", [])), payload, config=config)

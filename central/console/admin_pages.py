@@ -22,6 +22,7 @@ from central.console import forms
 from central.console.deps import Acting, CursorId, PathId, Viewer, back, page, require_admin
 from central.console.queries import teams
 from central.console.state import console_of
+from central.netguard import check_webhook_url
 from central.store import tokens
 from central.store.console_config import ConsoleConfig, load_config
 
@@ -70,6 +71,10 @@ def rules_save(
         return back("/console/rules", err=f"invalid rule: {problems}")
     try:
         forms.web_url(parsed.playbook.link, field="playbook.link")
+        allow_internal = runtime.settings.allow_internal_webhooks
+        for channel in (*parsed.channels, *parsed.escalate_to):
+            if channel.type == "webhook" and channel.url is not None:
+                check_webhook_url(str(channel.url), allow_internal=allow_internal)
     except ValueError as exc:
         return back("/console/rules", err=f"invalid rule: {exc}")
     now = runtime.clock()

@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from central.alerting.bus import AlertBus
-from central.alerting.channels import Sender
+from central.alerting.channels import NetworkSender, Sender
 from central.alerting.service import AlertingService
 from central.auth.passwords import HashGate
 from central.console import account_pages, admin_pages, alert_pages, fleet_pages, login, policy_pages, report_pages
@@ -46,7 +46,7 @@ def install_console(
         clock=runtime.clock,
         offline_after=runtime.settings.offline_after,
         poll_s=poll_s,
-        sender=sender,
+        sender=sender or NetworkSender(allow_internal=runtime.settings.allow_internal_webhooks),
         extra_tasks=[lambda: exception_requests.import_requests(runtime.db), scheduler.tick],
     )
     state = ConsoleState(

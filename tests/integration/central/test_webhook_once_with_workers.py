@@ -91,7 +91,11 @@ def workers(tmp_path: Path, pg_url: str) -> Iterator[tuple[ServerSettings, str]]
     args += ["--port", str(settings.port), "--workers", "3"]
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=os.environ | {"PYTHONPATH": str(ROOT), "DESKWARDEN_ALLOW_INTERNAL_WEBHOOKS": "1"},
         )
     url = f"http://127.0.0.1:{settings.port}"
 

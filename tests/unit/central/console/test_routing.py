@@ -149,9 +149,12 @@ def test_webhook_is_signed_and_retried_against_a_real_http_server() -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-        sender = NetworkSender()
+        sender = NetworkSender(allow_internal=True)  # the receiver is on loopback
         config = ConsoleConfig(webhook_secret="s3cret")
         payload = {"text": "hello", "alert": {"id": 1}}
+        with pytest.raises(DeliveryError, match="internal"):
+            NetworkSender()("webhook", {"url": url}, payload, config)
+        assert received == []
         with pytest.raises(DeliveryError, match="500"):
             sender("webhook", {"url": url}, payload, config)
         sender("webhook", {"url": url}, payload, config)
