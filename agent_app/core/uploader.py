@@ -440,10 +440,14 @@ class Uploader:
             response = self._transport.get("/v1/policy", headers=headers)
         except TransportError as exc:
             raise _Retry(str(exc)) from None
+        if response.status_code == 304:
+            # Checked before `_classify`, which takes any 3xx for a retry: a policy this agent did not apply
+            # (rejected, or a test double reporting version 0) is refetched after each heartbeat, and answered
+            # 304 by ETag; retrying that stalled every upload behind it.
+            self._policy_due = False
+            return
         status, content = self._classify(response.status_code, response.headers.get("Retry-After"), response.content)
         self._policy_due = False
-        if status == 304:
-            return
         if status != 200:
             log.info("no policy fetched (HTTP %s)", status)
             return
