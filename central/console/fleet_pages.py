@@ -6,7 +6,7 @@ Handlers run in worker threads; every list is scoped to the viewer's teams.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import Response
@@ -15,7 +15,7 @@ from central.auth import audit
 from central.console.deps import Acting, AdminActing, PathId, Viewer, back, page, require_actor
 from central.console.queries import attestations, visible_devices
 from central.console.state import console_of
-from central.store import devices, exception_requests, unlock_tokens
+from central.store import devices, exception_requests, policies, unlock_tokens
 from central.store.console_config import load_config
 from central.store.policy_changes import TwoPersonRuleError
 
@@ -29,7 +29,26 @@ UNLOCK_TTL = timedelta(hours=8)
 def devices_page(request: Request, who: Viewer) -> Response:
     runtime = console_of(request).runtime
     rows = visible_devices(runtime.db, who, now=runtime.clock(), offline_after=runtime.settings.offline_after)
-    return page(request, "devices.html", devices=rows)
+    current = policies.latest_version(runtime.db)
+    return page(request, "devices.html", devices=with_policy_state(rows, current), current_policy=current)
+
+
+def with_policy_state(rows: list[dict[str, Any]], current: int) -> list[dict[str, Any]]:
+    """Each device with `policy_state`: `stale` below the current policy version, `unknown` above it (never
+    published: alerted as tamper.policy_unknown), `current`, or None before its first heartbeat."""
+    out = []
+    for row in rows:
+        version = row.get("policy_version")
+        if version is None:
+            state = None
+        elif version < current:
+            state = "stale"
+        elif version > current:
+            state = "unknown"
+        else:
+            state = "current"
+        out.append(row | {"policy_state": state})
+    return out
 
 
 @router.post("/devices/{device_id}/unlock-token")
@@ -71,7 +90,10 @@ def unlock_token_page(
         "minutes": issued.token.minutes,
         "expires_at": issued.token.expires_at.strftime("%Y-%m-%d %H:%M"),
     }
-    answer = page(request, "devices.html", devices=rows, unlock=unlock)
+    current = policies.latest_version(runtime.db)
+    answer = page(
+        request, "devices.html", devices=with_policy_state(rows, current), current_policy=current, unlock=unlock
+    )
     answer.headers["Cache-Control"] = "no-store"  # the page carries a credential
     return answer
 
