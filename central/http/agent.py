@@ -42,15 +42,17 @@ router = APIRouter(prefix="/v1", tags=["agent"])
 
 _JSON = "application/json"
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 408, 413, 415, 422, 429)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 413, 415, 422, 429)
 }
+_BODY_ERRORS = _ERRORS | {408: {"model": ErrorBody}}
+"""Routes that read a body answer 408 when it arrives too slowly (`ingest_gate`)."""
 
 
 def _json(body: str, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(content=body, status_code=status, media_type=_JSON, headers=headers)
 
 
-@router.post("/enroll", response_model=EnrollResponse, responses=_ERRORS)
+@router.post("/enroll", response_model=EnrollResponse, responses=_BODY_ERRORS)
 async def enroll(request: Request) -> Response:
     runtime = runtime_of(request)
     raw = await ingest_gate(request).read_body(request, max_bytes=SMALL_BODY_BYTES)
@@ -101,7 +103,7 @@ def get_policy(request: Request) -> Response:
     return _json(stored.envelope.model_dump_json(), headers=headers)
 
 
-@router.post("/events", response_model=IngestResult, responses=_ERRORS | {409: {"model": ErrorBody}})
+@router.post("/events", response_model=IngestResult, responses=_BODY_ERRORS | {409: {"model": ErrorBody}})
 async def post_events(request: Request) -> Response:
     runtime = runtime_of(request)
     gate = ingest_gate(request)
@@ -149,7 +151,7 @@ def _ingest(runtime: Runtime, device: DeviceAuth, raw: bytes, encoding: str | No
     return _json(IngestResult(accepted=outcome.accepted, duplicates=outcome.duplicates).model_dump_json())
 
 
-@router.post("/heartbeat", response_model=HeartbeatResponse, responses=_ERRORS)
+@router.post("/heartbeat", response_model=HeartbeatResponse, responses=_BODY_ERRORS)
 async def heartbeat(request: Request) -> Response:
     runtime = runtime_of(request)
     raw = await ingest_gate(request).read_body(request, max_bytes=SMALL_BODY_BYTES)
