@@ -145,8 +145,11 @@ def test_personal_tokens_are_issued_with_an_expiry_listed_and_revoked(console: C
 
 
 def _cli(console: Console, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    where = ["--data-dir", str(console.settings.data_dir)]
+    if console.settings.db_url:
+        where += ["--db", console.settings.db_url]
     return subprocess.run(
-        [sys.executable, "-m", "agent_app", "admin", *args, "--data-dir", str(console.settings.data_dir)],
+        [sys.executable, "-m", "agent_app", "admin", *args, *where],
         input=stdin,
         capture_output=True,
         text=True,
