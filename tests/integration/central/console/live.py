@@ -16,6 +16,7 @@ from datetime import timedelta
 
 import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from central import commands
 from central.app import create_app
@@ -45,6 +46,7 @@ class Console:
     runtime: Runtime
     state: ConsoleState
     clients: list[httpx.Client] = field(default_factory=list)
+    app: FastAPI | None = None
 
     def client(self) -> httpx.Client:
         client = httpx.Client(base_url=self.url, timeout=20.0)
@@ -107,7 +109,11 @@ def serve_console(settings: ServerSettings, *, poll_s: float = 0.1) -> Iterator[
         wait_until(lambda: server.started or not thread.is_alive(), timeout=20, what="uvicorn start")
         assert server.started, "uvicorn did not start"
         live = Console(
-            url=f"http://127.0.0.1:{port}", settings=settings, runtime=app.state.runtime, state=app.state.console
+            url=f"http://127.0.0.1:{port}",
+            settings=settings,
+            runtime=app.state.runtime,
+            state=app.state.console,
+            app=app,
         )
         try:
             yield live
