@@ -64,7 +64,7 @@ class ServerSettings:
     """Let webhook URLs point at loopback, private and link-local addresses (refused by default: SSRF)."""
     api_docs: bool = field(default_factory=lambda: env_flag("DESKWARDEN_API_DOCS", True))
     """Serve the interactive API docs (/docs, /redoc) and /openapi.json; off: those paths answer 404."""
-    forwarded_allow_ips: str = field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"))
+    forwarded_allow_ips: str = field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
     """Peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes (comma-separated addresses or networks,
     `*` for any): the reverse proxy's address. Login throttling counts failures per client address from it."""
 
