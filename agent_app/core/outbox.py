@@ -577,21 +577,22 @@ class Outbox:
 
     def _resync(self, endpoint_seq: int, endpoint_mac: str, force: bool) -> ResyncReport | None:
         conn = self._db()
+        # Runs after every heartbeat: a few indexed reads decide, without the write lock; the decision is taken
+        # again inside the write transaction before anything is rewritten.
+        if _diverged(conn, endpoint_seq, endpoint_mac, force=force) is None:
+            return None
         conn.execute("BEGIN IMMEDIATE")
         try:
             if _ident(self._path) != self._file:
                 raise _FileSwapped
-            head_seq, head_mac = outbox_schema.read_head(conn)
-            held = conn.execute("SELECT mac FROM events WHERE seq = ?", (endpoint_seq,)).fetchone()
+            head = _diverged(conn, endpoint_seq, endpoint_mac, force=force)
+            if head is None:
+                conn.execute("ROLLBACK")
+                return None
+            head_seq, head_mac = head
             queued = conn.execute(
                 f"SELECT {_READ_COLS}, severity, ts, size FROM events WHERE state = 0 ORDER BY seq"  # noqa: S608
             ).fetchall()
-            behind = head_seq < endpoint_seq
-            forked = held is not None and bytes(held[0]).hex() != endpoint_mac
-            reused = force and any(int(row[0]) <= endpoint_seq for row in queued)
-            if not (behind or forked or reused):
-                conn.execute("ROLLBACK")
-                return None
             report, top = self._rewrite_after(conn, endpoint_seq, endpoint_mac, head_seq, head_mac, queued)
             conn.execute("COMMIT")
         except BaseException:
@@ -888,6 +889,23 @@ class Outbox:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _diverged(conn: sqlite3.Connection, endpoint_seq: int, endpoint_mac: str, *, force: bool) -> tuple[int, str] | None:
+    """The outbox head when it no longer matches the endpoint's (see `Outbox.resync`), else None."""
+    head_seq, head_mac = outbox_schema.read_head(conn)
+    if head_seq < endpoint_seq:
+        return head_seq, head_mac
+    held = conn.execute("SELECT mac FROM events WHERE seq = ?", (endpoint_seq,)).fetchone()
+    if held is not None and bytes(held[0]).hex() != endpoint_mac:
+        return head_seq, head_mac
+    if force:
+        queued_below = conn.execute(
+            "SELECT 1 FROM events WHERE state = 0 AND seq <= ? LIMIT 1", (endpoint_seq,)
+        ).fetchone()
+        if queued_below is not None:
+            return head_seq, head_mac
+    return None
 
 
 def _write_at_start(fd: int, data: bytes) -> None:
