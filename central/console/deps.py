@@ -110,11 +110,16 @@ def page(request: Request, name: str, *, status_code: int = 200, **context: Any)
     return TEMPLATES.TemplateResponse(request, name, base | context, status_code=status_code)
 
 
+URL_SAFE = "/?=&%#:@!$'()*+,;~-._"
+"""What stays as it is in a Location: the URL's own punctuation and escapes; anything else (non-ASCII, spaces,
+line breaks from a decoded path) is percent-encoded, since headers are Latin-1 and one line."""
+
+
 def back(url: str, *, msg: str = "", err: str = "") -> Response:
     """Post/redirect/get with a one-line message."""
     sep = "&" if "?" in url else "?"
     query = f"{sep}msg={quote(msg)}" if msg else f"{sep}err={quote(err)}" if err else ""
-    return Response(status_code=303, headers={"Location": url + query})
+    return Response(status_code=303, headers={"Location": quote(url, safe=URL_SAFE) + query})
 
 
 def new_login_csrf() -> str:

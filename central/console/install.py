@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -75,7 +76,7 @@ def install_console(
 
     @app.exception_handler(LoginRequired)
     async def _login(_request: Request, exc: LoginRequired) -> Response:
-        return back(f"/console/login?next={exc.next_url}")
+        return back(f"/console/login?next={quote(exc.next_url, safe='/')}")
 
     previous_invalid = app.exception_handlers.get(RequestValidationError)
 

@@ -110,3 +110,38 @@ def test_wrong_typed_form_fields_show_a_console_page_not_json(console: Console) 
     assert answer.headers["content-type"].startswith("text/html")
     assert "smtp_port" in answer.text
     assert '{"detail"' not in answer.text
+
+
+@pytest.mark.parametrize(
+    "path", ["/console/alerts/%E2%80%AE", "/console/alerts/%0D%0ASet-Cookie:%20x=1", "/console/audit?before=%0d%0a"]
+)
+def test_odd_paths_before_login_redirect_with_a_safe_location(console: Console, path: str) -> None:
+    answer = httpx.get(console.url + path, follow_redirects=False)
+
+    assert answer.status_code == 303, answer.text[:300]
+    location = answer.headers["location"]
+    assert location.startswith("/console/login?next=")
+    assert location.isascii()
+    assert "\r" not in location
+    assert "\n" not in location
+    assert "x=1" not in answer.headers.get("set-cookie", "")
+
+
+def test_logging_in_with_an_odd_next_lands_in_the_console(console: Console) -> None:
+    console.user("ada", "admin")
+    client = console.client()
+    token = csrf_of(client.get("/console/login").text)
+
+    answer = client.post(
+        "/console/login",
+        data={
+            "username": "ada",
+            "password": "correct-horse-battery",
+            "csrf_token": token,
+            "next": "/console/\u202e\r\nX: 1",
+        },
+    )
+
+    assert answer.status_code == 303
+    assert answer.headers["location"].isascii()
+    assert answer.headers["location"].startswith("/console/")
