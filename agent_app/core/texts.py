@@ -253,12 +253,14 @@ TAMPER_REASONS: Final = {
     "uninstall_refused": "An attempt to uninstall DeskWarden without an unlock token was refused",
     "helper_stopped": "The DeskWarden tray stopped while you were signed in",
     "helper_missing": "The DeskWarden tray was not running in your session",
+    "unlock_refused": "An unlock token was refused",
 }
 LOSS_REASONS: Final = {
     "quota": "the storage limit was reached",
     "disk_full": "the disk was full",
     "corruption": "the local store was damaged",
     "lost_commits": "DeskWarden stopped before saving them",
+    "seq_resync": "this PC's local record was lost or replaced, so the endpoint's numbering was taken up again",
 }
 UNLOCK_SCOPES: Final = {"quit": "quit DeskWarden", "uninstall": "uninstall DeskWarden"}
 COLLECTOR_LABELS: Final = {
