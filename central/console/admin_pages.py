@@ -22,6 +22,7 @@ from central.console import forms
 from central.console.deps import Acting, CursorId, PathId, Viewer, back, page, require_admin
 from central.console.queries import teams
 from central.console.state import console_of
+from central.names import check_name
 from central.netguard import check_webhook_url
 from central.store import tokens
 from central.store.console_config import ConsoleConfig, load_config
@@ -356,8 +357,8 @@ def retention_save(
         rule = retention.RetentionRule(
             scope=cast(retention.Scope, scope),
             days=days,
-            kind=kind.strip() or None,
-            team=team.strip() or None,
+            kind=forms.event_kind(kind) or None,
+            team=check_name(team, what="team name") if team.strip() else None,
         )
         retention.set_rule(runtime.db, rule, actor=who.name, now=runtime.clock())
     except ValueError as exc:

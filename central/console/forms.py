@@ -5,6 +5,7 @@ Pure functions raising ValueError with a message fit for the page; any thread.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 MAX_URL_LENGTH = 2000
@@ -50,3 +51,14 @@ def plain_text(value: str, *, field: str, max_length: int) -> str:
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         raise ValueError(f"{field} must not contain line breaks or control characters")
     return text
+
+
+EVENT_KIND_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
+
+
+def event_kind(value: str) -> str:
+    """An event kind such as `clipboard.sensitive` ('' stays ''): lower-case words joined by dots, at most 64."""
+    kind = value.strip()
+    if kind and (len(kind) > 64 or not EVENT_KIND_RE.match(kind)):
+        raise ValueError("kind must be an event kind such as clipboard.sensitive")
+    return kind

@@ -206,3 +206,40 @@ def test_the_cli_refuses_bad_names_too(console: Console) -> None:
         commands.create_user(console.settings, "ok", role="supervisor", teams=["x" * 500], password="long-enough-pw")
     with pytest.raises(ValueError, match="team name"):
         commands.issue_enroll_token(console.settings, "=cmd|' /C calc'!A0", timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("kind", "team", "words"),
+    [
+        ("x" * 500, "", "kind"),
+        ("clipboard sensitive<b>", "", "kind"),
+        ("", "x" * 5000, "team name"),
+        ("", "<b>", "team name"),
+    ],
+)
+def test_retention_rules_take_only_event_kinds_and_team_names(
+    console: Console, kind: str, team: str, words: str
+) -> None:
+    console.user("ada", "admin")
+    client = console.login("ada")
+    csrf = csrf_of(client.get("/console/settings").text)
+
+    answer = client.post(
+        "/console/retention", data={"csrf_token": csrf, "scope": "events", "days": "30", "kind": kind, "team": team}
+    )
+
+    assert words in _err(answer)
+
+
+def test_a_retention_rule_for_a_kind_and_team_is_saved(console: Console) -> None:
+    console.user("ada", "admin")
+    client = console.login("ada")
+    csrf = csrf_of(client.get("/console/settings").text)
+
+    answer = client.post(
+        "/console/retention",
+        data={"csrf_token": csrf, "scope": "events", "days": "30", "kind": "clipboard.sensitive", "team": "team-a"},
+    )
+
+    assert answer.status_code == 303
+    assert "msg=" in answer.headers["location"]
