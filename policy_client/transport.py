@@ -149,6 +149,12 @@ class Transport:
     def get(self, path: str, *, headers: dict[str, str] | None = None) -> requests.Response:
         return self._request("GET", path, headers=dict(headers or {}))
 
+    def stream(
+        self, path: str, *, headers: dict[str, str] | None = None, params: list[tuple[str, str]] | None = None
+    ) -> requests.Response:
+        """A long-lived GET read as it arrives (the supervisors' alert stream); the caller closes the response."""
+        return self._request("GET", path, headers=dict(headers or {}), params=params or [], stream=True)
+
     def close(self) -> None:
         self._session.close()
 

@@ -24,7 +24,7 @@ from urllib.parse import urljoin
 import requests
 
 from agent_app.core.backoff import Backoff
-from policy_client.transport import agent_version, validate_base_url
+from policy_client.transport import Transport, TransportError, validate_base_url
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,9 @@ class SseAlertClient:
         self.base_url = validate_base_url(base_url)
         self._token = token
         self._teams = list(teams)
-        self._verify: bool | str = str(ca_bundle) if ca_bundle is not None else True
+        self._ca_bundle = ca_bundle
         self._backoff = backoff or Backoff(base=1.0, cap=60.0)
-        self._timeout = (CONNECT_TIMEOUT_S, read_timeout)
+        self._read_timeout = read_timeout
         self._auth_retry_s = auth_retry_s
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -197,7 +197,14 @@ class SseAlertClient:
     # --- stream thread ------------------------------------------------------------------------------
 
     def _run(self, callback: AlertCallback) -> None:
-        session = requests.Session()
+        # The same endpoint client as the service's uploader: TLS verification, CA bundle, no redirects.
+        session = Transport(
+            self.base_url,
+            credential=self._token,
+            ca_bundle=self._ca_bundle,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            read_timeout=self._read_timeout,
+        )
         try:
             while not self._stopping.is_set():
                 try:
@@ -212,28 +219,15 @@ class SseAlertClient:
         finally:
             session.close()
 
-    def _connect_once(self, session: requests.Session, callback: AlertCallback) -> float | None:
+    def _connect_once(self, session: Transport, callback: AlertCallback) -> float | None:
         """Read one connection to its end. Returns a delay to wait before reconnecting, or None for backoff."""
-        headers = {
-            "Accept": "text/event-stream",
-            "Authorization": f"Bearer {self._token}",
-            "Cache-Control": "no-cache",
-            "User-Agent": f"deskwarden/{agent_version()}",
-        }
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self._last_id is not None:
             headers["Last-Event-ID"] = self._last_id
         params = [("team", team) for team in self._teams]
         try:
-            response = session.get(
-                self.base_url + STREAM_PATH,
-                headers=headers,
-                params=params,
-                stream=True,
-                timeout=self._timeout,
-                verify=self._verify,
-                allow_redirects=False,
-            )
-        except requests.RequestException as exc:
+            response = session.stream(STREAM_PATH, headers=headers, params=params)
+        except TransportError as exc:
             log.warning("supervisor alert stream: cannot connect to %s (%s)", self.base_url, type(exc).__name__)
             return None
         with self._lock:
