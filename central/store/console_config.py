@@ -6,15 +6,19 @@ Read by request worker threads and the alerting thread; written by admins throug
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 
-from central.store.console_tables import console_settings
+from central.store.console_tables import alert_outbox, console_settings, routing_rules
 from central.store.engine import Database, scrub_free_space
 from central.store.sealing import SealedSecretError, is_sealed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,10 +68,22 @@ def save_config(db: Database, config: ConsoleConfig, *, now: datetime) -> None:
         conn.execute(insert(console_settings), [{"key": k, "value": v, "updated_at": now} for k, v in values.items()])
 
 
+SEALED_COLUMNS = (
+    (routing_rules, ("channels", "escalate_to")),
+    (alert_outbox, ("target",)),
+)
+"""Rows of these columns written in clear by an older version are sealed at start."""
+
+
 def seal_stored_secrets(db: Database) -> None:
     """Seal secrets an older version stored in clear (run at every start; nothing to do once sealed)."""
     if db.box is None:
         return
+    sealed_rows = [_seal_clear_rows(db, table, columns) for table, columns in SEALED_COLUMNS]
+    if any(sealed_rows):
+        scrub_free_space(db, table=routing_rules.name)
+        if not db.is_sqlite:
+            scrub_free_space(db, table=alert_outbox.name)
     with db.read() as conn:
         rows = conn.execute(
             select(console_settings.c.key, console_settings.c.value).where(console_settings.c.key.in_(SECRET_FIELDS))
@@ -85,3 +101,26 @@ def seal_stored_secrets(db: Database) -> None:
                     .values(value=db.box.seal(current, context=name))
                 )
     scrub_free_space(db, table=console_settings.name)
+
+
+def _seal_clear_rows(db: Database, table: Table, columns: tuple[str, ...]) -> int:
+    """Rewrite the rows whose `columns` are stored in clear (the column type seals on write); how many."""
+    listed = ", ".join(columns)
+    with db.read() as conn:
+        raw = conn.exec_driver_sql(f"SELECT id, {listed} FROM {table.name}").all()  # noqa: S608 - fixed names
+    clear: list[dict[str, Any]] = []
+    for row in raw:
+        values = {name: _stored_json(value) for name, value in zip(columns, row[1:], strict=True)}
+        if not all(is_sealed(v) for v in values.values()):
+            clear.append({"id": row[0], **values})
+    if clear:
+        with db.write() as conn:
+            for values in clear:
+                conn.execute(update(table).where(table.c.id == values["id"]).values({c: values[c] for c in columns}))
+        log.info("sealed %s row(s) of %s stored in clear", len(clear), table.name)
+    return len(clear)
+
+
+def _stored_json(value: Any) -> Any:
+    """What the driver returned for a JSON column read as it is stored (SQLite: its JSON text)."""
+    return json.loads(value) if isinstance(value, str) and not is_sealed(value) else value

@@ -1,4 +1,5 @@
 """Tables of the console, alert routing, policy change control, exception requests and retention (schema v2).
+Webhook targets (rule channels, outbox targets) are stored sealed: their URLs are the receivers' secrets.
 
 SQLAlchemy Core objects on the shared `tables.metadata`; created by migration step 2. Any thread.
 """
@@ -16,6 +17,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from central.store.sealing import SealedJson
 from central.store.tables import BigId, Json, Timestamp, metadata
 
 users = Table(
@@ -101,10 +103,10 @@ routing_rules = Table(
     Column("team", String(128), nullable=True),
     Column("kinds", Json, nullable=False),
     Column("min_severity", String(16), nullable=False, default="info"),
-    Column("channels", Json, nullable=False),
+    Column("channels", SealedJson("routing_rules.channels"), nullable=False),
     Column("dedupe_seconds", Integer, nullable=False, default=300),
     Column("sla_minutes", Integer, nullable=False, default=240),
-    Column("escalate_to", Json, nullable=False),
+    Column("escalate_to", SealedJson("routing_rules.escalate_to"), nullable=False),
     Column("playbook", Json, nullable=False),
     Column("created_at", Timestamp, nullable=False),
 )
@@ -138,7 +140,7 @@ alert_outbox = Table(
     Column("id", BigId, primary_key=True, autoincrement=True),
     Column("alert_id", BigId, nullable=False),
     Column("channel", String(16), nullable=False),
-    Column("target", Json, nullable=False),
+    Column("target", SealedJson("alert_outbox.target"), nullable=False),
     Column("payload", Json, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", Timestamp, nullable=False),

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from central.store.sealing import SecretBox
+from central.store.sealing import DIALECT_ATTRIBUTE, SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +70,10 @@ def open_database(url: str, *, pool_size: int = 10, box: SecretBox | None = None
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
         _tune_sqlite(engine)
+        setattr(engine.dialect, DIALECT_ATTRIBUTE, box)
         return Database(engine=engine, write_lock=threading.Lock(), box=box)
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    setattr(engine.dialect, DIALECT_ATTRIBUTE, box)  # for SealedJson columns
     return Database(engine=engine, box=box)
 
 

@@ -9,14 +9,20 @@ signing key. `SecretBox` is immutable and used from any thread.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import JSON
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +66,46 @@ class SecretBox:
 
 def is_sealed(value: object) -> bool:
     return isinstance(value, str) and value.startswith(SEALED_PREFIX)
+
+
+DIALECT_ATTRIBUTE = "deskwarden_secret_box"
+"""`open_database` hangs the database's SecretBox on its engine's dialect (one per engine), where column types
+find it."""
+
+
+def box_of(dialect: Dialect) -> SecretBox | None:
+    box = getattr(dialect, DIALECT_ATTRIBUTE, None)
+    return box if isinstance(box, SecretBox) else None
+
+
+class SealedJson(TypeDecorator[Any]):
+    """A JSON column stored sealed when the engine has a secrets key (webhook URLs carry their receiver's secret:
+    Slack and Teams URLs are bearer credentials). Values written before sealing existed read as they are;
+    `seal_stored_rows` seals them. Queries cannot look inside a sealed value."""
+
+    impl = JSON
+    cache_ok = True
+
+    def __init__(self, context: str) -> None:
+        super().__init__()
+        self.context = context
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(JSONB() if dialect.name == "postgresql" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        box = box_of(dialect)
+        if box is None or value is None:
+            return value
+        return box.seal(json.dumps(value, sort_keys=True, separators=(",", ":")), context=self.context)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if not is_sealed(value):
+            return value
+        box = box_of(dialect)
+        if box is None:
+            raise SealedSecretError(f"{self.context} is sealed and this process has no secrets key")
+        return json.loads(box.open(value, context=self.context))
 
 
 def load_or_create_box(path: Path) -> SecretBox:
