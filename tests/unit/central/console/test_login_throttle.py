@@ -90,14 +90,18 @@ def test_the_hash_gate_admits_limit_plus_queue_and_refuses_the_rest() -> None:
     inside.wait(5)  # both slots taken
     waiter = threading.Thread(target=lambda: outcomes.append(_queued(gate)))
     waiter.start()
+    _wait_until_admitted(gate, 3)
     with pytest.raises(HashingBusy):  # two hashing, one admitted waiting: the fourth is refused at once
-        _wait_until_admitted(gate, 3)
-        with gate.slot():
-            pass
+        _enter(gate)
     release.set()
     for t in [*holders, waiter]:
         t.join(5)
     assert sorted(outcomes) == ["hashed", "hashed", "queued-then-hashed"]
+
+
+def _enter(gate: HashGate) -> None:
+    with gate.slot():
+        pass
 
 
 def _queued(gate: HashGate) -> str:
