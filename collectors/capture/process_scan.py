@@ -76,6 +76,11 @@ class PsutilProcessTable:
             return None
         except psutil.AccessDenied:
             return None
+        except OSError as exc:
+            # psutil re-raises Win32 errors it has no mapping for: under Wine 8, name() of some system processes
+            # fails with WinError 87 from NtQuerySystemInformation. One such pid must not stop the whole scan.
+            log.debug("cannot inspect pid %d: %s", pid, exc)
+            return None
 
     def terminate(self, pid: int, create_time: float, *, timeout: float) -> str:
         try:

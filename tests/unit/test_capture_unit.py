@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -548,3 +549,21 @@ def test_helper_without_a_keyboard_hook_is_unavailable_and_off_when_policy_says_
     working.reconfigure(policy(hotkeys=True))
     assert keys.running
     assert state_of(working) is CollectorState.running
+
+
+def test_a_process_whose_name_fails_with_an_os_error_is_skipped_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """psutil raises a bare OSError (WinError 87 under Wine 8) for some system processes; the scan goes on."""
+    from collectors.capture import process_scan
+
+    class Unreadable:
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+
+        def oneshot(self) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
+
+        def name(self) -> str:
+            raise OSError(22, "[WinError 87] Invalid parameter: '(originated from NtQuerySystemInformation)'")
+
+    monkeypatch.setattr(process_scan.psutil, "Process", Unreadable)
+    assert process_scan.PsutilProcessTable().inspect(4) is None
