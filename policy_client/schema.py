@@ -288,6 +288,10 @@ class UsbControl(_Frozen):
     media_roots: list[str] = Field(default_factory=lambda: ["/media", "/run/media"])
 
 
+Confidence = Literal["low", "medium", "high"]
+"""How sure a PII finding is, from its checksum, format and nearby keywords (collectors/pii/confidence.py)."""
+
+
 class DownloadsControl(_Frozen):
     mode: Literal["off", "audit", "warn", "quarantine", "delete"] = "audit"
     paths: list[str] = Field(default_factory=lambda: ["~/Downloads"])
@@ -297,6 +301,8 @@ class DownloadsControl(_Frozen):
     quarantine_on: Literal["any", "blocked", "sensitive"] = "blocked"
     """Which downloads quarantine/delete mode acts on: every file, blocked extension/size only, or
     blocked plus files with sensitive content."""
+    min_confidence: Confidence = "medium"
+    """Findings below this confidence do not make a file sensitive (docs/pii-detectors.md)."""
 
     @field_validator("blocked_extensions")
     @classmethod
@@ -311,6 +317,8 @@ ALL_DETECTORS: tuple[Detector, ...] = ("card", "aadhaar", "pan", "iban", "ssn", 
 class ClipboardControl(_Frozen):
     mode: Literal["off", "audit", "warn", "clear", "mask"] = "audit"
     detectors: list[Detector] = Field(default_factory=lambda: list(ALL_DETECTORS))
+    min_confidence: Confidence = "medium"
+    """Copies whose findings are all below this confidence are not acted on or recorded."""
 
 
 class ScreenCaptureControl(_Frozen):
