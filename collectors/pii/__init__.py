@@ -6,14 +6,18 @@ on a worker for large text; downloads on its collector thread). Nothing here log
 
 from __future__ import annotations
 
+from collectors.pii.confidence import CONFIDENCE_LEVELS, DEFAULT_MIN_CONFIDENCE, confidence_at_least
 from collectors.pii.detectors import ALL, DEFAULT_LIMIT_CHARS, Finding, ScanResult, mask_text, scan, scan_text
 from collectors.pii.masking import keyed_hash, mask, normalise, summarize
 
 __all__ = [
     "ALL",
+    "CONFIDENCE_LEVELS",
     "DEFAULT_LIMIT_CHARS",
+    "DEFAULT_MIN_CONFIDENCE",
     "Finding",
     "ScanResult",
+    "confidence_at_least",
     "keyed_hash",
     "mask",
     "mask_text",

@@ -1,7 +1,8 @@
-"""Regex pre-filters plus python-stdnum validators that find personal data in text.
+"""Regex pre-filters plus python-stdnum validators that find personal data in text, each finding with a
+confidence (low, medium, high) from its checksum, its format and nearby keywords.
 
 Pure functions, safe from any thread; callers bound the work with `limit_chars`. Findings carry
-only offsets and a masked form, never the raw value.
+only offsets, a masked form and a confidence, never the raw value.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from stdnum.in_ import aadhaar as _aadhaar
 from stdnum.in_ import pan as _pan
 from stdnum.us import ssn as _ssn
 
+from collectors.pii.confidence import LOW, MEDIUM, confidence, has_keyword
 from collectors.pii.masking import MASK_CHAR, SEPARATORS, apply_masks, mask
-from policy_client.schema import ALL_DETECTORS
+from policy_client.schema import ALL_DETECTORS, Confidence
 
 ALL: tuple[str, ...] = tuple(ALL_DETECTORS)
 DEFAULT_LIMIT_CHARS = 5 * 1024 * 1024
@@ -29,12 +31,13 @@ _PRIORITY = {name: rank for rank, name in enumerate(("card", "aadhaar", "iban", 
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One detected value: its detector, its span in the scanned text and its masked form."""
+    """One detected value: its detector, its span in the scanned text, its masked form and how sure it is."""
 
     type: str
     start: int
     end: int
     masked: str
+    confidence: Confidence = "medium"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +48,20 @@ class ScanResult:
     scanned_chars: int
 
 
-# --- numeric runs: card, aadhaar, ssn ----------------------------------------------------------
+_Raw = tuple[str, int, int, int]
+"""(detector, start, end, base confidence rank from checksum and format)."""
+
+# --- numeric runs: card, aadhaar, ssn, bare mobile numbers ---------------------------------------
 #
-# A "run" is a maximal sequence of digit groups joined by one space or one dash. Candidates are
-# contiguous groups of a run, so a number never begins or ends inside a group of adjacent digits
-# (digits inside longer digit runs never match), while "4111 1111 1111 1111 123" still yields the
-# card. Possessive quantifiers keep the scan linear.
+# A "run" is a maximal sequence of digit groups joined by one space, dash or dot. A candidate is a whole
+# run, never a window of one: "4111 1111 1111 1111 123" and "1234 2341 2341 2346" hold nothing. The one
+# split: a space next to a group of 7+ digits separates two numbers ("4111111111111111 12/27" holds the
+# card). A run glued to a letter, an underscore, or to a word through "-" or "/" ("INV-4111...") is part
+# of a longer identifier and holds nothing either.
 # No possessive quantifiers or atomic groups: CPython 3.11.0-3.11.4 (Debian 12's python3 is 3.11.2) mis-matches
-# them (gh-106052), which made "card 4111 1111 1111 1111" yield nothing. With nothing after the run to backtrack
-# into, the greedy forms match exactly the same text at the same cost.
-_RUN = re.compile(r"\d+(?:[ -]\d+)*")
+# them (gh-106052), which made "card 4111 1111 1111 1111" yield nothing. The run pattern cannot backtrack
+# into itself (every repetition starts with a separator), so the greedy form costs the same.
+_RUN = re.compile(r"\d+(?:[ .-]\d+)*")
 _GROUP = re.compile(r"\d+")
 _WORDISH = re.compile(r"\w")
 _SSN_CONTEXT = re.compile(r"(?i)\b(?:ssn|ss#|social\s+security|soc\.?\s*sec)")
@@ -62,67 +69,140 @@ _CARD_FIRST_DIGITS = frozenset("234568")
 """Issuer ranges in use for payment cards (Visa 4, Mastercard 2/5, Amex/JCB/Diners 3, Discover/
 RuPay/UnionPay/Maestro 6/5/8); 0, 1, 7 and 9 are left out to limit false positives."""
 _MIN_RUN_CHARS = 9
-_MAX_CANDIDATE_DIGITS = 19
+_SOLID_GROUP = 7
+"""A space next to an unformatted group of this many digits or more ends one number and starts another."""
+_JOINERS = "-/"
+"""Between a word and a number these make one identifier ("INV-4111...", "ABC/2024/...")."""
 
 
 _Group = tuple[int, int, str]
-"""(start, end, separator before it: '' for a run's first group)."""
-_Check = Callable[[str, list[_Group], str], bool]
+"""(start, end, separator before it: '' for a piece's first group)."""
+_Check = Callable[[str, list[_Group], str], int | None]
+"""Returns the base confidence rank, or None when the candidate is not of this type."""
 
 
 def _glued_left(text: str, start: int) -> bool:
-    """True when a group touches a letter/underscore on its left or ends a decimal like 3.1415..."""
+    """True when a run touches a letter/digit/underscore on its left, or hangs off a word through "-" or "/"."""
     if start == 0:
         return False
     before = text[start - 1]
-    return bool(_WORDISH.match(before)) or (before == "." and start > 1 and text[start - 2].isdigit())
+    if _WORDISH.match(before):
+        return True
+    return before in _JOINERS and start > 1 and bool(_WORDISH.match(text[start - 2]))
 
 
 def _glued_right(text: str, end: int) -> bool:
     if end >= len(text):
         return False
     after = text[end]
-    return bool(_WORDISH.match(after)) or (after == "." and end + 1 < len(text) and text[end + 1].isdigit())
+    if _WORDISH.match(after):
+        return True
+    return after in _JOINERS and end + 1 < len(text) and bool(_WORDISH.match(text[end + 1]))
 
 
-def _is_card(text: str, groups: list[_Group], digits: str) -> bool:
+def _sizes(groups: list[_Group]) -> list[int]:
+    return [g[1] - g[0] for g in groups]
+
+
+def _separator(groups: list[_Group]) -> str | None:
+    """The one separator of a grouped candidate ('' for one group), or None when it mixes separators."""
+    seps = {g[2] for g in groups[1:]}
+    if not seps:
+        return ""
+    return seps.pop() if len(seps) == 1 else None
+
+
+def _card_brand_fits(d: str) -> bool:
+    """The number's issuer prefix and length belong to a scheme in use (Visa, Mastercard, Amex, Diners, JCB,
+    Discover, RuPay, UnionPay)."""
+    n = len(d)
+    two, three, four = int(d[:2]), int(d[:3]), int(d[:4])
+    if d[0] == "4":
+        return n in (13, 16, 19)
+    if 51 <= two <= 55 or 2221 <= four <= 2720:
+        return n == 16
+    if two in (34, 37):
+        return n == 15
+    if two in (36, 38, 39) or 300 <= three <= 305:
+        return n in (14, 16)
+    if 3528 <= four <= 3589:
+        return 16 <= n <= 19
+    if four == 6011 or two == 65 or 644 <= three <= 649 or two == 62:
+        return 16 <= n <= 19
+    if two in (60, 81, 82) or three == 508:
+        return n == 16
+    return False
+
+
+def _is_card(text: str, groups: list[_Group], digits: str) -> int | None:
     if not 13 <= len(digits) <= 19 or digits[0] not in _CARD_FIRST_DIGITS:
-        return False
+        return None
+    sep = _separator(groups)
+    if sep is None:
+        return None
     if len(groups) > 1:
-        sizes = [g[1] - g[0] for g in groups]
+        sizes = _sizes(groups)
         spaced_fours = all(s == 4 for s in sizes[:-1]) and 1 <= sizes[-1] <= 4
         amex_like = len(sizes) == 3 and sizes[0] == 4 and sizes[1] == 6 and sizes[2] in (4, 5)
         if not (spaced_fours or amex_like):
-            return False
-    return bool(_luhn.is_valid(digits))
+            return None
+    if not _luhn.is_valid(digits):
+        return None
+    return MEDIUM if sep != "." and _card_brand_fits(digits) else LOW
 
 
-def _is_aadhaar(text: str, groups: list[_Group], digits: str) -> bool:
+def _is_aadhaar(text: str, groups: list[_Group], digits: str) -> int | None:
     if len(digits) != 12 or digits[0] in "01":
-        return False
-    if len(groups) > 1 and [g[1] - g[0] for g in groups] != [4, 4, 4]:
-        return False
-    return bool(_aadhaar.is_valid(digits))
+        return None
+    sep = _separator(groups)
+    if sep is None or (len(groups) > 1 and _sizes(groups) != [4, 4, 4]):
+        return None
+    if not _aadhaar.is_valid(digits):
+        return None
+    # Aadhaar letters print the number as 4-4-4; an unformatted 12-digit number is as often a UPI reference.
+    return MEDIUM if sep in (" ", "-") else LOW
 
 
-def _is_ssn(text: str, groups: list[_Group], digits: str) -> bool:
+def _is_ssn(text: str, groups: list[_Group], digits: str) -> int | None:
     if len(digits) != 9:
-        return False
+        return None
+    sep = _separator(groups)
+    if sep is None:
+        return None
     if len(groups) == 1:
         # An unformatted 9-digit number is an SSN only next to a label; otherwise every order number would match.
         window = text[max(0, groups[0][0] - 32) : groups[0][0]]
         if not _SSN_CONTEXT.search(window):
-            return False
-    elif [g[1] - g[0] for g in groups] != [3, 2, 4]:
-        return False
-    return bool(_ssn.is_valid(digits))
+            return None
+    elif _sizes(groups) != [3, 2, 4]:
+        return None
+    if not _ssn.is_valid(digits):
+        return None
+    return MEDIUM if sep == "-" else LOW
 
 
-_NUMERIC: tuple[tuple[str, _Check], ...] = (("card", _is_card), ("aadhaar", _is_aadhaar), ("ssn", _is_ssn))
-_SINGLE_SIZES = frozenset({9, 12, *range(13, 20)})
+def _is_bare_mobile(text: str, groups: list[_Group], digits: str) -> int | None:
+    """Indian mobile numbers written without spaces (9876543210, 09876543210): only next to a phone keyword."""
+    if len(groups) != 1 or len(digits) not in (10, 11):
+        return None
+    national = digits[1:] if len(digits) == 11 else digits
+    if (len(digits) == 11 and digits[0] != "0") or national[0] not in "6789":
+        return None
+    if not has_keyword(text, "phone", groups[0][0], groups[0][1]):
+        return None
+    return LOW
 
 
-def _numeric_findings(text: str, wanted: frozenset[str]) -> Iterator[tuple[str, int, int]]:
+_NUMERIC: tuple[tuple[str, _Check], ...] = (
+    ("card", _is_card),
+    ("aadhaar", _is_aadhaar),
+    ("ssn", _is_ssn),
+    ("phone", _is_bare_mobile),
+)
+_CANDIDATE_SIZES = frozenset({9, 10, 11, 12, *range(13, 20)})
+
+
+def _numeric_findings(text: str, wanted: frozenset[str]) -> Iterator[_Raw]:
     checks = [(name, check) for name, check in _NUMERIC if name in wanted]
     if not checks:
         return
@@ -130,61 +210,48 @@ def _numeric_findings(text: str, wanted: frozenset[str]) -> Iterator[tuple[str, 
         r_start, r_end = run.span()
         if r_end - r_start < _MIN_RUN_CHARS:
             continue
+        glued_left, glued_right = _glued_left(text, r_start), _glued_right(text, r_end)
         chunk = run.group()
         if chunk.isdigit():  # the common case: one group
-            if chunk.__len__() in _SINGLE_SIZES and not _glued_left(text, r_start) and not _glued_right(text, r_end):
-                group = [(r_start, r_end, "")]
-                for name, check in checks:
-                    if check(text, group, chunk):
-                        yield name, r_start, r_end
-                        break
+            if len(chunk) in _CANDIDATE_SIZES and not (glued_left or glued_right):
+                yield from _check_candidate(text, [(r_start, r_end, "")], chunk, checks)
             continue
         groups: list[_Group] = []
         prev_end = -1
         for g in _GROUP.finditer(text, r_start, r_end):
             groups.append((g.start(), g.end(), text[prev_end] if prev_end >= 0 else ""))
             prev_end = g.end()
-        # A group glued to a word ("ID4111...") or to a decimal point cannot start or end a number.
-        if _glued_left(text, r_start):
-            groups = groups[1:]
-        if groups and _glued_right(text, r_end):
-            groups = groups[:-1]
-        if groups:
-            yield from _scan_groups(text, groups, checks)
-
-
-def _scan_groups(text: str, groups: list[_Group], checks: list[tuple[str, _Check]]) -> Iterator[tuple[str, int, int]]:
-    """Greedy left to right: at each group take the longest candidate any detector accepts."""
-    i = 0
-    n = len(groups)
-    while i < n:
-        first = groups[i]
-        size = first[1] - first[0]
-        # Layouts of grouped numbers start with 3 (SSN) or 4 digits (cards, Aadhaar); others stand alone.
-        last = i
-        if size in (3, 4):
-            total = size
-            sep = groups[i + 1][2] if i + 1 < n else ""
-            while last + 1 < n and groups[last + 1][2] == sep:
-                nxt = groups[last + 1][1] - groups[last + 1][0]
-                if nxt > 6 or total + nxt > _MAX_CANDIDATE_DIGITS:
-                    break
-                last += 1
-                total += nxt
-        matched = -1
-        for j in range(last, i - 1, -1):
-            cand = groups[i : j + 1]
-            digits = "".join(text[g[0] : g[1]] for g in cand)
-            if len(digits) not in _SINGLE_SIZES:
+        for piece in _pieces(groups):
+            # Glue binds only the piece that touches it: "ID-1234 4111111111111111" still holds the card.
+            if (glued_left and piece[0][0] == r_start) or (glued_right and piece[-1][1] == r_end):
                 continue
-            for name, check in checks:
-                if check(text, cand, digits):
-                    yield name, cand[0][0], cand[-1][1]
-                    matched = j
-                    break
-            if matched >= 0:
-                break
-        i = matched + 1 if matched >= 0 else i + 1
+            digits = "".join(text[g[0] : g[1]] for g in piece)
+            if len(digits) in _CANDIDATE_SIZES:
+                yield from _check_candidate(text, piece, digits, checks)
+
+
+def _pieces(groups: list[_Group]) -> Iterator[list[_Group]]:
+    """Split a run at each space next to a solid group (7+ digits): the numbers either side are separate."""
+    piece: list[_Group] = []
+    for group in groups:
+        if (
+            piece
+            and group[2] == " "
+            and (group[1] - group[0] >= _SOLID_GROUP or piece[-1][1] - piece[-1][0] >= _SOLID_GROUP)
+        ):
+            yield piece
+            piece = []
+        piece.append(group if piece else (group[0], group[1], ""))
+    if piece:
+        yield piece
+
+
+def _check_candidate(text: str, groups: list[_Group], digits: str, checks: list[tuple[str, _Check]]) -> Iterator[_Raw]:
+    for name, check in checks:
+        base = check(text, groups, digits)
+        if base is not None:
+            yield name, groups[0][0], groups[-1][1], base
+            return
 
 
 # --- PAN, IBAN ----------------------------------------------------------------------------------
@@ -199,41 +266,49 @@ def _preceded_by(text: str, start: int, chars: str) -> bool:
     return start > 0 and (text[start - 1].isalnum() or text[start - 1] in chars)
 
 
-def _pan_findings(text: str) -> Iterator[tuple[str, int, int]]:
+def _pan_findings(text: str) -> Iterator[_Raw]:
     for m in _PAN.finditer(text):
-        if not _preceded_by(text, m.start(), "") and _pan.is_valid(m.group()):
-            yield "pan", m.start(), m.end()
+        start, end = m.span()
+        if _preceded_by(text, start, "") or _glued_left(text, start) or _glued_right(text, end):
+            continue
+        if _pan.is_valid(m.group()):
+            # The fourth letter is the holder's class; P (a person) is the one a contact centre meets.
+            yield "pan", start, end, MEDIUM if m.group()[3] == "P" else LOW
 
 
-def _iban_findings(text: str) -> Iterator[tuple[str, int, int]]:
+def _iban_findings(text: str) -> Iterator[_Raw]:
     for m in _IBAN.finditer(text):
-        if _preceded_by(text, m.start(), ""):
+        start = m.start()
+        if _preceded_by(text, start, "") or _glued_left(text, start):
             continue
         value = m.group()
         end = m.end()
-        # A following word written in capitals may have been taken as a last group: shrink until valid.
+        # A following word written in capitals may have been taken as a last group: drop such words (letters
+        # only) until valid. A dropped group with a digit means a longer run, which holds no IBAN.
         while True:
-            if _iban.is_valid(value):
-                yield "iban", m.start(), end
+            spaced = " " in value
+            continued = spaced and end + 1 < len(text) and text[end] == " " and text[end + 1].isdigit()
+            if not continued and not _glued_right(text, end) and _iban.is_valid(value):
+                yield "iban", start, end, MEDIUM
                 break
             cut = value.rfind(" ")
-            if cut <= 4:
+            if cut <= 4 or not value[cut + 1 :].isalpha():
                 break
             value = value[:cut]
-            end = m.start() + cut
+            end = start + cut
 
 
 # --- e-mail, phone ------------------------------------------------------------------------------
 
 _EMAIL = re.compile(
-    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
+    r"(?<![A-Za-z0-9._%+@-])[A-Za-z0-9._%+-]{1,64}@"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9-])"
+    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9_@-]|\.\d)"
 )
 _PHONE_INTL = re.compile(r"\+[1-9]\d*(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d+)*")
-_PHONE_NANP = re.compile(r"(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
+_PHONE_NANP = re.compile(r"(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
 _PHONE_IN = re.compile(r"0?[6-9]\d{4}[ -]\d{5}")
-"""Indian mobile numbers written 98765 43210 / 98765-43210; bare 10-digit runs are not matched."""
+"""Indian mobile numbers written 98765 43210 / 98765-43210; the unformatted 9876543210 is a numeric run above."""
 
 
 def _phone_tail_ok(text: str, end: int) -> bool:
@@ -241,40 +316,50 @@ def _phone_tail_ok(text: str, end: int) -> bool:
         after = text[end]
         if _WORDISH.match(after):
             return False
-        if after in " .-" and end + 1 < len(text) and text[end + 1].isdigit():
+        nxt = text[end + 1] if end + 1 < len(text) else ""
+        if (after in " ." and nxt.isdigit()) or (after in "-/" and nxt.isalnum()):
             return False
     return True
 
 
-def _phone_findings(text: str) -> Iterator[tuple[str, int, int]]:
+def _continues_run_left(text: str, start: int) -> bool:
+    """The value follows a digit and one separator: it would be a window of a longer run."""
+    return start > 1 and text[start - 1] in " .-" and text[start - 2].isdigit()
+
+
+def _phone_findings(text: str) -> Iterator[_Raw]:
     if "+" not in text:
         intl: Iterator[re.Match[str]] = iter(())
     else:
         intl = _PHONE_INTL.finditer(text)
     for m in intl:
-        if _preceded_by(text, m.start(), "_+"):
+        if _preceded_by(text, m.start(), "_+") or _glued_left(text, m.start()):
             continue
         digits = sum(ch.isdigit() for ch in m.group())
         if 8 <= digits <= 15 and _phone_tail_ok(text, m.end()):
-            yield "phone", m.start(), m.end()
+            yield "phone", m.start(), m.end(), MEDIUM
     for m in _PHONE_NANP.finditer(text):
-        if _preceded_by(text, m.start(), "_+(.-"):
+        start = m.start()
+        if _preceded_by(text, start, "_+(.-/") or _continues_run_left(text, start):
             continue
         # The bracket form has no first separator; otherwise both separators must agree.
         if m.group(1) is not None and m.group(1) != m.group(2):
             continue
         if _phone_tail_ok(text, m.end()):
-            yield "phone", m.start(), m.end()
+            yield "phone", start, m.end(), MEDIUM
     for m in _PHONE_IN.finditer(text):
-        if not _preceded_by(text, m.start(), "_+.-") and _phone_tail_ok(text, m.end()):
-            yield "phone", m.start(), m.end()
+        start = m.start()
+        if _preceded_by(text, start, "_+.-/") or _continues_run_left(text, start):
+            continue
+        if _phone_tail_ok(text, m.end()):
+            yield "phone", start, m.end(), MEDIUM
 
 
 _MASKED_EMAIL_CHARS = frozenset("X") | SEPARATORS
 _MAX_DOMAIN = 253
 
 
-def _email_findings(text: str) -> Iterator[tuple[str, int, int]]:
+def _email_findings(text: str) -> Iterator[_Raw]:
     # Only look around each "@": most text has none, and the regex never scans long runs in vain.
     at = text.find("@")
     resume = 0
@@ -290,7 +375,7 @@ def _email_findings(text: str) -> Iterator[tuple[str, int, int]]:
                 local.startswith(".") or local.endswith(".") or ".." in local or not any(c.isalnum() for c in local)
             )
             if not (malformed or masked_already):
-                yield "email", m.start(), m.end()
+                yield "email", m.start(), m.end(), MEDIUM
             while 0 <= next_at < resume:
                 next_at = text.find("@", next_at + 1)
         at = next_at
@@ -299,7 +384,7 @@ def _email_findings(text: str) -> Iterator[tuple[str, int, int]]:
 # --- scanning -----------------------------------------------------------------------------------
 
 
-def _raw_findings(text: str, wanted: frozenset[str]) -> Iterator[tuple[str, int, int]]:
+def _raw_findings(text: str, wanted: frozenset[str]) -> Iterator[_Raw]:
     yield from _numeric_findings(text, wanted)
     if "pan" in wanted:
         yield from _pan_findings(text)
@@ -311,15 +396,15 @@ def _raw_findings(text: str, wanted: frozenset[str]) -> Iterator[tuple[str, int,
         yield from _phone_findings(text)
 
 
-def _resolve_overlaps(raw: Iterable[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
+def _resolve_overlaps(raw: Iterable[_Raw]) -> list[_Raw]:
     """Drop overlapping findings: within each cluster of overlapping spans the longer wins, then `_PRIORITY`."""
     ordered = sorted(raw, key=lambda f: f[1])
-    kept: list[tuple[str, int, int]] = []
-    cluster: list[tuple[str, int, int]] = []
+    kept: list[_Raw] = []
+    cluster: list[_Raw] = []
     cluster_end = -1
-    for cand in [*ordered, ("", 1 << 62, 1 << 62)]:
+    for cand in [*ordered, ("", 1 << 62, 1 << 62, 0)]:
         if cand[1] >= cluster_end and cluster:
-            chosen: list[tuple[str, int, int]] = []
+            chosen: list[_Raw] = []
             for c in sorted(cluster, key=lambda f: (-(f[2] - f[1]), _PRIORITY.get(f[0], 99), f[1])):
                 if all(c[2] <= k[1] or c[1] >= k[2] for k in chosen):
                     chosen.append(c)
@@ -339,13 +424,20 @@ def _validate_names(detectors: Iterable[str]) -> frozenset[str]:
 
 
 def scan(text: str, *, detectors: Iterable[str] = ALL, limit_chars: int = DEFAULT_LIMIT_CHARS) -> ScanResult:
-    """Scan the first `limit_chars` characters of `text` with the named detectors."""
+    """Scan the first `limit_chars` characters of `text` with the named detectors; every finding, whatever its
+    confidence (callers compare it with the policy's `min_confidence`)."""
     wanted = _validate_names(detectors)
     truncated = len(text) > limit_chars
     body = text[:limit_chars] if truncated else text
     findings = [
-        Finding(type=name, start=start, end=end, masked=mask(body[start:end], name))
-        for name, start, end in _resolve_overlaps(_raw_findings(body, wanted))
+        Finding(
+            type=name,
+            start=start,
+            end=end,
+            masked=mask(body[start:end], name),
+            confidence=confidence(body, name, start, end, base),
+        )
+        for name, start, end, base in _resolve_overlaps(_raw_findings(body, wanted))
     ]
     return ScanResult(findings=findings, truncated=truncated, scanned_chars=len(body))
 

@@ -21,6 +21,9 @@ MIN_CHARS_TO_REVEAL = 8
 SEPARATORS = frozenset(" -.()+@/")
 """Characters kept as they are: they show the shape of a value, not its content."""
 HASH_HEX_CHARS = 16
+_LEVEL_RANK = {"low": 0, "medium": 1, "high": 2}
+"""Confidence levels lowest first, as `collectors.pii.confidence.CONFIDENCE_LEVELS` (no import: that module imports
+the policy schema, and masking stays dependency-free)."""
 
 
 def mask(value: str, detector: str) -> str:
@@ -48,19 +51,24 @@ def keyed_hash(value: str, key: bytes) -> str:
 
 def summarize(findings: Iterable[Finding], text: str, key: bytes) -> list[dict[str, Any]]:
     """One entry per detector type, in order of first appearance:
-    {"type", "count", "sample" (first masked value), "hash" (keyed hash of the first value)}."""
+    {"type", "count", "confidence" (the highest of the type's findings), "by_confidence" ({"high": 1, "low": 2}:
+    how many findings at each level), "sample" and "hash" (masked value and keyed hash of the first finding at the
+    highest confidence)}. This is what events carry in `data.findings`."""
     by_type: dict[str, dict[str, Any]] = {}
     for f in findings:
         entry = by_type.get(f.type)
         if entry is None:
-            by_type[f.type] = {
-                "type": f.type,
-                "count": 1,
-                "sample": f.masked,
-                "hash": keyed_hash(text[f.start : f.end], key),
-            }
-        else:
-            entry["count"] += 1
+            entry = by_type[f.type] = {"type": f.type, "count": 0, "confidence": "", "by_confidence": {}}
+        entry["count"] += 1
+        entry["by_confidence"][f.confidence] = entry["by_confidence"].get(f.confidence, 0) + 1
+        if _LEVEL_RANK.get(f.confidence, -1) > _LEVEL_RANK.get(entry["confidence"], -1):
+            entry["confidence"] = f.confidence
+            entry["sample"] = f.masked
+            entry["hash"] = keyed_hash(text[f.start : f.end], key)
+    for entry in by_type.values():
+        entry["by_confidence"] = {
+            level: entry["by_confidence"][level] for level in _LEVEL_RANK if level in entry["by_confidence"]
+        }
     return list(by_type.values())
 
 

@@ -70,16 +70,20 @@ def test_mask_text_replaces_every_finding() -> None:
     assert mask_text(text, []) == text
 
 
-def test_mask_text_masks_fully_when_revealed_digits_form_a_new_number() -> None:
-    # The card's last four digits stay visible; with the next two groups they form a valid Aadhaar.
+def test_revealed_digits_cannot_form_a_new_number_with_the_groups_after_them() -> None:
+    # The card's last four digits with the next two groups would pass as an Aadhaar. Written as one run, the
+    # six groups hold no number at all; with the card unformatted, its masked form glues the four revealed
+    # digits to the X before them, so the re-scan after masking finds nothing either.
     card = next(c for c in (with_luhn(f"41111111111{n:04d}") for n in range(2000, 3000)) if c[-4] in "23456789")
     aadhaar = with_verhoeff(card[-4:] + "2345678")
-    text = f"{card[:4]} {card[4:8]} {card[8:12]} {card[12:]} {aadhaar[4:8]} {aadhaar[8:]}"
-    findings = scan_text(text)
+    grouped = f"{card[:4]} {card[4:8]} {card[8:12]} {card[12:]} {aadhaar[4:8]} {aadhaar[8:]}"
+    assert scan_text(grouped) == []
+    solid = f"{card} {aadhaar[4:8]} {aadhaar[8:]}"
+    findings = scan_text(solid)
     assert [f.type for f in findings] == ["card"]
-    assert scan_text(findings[0].masked + text[findings[0].end :]) != []  # the naive masked text has an Aadhaar
-    out = mask_text(text, findings)
-    assert out == "XXXX XXXX XXXX XXXX XXXX XXXX"
+    out = mask_text(solid, findings)
+    assert out == f"XXXXXXXXXXXX{card[-4:]} {aadhaar[4:8]} {aadhaar[8:]}"
+    assert scan_text(out) == []
 
 
 def with_luhn(prefix: str) -> str:

@@ -1,0 +1,134 @@
+"""Confidence of a PII finding: a base level from its checksum and format, raised by a keyword nearby and
+lowered to "low" by an identifier label right before it ("order", "UTR", "coupon", ...).
+
+Pure functions, safe from any thread; called once per finding by `collectors.pii.detectors.scan`.
+Keywords cover English, Hindi (Latin script and Devanagari) and the Spanish, Portuguese, French and
+German words contact centres meet most. The rules and examples are in docs/pii-detectors.md.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import get_args
+
+from policy_client.schema import Confidence
+
+CONFIDENCE_LEVELS: tuple[Confidence, ...] = get_args(Confidence)
+"""Lowest first: ("low", "medium", "high")."""
+DEFAULT_MIN_CONFIDENCE: Confidence = "medium"
+_RANK: dict[str, int] = {level: rank for rank, level in enumerate(CONFIDENCE_LEVELS)}
+
+LOW, MEDIUM, HIGH = 0, 1, 2
+KEYWORD_BEFORE = 150
+KEYWORD_AFTER = 50
+"""A keyword counts within this many characters before the value's start or after its end."""
+LABEL_BEFORE = 40
+"""An identifier label counts only when it is the last thing written before the value, within this many characters."""
+
+
+def confidence_at_least(level: str, minimum: str) -> bool:
+    """True when `level` is `minimum` or above; unknown levels count as below everything."""
+    return _RANK.get(level, -1) >= _RANK.get(minimum, len(_RANK))
+
+
+def level_name(rank: int) -> Confidence:
+    return CONFIDENCE_LEVELS[max(LOW, min(HIGH, rank))]
+
+
+def _words(*words: str) -> re.Pattern[str]:
+    """Any of `words` (case-insensitive) not touching another letter or digit on either side."""
+    body = "|".join(r"[\s_-]*".join(map(re.escape, w.split())) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?i)(?<![^\W_])(?:{body})(?![^\W_])")
+
+
+_KEYWORDS: dict[str, re.Pattern[str]] = {
+    "card": _words(
+        "card", "cards", "credit", "debit", "visa", "mastercard", "master card", "amex", "american express", "rupay",
+        "maestro", "discover", "diners", "jcb", "cc", "ccn", "cvv", "cvc", "expiry", "exp", "valid thru", "atm",
+        "kard", "kaard", "tarjeta", "cartão", "cartao", "carte", "carte bancaire", "karte", "kreditkarte",
+        "कार्ड", "क्रेडिट", "डेबिट",
+    ),
+    "aadhaar": _words(
+        "aadhaar", "aadhar", "adhaar", "adhar", "aadhaar card", "aadhar card", "uid", "uidai", "uid number",
+        "e-kyc", "ekyc", "kyc", "aadhaar sankhya", "aadhar sankhya", "आधार",
+    ),
+    "pan": _words(
+        "pan", "pan card", "pan no", "permanent account number", "income tax", "itr", "kyc", "e-kyc", "पैन",
+    ),
+    "iban": _words(
+        "iban", "bank", "account", "acct", "a/c", "beneficiary", "swift", "bic", "wire", "transfer", "sepa",
+        "konto", "kontonummer", "bankverbindung", "rekening", "cuenta", "compte", "conta", "khata", "खाता",
+    ),
+    "ssn": _words(
+        "ssn", "ss#", "social security", "soc sec", "social", "seguro social", "itin", "tin",
+    ),
+    "email": _words(
+        "email", "e-mail", "mail", "mail id", "email id", "correo", "courriel", "e-posta", "ईमेल", "मेल",
+    ),
+    "phone": _words(
+        "phone", "ph", "mobile", "mob", "cell", "cellphone", "tel", "telephone", "contact", "call", "callback",
+        "whatsapp", "sms", "reach", "dial", "number pe", "mera number", "mera no", "phone karo", "sampark",
+        "teléfono", "telefono", "telefone", "celular", "móvil", "movil", "téléphone", "portable", "handy", "telefon",
+        "फ़ोन", "फोन", "मोबाइल", "नंबर",
+    ),
+}  # fmt: skip
+
+_ID_LABELS = (
+    "order", "orders", "order id", "ticket", "tkt", "ref", "reference", "txn", "transaction", "utr", "rrn", "upi ref",
+    "invoice", "inv", "bill", "receipt", "awb", "tracking", "shipment", "consignment", "booking", "pnr", "policy",
+    "claim", "case", "sr", "complaint", "request", "imei", "serial", "sku", "model", "part", "batch", "item",
+    "product", "coupon", "voucher", "code", "promo", "otp", "pin", "customer id", "cust id", "member id", "user id",
+    "client id", "emp id", "employee id", "id", "payment id", "loan", "emi", "gst", "gstin", "cin", "lot", "version",
+    "build",
+)  # fmt: skip
+_ACCOUNT_LABELS = ("account", "acct", "a/c", "loan account", "account number")
+
+
+def _label_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    body = "|".join(r"\s*".join(map(re.escape, w.split())) for w in sorted(words, key=len, reverse=True))
+    # "Order no.: ", "Txn ref # ", "Loan A/c - ", "Policy (" : the label, an optional no/number/#, punctuation.
+    return re.compile(rf"(?i)(?<![^\W_])(?:{body})(?:\s*(?:no|num|number|nr|id|#)\.?)?\s*[:#=.(\-]*\s*$")
+
+
+_NEGATIVE: dict[str, re.Pattern[str] | None] = {
+    "card": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
+    "aadhaar": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
+    "ssn": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
+    "phone": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
+    "pan": _label_pattern(_ID_LABELS),
+    "iban": _label_pattern(tuple(w for w in _ID_LABELS if w not in ("id", "ref", "reference", "transaction"))),
+    "email": None,
+}
+_EXPIRY = re.compile(r"(?<!\d)(?:0[1-9]|1[0-2]) ?/ ?(?:\d{2}|20\d{2})(?![\d/])")
+"""MM/YY or MM/YYYY right after a card number counts as a card keyword."""
+
+
+def has_keyword(text: str, detector: str, start: int, end: int) -> bool:
+    """A keyword of `detector` within KEYWORD_BEFORE characters before `start` or KEYWORD_AFTER after `end`."""
+    pattern = _KEYWORDS.get(detector)
+    if pattern is None:
+        return False
+    if pattern.search(text, max(0, start - KEYWORD_BEFORE), start) or pattern.search(
+        text, end, min(len(text), end + KEYWORD_AFTER)
+    ):
+        return True
+    return detector == "card" and bool(_EXPIRY.search(text, end, min(len(text), end + 40)))
+
+
+def has_id_label(text: str, detector: str, start: int) -> bool:
+    """An identifier label ("order no.", "UTR", "coupon code", ...) is the last thing written before `start`."""
+    pattern = _NEGATIVE.get(detector)
+    if pattern is None or start == 0:
+        return False
+    window = text[max(0, start - LABEL_BEFORE) : start]
+    return bool(pattern.search(window))
+
+
+def confidence(text: str, detector: str, start: int, end: int, base: int) -> Confidence:
+    """`base` (LOW or MEDIUM, from checksum and format), lowered to LOW by an identifier label right before the
+    value, else raised one level by a keyword nearby."""
+    if has_id_label(text, detector, start):
+        return "low"
+    if has_keyword(text, detector, start, end):
+        return level_name(base + 1)
+    return level_name(base)
