@@ -1,7 +1,7 @@
 """Builds the labelled PII corpus that `bench/pii_eval.py` scores: chat and ticket snippets from contact centres,
 filled with synthetic values (checksums computed here) and near-misses, written as JSON lines.
 
-Run: .venv/bin/python bench/corpus/make_pii_corpus.py   (rewrites bench/corpus/pii_dev.jsonl and pii_heldout.jsonl)
+Run: .venv/bin/python bench/corpus/make_pii_corpus.py   (rewrites bench/corpus/pii_{dev,heldout,hard}.jsonl)
 
 Everything is made up: card numbers are computed to pass (or fail) Luhn, Aadhaar numbers Verhoeff, IBANs mod-97,
 names and addresses are invented, e-mail domains are example.* ones. The two splits use different templates:
@@ -125,8 +125,9 @@ def _iban_compact(rnd: random.Random) -> str:
     for count, kind in re.findall(r"(\d+)([anc])", _IBAN_LAYOUTS[country]):
         alphabet = {"a": string.ascii_uppercase, "n": string.digits, "c": string.ascii_uppercase + string.digits}[kind]
         bban += "".join(rnd.choice(alphabet) for _ in range(int(count)))
-    check = _iban.calc_check_digits(country + "00" + bban)
-    return country + check + bban
+    value = country + _iban.calc_check_digits(country + "00" + bban) + bban
+    # Some countries (Spain, France, ...) carry national check digits inside the BBAN too: draw again until valid.
+    return value if _iban.is_valid(value) else _iban_compact(rnd)
 
 
 def _iban_spaced(value: str) -> str:
@@ -404,6 +405,28 @@ HELDOUT = [
     "Callback requested on {phone_in}, ticket {x_ticket}, order {x_order16}",
 ]
 
+# hard: written after the first scores, to probe what the rules cannot see (a label after the number or none,
+# a bare value with no keyword, Hinglish without the usual words). Not tuned on; its misses are the known limits.
+
+HARD = [
+    "{x_grouped16} is the number on the order confirmation",
+    "pls check {x_order16} status, customer waiting",
+    "{x_utr} - refund not received yet",
+    "customer read out four groups: {x_grouped16}",
+    "number {aadhaar_solid} hai mera, update kar do",
+    "{aadhaar_spaced}",
+    "my no is {phone_in_bare}",
+    "{pan} - please verify",
+    "{card_spaced}",
+    "sent the form to {email}.",
+    "{x_imei}",
+    "ph {phone_us}",
+    "Ticket {x_ticket}: customer says the SSN is {ssn}",
+    "{x_grouped16} / {x_date} / {x_amount}",
+    "kal {x_amount} kata, reference {x_utr}, abhi tak wapas nahi aaya",
+    "Card {card_solid} aur mobile {phone_in} dono update karne hain",
+]
+
 
 def _fill(template: str, rnd: random.Random) -> tuple[str, list[dict[str, object]]]:
     parts: list[str] = []
@@ -439,7 +462,7 @@ def build(split: str, templates: list[str], seed: int) -> list[dict[str, object]
 
 
 def main() -> None:
-    for split, templates, seed in (("dev", DEV, 20240517), ("heldout", HELDOUT, 19880312)):
+    for split, templates, seed in (("dev", DEV, 20240517), ("heldout", HELDOUT, 19880312), ("hard", HARD, 777)):
         records = build(split, templates, seed)
         path = HERE / f"pii_{split}.jsonl"
         with path.open("w", encoding="utf-8") as fh:
