@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from collectors.base import Decision, DecisionAction
+from collectors.pii import confidence_at_least
 from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, UsbDeviceId, utc_now
 
 _MESSAGES: dict[tuple[str, str], str] = {
@@ -59,10 +60,18 @@ def _usb(draft: EventDraft, policy: PolicyDocument, device_id: str, now: datetim
     return _decision("usb", "audit" if usb.mode == "audit" else usb.mode, policy, severity)
 
 
+def _sensitive(findings: Any, min_confidence: str) -> bool:
+    """Some finding summary reaches `min_confidence`; a summary without a confidence (an older agent's) counts."""
+    if not isinstance(findings, list):
+        return False
+    levels = (str(f.get("confidence") or "high") for f in findings if isinstance(f, dict))
+    return any(confidence_at_least(level, min_confidence) for level in levels)
+
+
 def _downloads(draft: EventDraft, policy: PolicyDocument) -> Decision:
     control = policy.controls.downloads
     blocked = bool(draft.data.get("blocked_extension")) or bool(draft.data.get("oversize"))
-    sensitive = bool(draft.data.get("findings"))
+    sensitive = _sensitive(draft.data.get("findings"), control.min_confidence)
     severity = Severity.high if sensitive else Severity.medium if blocked else Severity.info
     if control.mode == "off":
         return _decision("downloads", "ignore", policy, Severity.info, suffix="off")
@@ -76,10 +85,15 @@ def _downloads(draft: EventDraft, policy: PolicyDocument) -> Decision:
     return _decision("downloads", "audit", policy, severity)
 
 
-def _clipboard(policy: PolicyDocument) -> Decision:
-    mode = policy.controls.clipboard.mode
+def _clipboard(draft: EventDraft, policy: PolicyDocument) -> Decision:
+    control = policy.controls.clipboard
+    mode = control.mode
     if mode == "off":
         return _decision("clipboard", "ignore", policy, Severity.info, suffix="off")
+    # A clipboard.sensitive draft without a finding summary cannot be graded: it is acted on as before.
+    findings = draft.data.get("findings")
+    if findings is not None and not _sensitive(findings, control.min_confidence):
+        return _decision("clipboard", "ignore", policy, Severity.info, suffix="below_confidence")
     severity = Severity.medium if mode in ("audit", "warn") else Severity.low
     return _decision("clipboard", mode, policy, severity)
 
@@ -103,7 +117,7 @@ def decide(draft: EventDraft, policy: PolicyDocument, *, device_id: str = "", no
     if kind is EventKind.download_detected:
         return _downloads(draft, policy)
     if kind is EventKind.clipboard_sensitive:
-        return _clipboard(policy)
+        return _clipboard(draft, policy)
     if kind in (EventKind.capture_tool_started, EventKind.capture_hotkey):
         return _capture(draft, policy)
     return Decision(action="audit", rule_id="", policy_version=policy.version, severity=draft.severity)

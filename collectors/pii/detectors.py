@@ -100,6 +100,29 @@ def _glued_right(text: str, end: int) -> bool:
     return after in _JOINERS and end + 1 < len(text) and bool(_WORDISH.match(text[end + 1]))
 
 
+def _code_before(text: str, start: int) -> bool:
+    """One space, then a word mixing letters and digits ("A0 1234 ..."): a short group after it continues a code."""
+    if start < 2 or text[start - 1] != " " or not text[start - 2].isalnum():
+        return False
+    i = start - 2
+    while i > 0 and text[i - 1].isalnum():
+        i -= 1
+    return _mixed(text[i : start - 1])
+
+
+def _code_after(text: str, end: int) -> bool:
+    if end + 1 >= len(text) or text[end] != " " or not text[end + 1].isalnum():
+        return False
+    stop = end + 1
+    while stop < len(text) and text[stop].isalnum():
+        stop += 1
+    return _mixed(text[end + 1 : stop])
+
+
+def _mixed(word: str) -> bool:
+    return any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word)
+
+
 def _sizes(groups: list[_Group]) -> list[int]:
     return [g[1] - g[0] for g in groups]
 
@@ -221,6 +244,12 @@ def _numeric_findings(text: str, wanted: frozenset[str]) -> Iterator[_Raw]:
         for g in _GROUP.finditer(text, r_start, r_end):
             groups.append((g.start(), g.end(), text[prev_end] if prev_end >= 0 else ""))
             prev_end = g.end()
+        # A short group next to a letters-and-digits code through one space continues that code
+        # ("GB15 WEST 2000 1829 3061 78 A0"); an unformatted 7+ digit number stands on its own.
+        if groups[0][1] - groups[0][0] < _SOLID_GROUP and _code_before(text, r_start):
+            glued_left = True
+        if groups[-1][1] - groups[-1][0] < _SOLID_GROUP and _code_after(text, r_end):
+            glued_right = True
         for piece in _pieces(groups):
             # Glue binds only the piece that touches it: "ID-1234 4111111111111111" still holds the card.
             if (glued_left and piece[0][0] == r_start) or (glued_right and piece[-1][1] == r_end):
@@ -276,6 +305,16 @@ def _pan_findings(text: str) -> Iterator[_Raw]:
             yield "pan", start, end, MEDIUM if m.group()[3] == "P" else LOW
 
 
+def _next_word_has_digit(text: str, end: int) -> bool:
+    """After one space, a word holding a digit: a spaced IBAN followed by it would be part of a longer run."""
+    if end + 1 >= len(text) or text[end] != " ":
+        return False
+    stop = end + 1
+    while stop < len(text) and text[stop].isalnum():
+        stop += 1
+    return any(ch.isdigit() for ch in text[end + 1 : stop])
+
+
 def _iban_findings(text: str) -> Iterator[_Raw]:
     for m in _IBAN.finditer(text):
         start = m.start()
@@ -286,8 +325,7 @@ def _iban_findings(text: str) -> Iterator[_Raw]:
         # A following word written in capitals may have been taken as a last group: drop such words (letters
         # only) until valid. A dropped group with a digit means a longer run, which holds no IBAN.
         while True:
-            spaced = " " in value
-            continued = spaced and end + 1 < len(text) and text[end] == " " and text[end + 1].isdigit()
+            continued = " " in value and _next_word_has_digit(text, end)
             if not continued and not _glued_right(text, end) and _iban.is_valid(value):
                 yield "iban", start, end, MEDIUM
                 break
@@ -303,7 +341,7 @@ def _iban_findings(text: str) -> Iterator[_Raw]:
 _EMAIL = re.compile(
     r"(?<![A-Za-z0-9._%+@-])[A-Za-z0-9._%+-]{1,64}@"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9_@-]|\.\d)"
+    r"\.[A-Za-z]{2,24}(?![A-Za-z0-9_@-]|\.[A-Za-z0-9])"
 )
 _PHONE_INTL = re.compile(r"\+[1-9]\d*(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d+)*")
 _PHONE_NANP = re.compile(r"(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
