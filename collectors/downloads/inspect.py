@@ -1,7 +1,7 @@
 """What the downloads collector reports about one finished file: metadata, SHA-256, policy flags
-and a PII summary of its text (never its content).
+and a PII summary of its text, including the text inside ZIP archives and office files (never its content).
 
-Called on the downloads collector thread; reads are streamed and bounded.
+Called on the downloads collector thread; reads are streamed and bounded (collectors/pii/containers.py).
 """
 
 from __future__ import annotations
@@ -12,14 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from collectors.pii import DEFAULT_LIMIT_CHARS, mask_text, scan, scan_text, summarize
-from collectors.pii.extract import extract_text, is_scannable
+from collectors.pii import DEFAULT_LIMIT_CHARS, confidence_at_least, mask_text, scan, scan_text
+from collectors.pii.containers import CONTAINER_EXTENSIONS, UNSCANNED_EXTENSIONS, walk
+from collectors.pii.extract import is_scannable
+from collectors.pii.masking import summarize_parts
 from policy_client.schema import DownloadsControl, Severity
 
 PARTIAL_SUFFIXES = (".crdownload", ".part", ".partial", ".tmp", ".download", ".opdownload", ".!ut")
 """Names browsers and download tools use while a file is still arriving (Chrome/Edge, Firefox,
 generic, Safari, Opera, uTorrent); the file is reported once renamed to its final name."""
 _CHUNK = 1 << 20
+_INSPECTED = CONTAINER_EXTENSIONS | UNSCANNED_EXTENSIONS
+"""Besides plain text: archives and office files are opened; PDF and other archives are reported as unscanned."""
 
 
 def is_partial_name(name: str) -> bool:
@@ -77,15 +81,29 @@ def inspect_download(
     oversize = control.max_size_mb is not None and size > control.max_size_mb * 1024 * 1024
     findings: list[dict[str, Any]] = []
     truncated = False
-    if control.scan_content and is_scannable(path):
-        extracted = extract_text(path, max_chars=max_chars, stream=stream)
-        if extracted is not None:
-            result = scan(extracted.text, limit_chars=max_chars)
-            findings = summarize(result.findings, extracted.text, key)
-            truncated = extracted.truncated or result.truncated
-    if findings:
+    content: dict[str, Any] = {}
+    suffix = path.suffix.lower()
+    if control.scan_content and (is_scannable(path) or suffix in _INSPECTED):
+        seen = walk(path, max_chars=max_chars, stream=stream)
+        parts = []
+        for part in seen.parts:
+            result = scan(part.text, limit_chars=max_chars)
+            parts.append((result.findings, part.text))
+            truncated = truncated or result.truncated
+        findings = summarize_parts(parts, key)
+        truncated = truncated or seen.truncated
+        if suffix in CONTAINER_EXTENSIONS:
+            content["members_scanned"] = sum(1 for p in seen.parts if p.member)
+        if seen.encrypted:
+            # Member names can hold personal data too ("card 4111....csv"): only the count leaves the device.
+            content["encrypted"] = True
+            content["encrypted_members"] = len(seen.encrypted)
+        if seen.unscanned:
+            content["unscanned"] = dict(sorted(seen.unscanned.items()))
+    sensitive = any(confidence_at_least(str(f.get("confidence")), control.min_confidence) for f in findings)
+    if sensitive:
         severity = Severity.high
-    elif blocked or oversize:
+    elif blocked or oversize or content.get("encrypted"):
         severity = Severity.medium
     else:
         severity = Severity.info
@@ -100,5 +118,6 @@ def inspect_download(
         "oversize": oversize,
         "findings": findings,
         "scan_truncated": truncated,
+        **content,
     }
     return Inspection(severity=severity, data=data)

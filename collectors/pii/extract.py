@@ -1,4 +1,4 @@
-"""Bounded text extraction from downloaded files for the PII scan (plain text, docx, xlsx).
+"""Bounded text extraction from downloaded files for the PII scan (plain text, docx, xlsx, pptx).
 
 Called on the downloads collector thread and by `deskwarden scan`. Reads at most `max_chars`
 characters of text and never loads a large file (or a zip member) whole.
@@ -13,7 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 from xml.etree.ElementTree import Element, ParseError
 
 from defusedxml import DefusedXmlException
@@ -24,15 +24,18 @@ from collectors.pii.detectors import DEFAULT_LIMIT_CHARS
 log = logging.getLogger(__name__)
 
 TEXT_EXTENSIONS = frozenset({".txt", ".csv", ".tsv", ".json", ".xml", ".html", ".htm", ".md", ".log"})
-OFFICE_EXTENSIONS = frozenset({".docx", ".xlsx"})
+OFFICE_EXTENSIONS = frozenset({".docx", ".docm", ".xlsx", ".xlsm", ".pptx", ".pptm"})
 SCANNABLE_EXTENSIONS = TEXT_EXTENSIONS | OFFICE_EXTENSIONS
 XML_BYTES_PER_TEXT_CHAR = 8
 """Office XML is verbose; read up to this many XML bytes per wanted character before giving up."""
 MAX_SHEETS = 64
+MAX_SLIDES = 500
 
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _S = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_A = "{http://schemas.openxmlformats.org/drawingml/2006/main}"
 _SHEET_NAME = re.compile(r"^xl/worksheets/sheet\d+\.xml$")
+_SLIDE_NAME = re.compile(r"^ppt/(?:slides/slide|notesSlides/notesSlide)(\d+)\.xml$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +44,7 @@ class ExtractedText:
     truncated: bool
     """True when the file held more text than was read."""
     source: str
-    """"text", "docx" or "xlsx"."""
+    """"text", "docx", "xlsx" or "pptx"."""
 
 
 def is_scannable(path: Path) -> bool:
@@ -61,16 +64,24 @@ def extract_text(
                 return read_text_stream(stream, max_chars=max_chars)
             with path.open("rb") as fh:
                 return read_text_stream(fh, max_chars=max_chars)
-        if suffix == ".docx":
+        if suffix in (".docx", ".docm"):
             return _extract_docx(stream or path, max_chars=max_chars)
-        if suffix == ".xlsx":
+        if suffix in (".xlsx", ".xlsm"):
             return _extract_xlsx(stream or path, max_chars=max_chars)
+        if suffix in (".pptx", ".pptm"):
+            return _extract_pptx(stream or path, max_chars=max_chars)
     except (OSError, zipfile.BadZipFile, ParseError, DefusedXmlException, KeyError, RuntimeError, ValueError) as exc:
         log.info("could not extract text from a %s file: %s", suffix, type(exc).__name__)
     return None
 
 
-def read_text_stream(fh: IO[bytes], *, max_chars: int = DEFAULT_LIMIT_CHARS) -> ExtractedText:
+class ByteSource(Protocol):
+    """Anything with `read(size)`: an open file, a zip member, a bounded reader."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def read_text_stream(fh: ByteSource, *, max_chars: int = DEFAULT_LIMIT_CHARS) -> ExtractedText:
     """UTF-8 (invalid bytes replaced) from a byte stream, at most `max_chars` characters."""
     # UTF-8 takes at most 4 bytes per character; read one extra byte to know whether more follows.
     raw = fh.read(max_chars * 4 + 1) if max_chars < (1 << 40) else fh.read()
@@ -192,6 +203,33 @@ def _extract_xlsx(path: Path | IO[bytes], *, max_chars: int) -> ExtractedText:
         except _XmlCut:
             budget.truncated = True
     return ExtractedText(text="".join(budget.parts), truncated=budget.truncated, source="xlsx")
+
+
+def _extract_pptx(path: Path | IO[bytes], *, max_chars: int) -> ExtractedText:
+    """Text runs (a:t) of slides and speaker notes, slide by slide; one line per paragraph."""
+    budget = _TextBudget(max_chars)
+    byte_limit = max_chars * XML_BYTES_PER_TEXT_CHAR
+    with zipfile.ZipFile(path) as zf:
+        numbered = [(int(m.group(1)), "notes" in n, n) for n in zf.namelist() if (m := _SLIDE_NAME.match(n))]
+        slides = [name for _number, _notes, name in sorted(numbered)]
+        if len(slides) > MAX_SLIDES:
+            budget.truncated = True
+        try:
+            for slide in slides[:MAX_SLIDES]:
+                if budget.left <= 0:
+                    budget.truncated = True
+                    break
+                for elem in _iter_elements(zf, slide, byte_limit):
+                    if elem.tag == f"{_A}t":
+                        if not budget.add(elem.text or ""):
+                            break
+                    elif elem.tag == f"{_A}p":
+                        elem.clear()
+                        if not budget.add("\n"):
+                            break
+        except _XmlCut:
+            budget.truncated = True
+    return ExtractedText(text="".join(budget.parts), truncated=budget.truncated, source="pptx")
 
 
 def _cell_value(cell: Element) -> str | None:

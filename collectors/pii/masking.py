@@ -54,17 +54,23 @@ def summarize(findings: Iterable[Finding], text: str, key: bytes) -> list[dict[s
     {"type", "count", "confidence" (the highest of the type's findings), "by_confidence" ({"high": 1, "low": 2}:
     how many findings at each level), "sample" and "hash" (masked value and keyed hash of the first finding at the
     highest confidence)}. This is what events carry in `data.findings`."""
+    return summarize_parts([(findings, text)], key)
+
+
+def summarize_parts(parts: Iterable[tuple[Iterable[Finding], str]], key: bytes) -> list[dict[str, Any]]:
+    """`summarize` over several texts (the members of an archive): each finding's offsets are into its own text."""
     by_type: dict[str, dict[str, Any]] = {}
-    for f in findings:
-        entry = by_type.get(f.type)
-        if entry is None:
-            entry = by_type[f.type] = {"type": f.type, "count": 0, "confidence": "", "by_confidence": {}}
-        entry["count"] += 1
-        entry["by_confidence"][f.confidence] = entry["by_confidence"].get(f.confidence, 0) + 1
-        if _LEVEL_RANK.get(f.confidence, -1) > _LEVEL_RANK.get(entry["confidence"], -1):
-            entry["confidence"] = f.confidence
-            entry["sample"] = f.masked
-            entry["hash"] = keyed_hash(text[f.start : f.end], key)
+    for findings, text in parts:
+        for f in findings:
+            entry = by_type.get(f.type)
+            if entry is None:
+                entry = by_type[f.type] = {"type": f.type, "count": 0, "confidence": "", "by_confidence": {}}
+            entry["count"] += 1
+            entry["by_confidence"][f.confidence] = entry["by_confidence"].get(f.confidence, 0) + 1
+            if _LEVEL_RANK.get(f.confidence, -1) > _LEVEL_RANK.get(entry["confidence"], -1):
+                entry["confidence"] = f.confidence
+                entry["sample"] = f.masked
+                entry["hash"] = keyed_hash(text[f.start : f.end], key)
     for entry in by_type.values():
         entry["by_confidence"] = {
             level: entry["by_confidence"][level] for level in _LEVEL_RANK if level in entry["by_confidence"]
