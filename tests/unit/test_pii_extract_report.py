@@ -148,7 +148,8 @@ def test_run_scan_json_has_no_raw_values(tmp_path: Path) -> None:
     doc = json.loads(out.getvalue())
     assert doc["source_kind"] == "docx"
     assert doc["counts"] == {"card": 1, "aadhaar": 1}
-    assert {"type", "masked", "start", "end"} == set(doc["findings"][0])
+    assert {"type", "start", "end", "confidence", "masked"} == set(doc["findings"][0])
+    assert [f["confidence"] for f in doc["findings"]] == ["high", "medium"]  # "uid" lifts the bare Aadhaar
     assert CARD not in out.getvalue()
     assert AADHAAR not in out.getvalue()
 
@@ -167,3 +168,26 @@ def test_scan_of_broken_office_file_is_an_error(tmp_path: Path, name: str) -> No
     path.write_bytes(b"garbage")
     err = io.StringIO()
     assert run_scan(str(path), out=io.StringIO(), err=err) == EXIT_ERROR
+
+
+def test_run_scan_reads_inside_archives_and_names_the_member(tmp_path: Path) -> None:
+    inner = tmp_path / "inner.docx"
+    make_docx(inner, [f"card {CARD}"])
+    path = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.write(inner, "letters/inner.docx")
+        zf.writestr("notes.txt", "nothing here")
+        zf.writestr("scan.pdf", b"%PDF-1.7")
+    out = io.StringIO()
+    assert run_scan(str(path), as_json=True, out=out) == EXIT_FINDINGS
+    doc = json.loads(out.getvalue())
+    assert doc["source_kind"] == "zip"
+    assert [(f["type"], f["confidence"], f["member"]) for f in doc["findings"]] == [
+        ("card", "high", "letters/inner.docx")
+    ]
+    assert doc["unscanned"] == {"pdf": 1}
+    assert CARD not in out.getvalue()
+    table = io.StringIO()
+    run_scan(str(path), out=table)
+    assert "letters/inner.docx" in table.getvalue()
+    assert "high" in table.getvalue()
