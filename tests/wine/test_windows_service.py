@@ -1,0 +1,154 @@
+"""The Windows agent for real under Wine: `deskwarden install` as an administrator enrols the service with a real
+endpoint on loopback and registers it with Wine's Service Control Manager through the project's installer (sc.exe,
+HKLM Run); the SCM starts it; its heartbeats, collectors and events reach the endpoint; the capture scan terminates
+a Windows program named like a capture tool."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from central.commands import publish_policy
+from tests.support.endpoint import EndpointProcess, wait_for
+from tests.wine.harness import WineDesk, windows_path
+
+pytestmark = [pytest.mark.wine, pytest.mark.integration]
+
+POLICY: dict[str, Any] = {
+    "version": 3,
+    "controls": {
+        "usb": {"mode": "audit"},
+        "downloads": {"mode": "audit", "paths": ["~/Downloads"]},
+        "clipboard": {"mode": "audit", "detectors": ["card"]},
+        "screen_capture": {"mode": "block", "process_names": ["SnippingTool.exe"]},
+        "acknowledgement": {"required": False},
+        "clean_desk": {"times": []},
+        "reporting": {"heartbeat_seconds": 5},
+        "agent": {"allow_quit": False},
+    },
+}
+START_TIMEOUT = 90.0
+SCM_TIMEOUT = 30.0
+
+
+@dataclass
+class InstalledDesk:
+    wine: WineDesk
+    endpoint: EndpointProcess
+    api_token: str
+    device_id: str
+    install_output: str
+    scm_ran: bool
+    service_log: Path
+
+    @property
+    def state(self) -> Path:
+        return self.wine.prefix / "drive_c" / "ProgramData" / "DeskWarden"
+
+    def device(self) -> dict[str, Any]:
+        response = requests.get(
+            self.endpoint.url + "/v1/devices", headers={"Authorization": f"Bearer {self.api_token}"}, timeout=10
+        )
+        response.raise_for_status()
+        (device,) = [d for d in response.json() if d["device_id"] == self.device_id]
+        return dict(device)
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        return [e for e in self.endpoint.events(self.api_token, device_id=self.device_id) if e["kind"] == kind]
+
+
+@pytest.fixture(scope="module")
+def installed(wine_desk: WineDesk, endpoint: EndpointProcess) -> InstalledDesk:
+    publish_policy(endpoint.settings, json.dumps(POLICY).encode())
+    done = wine_desk.cli("install", "--server", endpoint.url, "--token", endpoint.enroll_token(), timeout=180)
+    assert done.returncode == 0, done.output
+    state = wine_desk.prefix / "drive_c/ProgramData/DeskWarden"
+    config = json.loads((state / "agent.json").read_text())
+    # The SCM's own start of the service: see test_the_service_started_by_the_scm_runs (strict xfail).
+    try:
+        wait_for(lambda: (state / "status.json").exists(), timeout=SCM_TIMEOUT, what="the SCM-started service")
+        scm_ran = True
+    except AssertionError:
+        scm_ran = False
+    wine_desk.run(["taskkill", "/f", "/im", "python.exe"])
+    # The same service body in the foreground (as `deskwarden service` runs from a console) on a pty.
+    _proc, log = wine_desk.spawn_cli("-v", "service")
+    desk = InstalledDesk(wine_desk, endpoint, endpoint.api_token(), config["device_id"], done.output, scm_ran, log)
+    return desk
+
+
+def test_install_enrols_the_service_and_registers_it_with_the_service_control_manager(installed: InstalledDesk) -> None:
+    assert f"enrolled the service as device {installed.device_id}" in installed.install_output
+    assert "installed: service DeskWarden created (LocalSystem, automatic start)" in installed.install_output
+    assert "installed: service DeskWarden started" in installed.install_output
+    registered = installed.wine.python(
+        r"""
+        import winreg
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"SYSTEM\CurrentControlSet\Services\DeskWarden") as key:
+            image = winreg.QueryValueEx(key, "ImagePath")[0]
+            start = winreg.QueryValueEx(key, "Start")[0]
+            account = winreg.QueryValueEx(key, "ObjectName")[0]
+        with winreg.OpenKey(winreg.HKEY_LOCAL_MACHINE, r"Software\Microsoft\Windows\CurrentVersion\Run") as key:
+            run = winreg.QueryValueEx(key, "DeskWarden")[0]
+        result = {"image": image, "start": start, "account": account, "run": run}
+        """
+    )
+    python = installed.wine.python_exe
+    assert registered["image"] == f"{python} -m agent_app service"
+    assert registered["start"] == 2  # SERVICE_AUTO_START
+    assert registered["account"] == "LocalSystem"
+    assert registered["run"] == f"{python} -m agent_app agent"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Wine 8.0: services.exe starts `python.exe -m agent_app service`, the process lives, but it neither "
+    "logs nor writes status.json within 30 s (docs/testing.md, Windows under Wine)",
+)
+def test_the_service_started_by_the_scm_runs(installed: InstalledDesk) -> None:
+    assert installed.scm_ran
+
+
+def test_the_service_reports_heartbeats_and_its_windows_collectors(installed: InstalledDesk) -> None:
+    wait_for(
+        lambda: installed.device()["last_heartbeat"] is not None and installed.device()["collectors"],
+        timeout=START_TIMEOUT,
+        what=f"a heartbeat from the Windows service (log: {installed.service_log})",
+    )
+    wait_for(
+        lambda: installed.device()["collectors"].get("screen_capture") == "running",
+        timeout=START_TIMEOUT,
+        what="the collectors' state in a heartbeat",
+    )
+    device = installed.device()
+    assert device["mode"] == "protected"  # an elevated administrator under Wine: IsUserAnAdmin
+    collectors = device["collectors"]
+    assert collectors.get("screen_capture") == "running", collectors
+    assert collectors.get("usb") == "running", collectors  # the message-only window for WM_DEVICECHANGE
+    assert collectors.get("downloads") == "running", collectors  # watchdog's ReadDirectoryChangesW
+    wait_for(lambda: installed.device()["policy_version"] == POLICY["version"], timeout=START_TIMEOUT, what="policy 3")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Wine 8.0: psutil 7.2.2 Process.name() goes through exe(), whose NtQuerySystemInformation("
+    "SystemProcessIdInformation) fails with WinError 87 for every pid, so the scan sees no names (docs/testing.md)",
+)
+def test_a_program_named_like_a_capture_tool_is_terminated_and_reported(installed: InstalledDesk) -> None:
+    wait_for(lambda: installed.device()["policy_version"] == 3, timeout=START_TIMEOUT, what="policy 3 on the desk")
+    # A real Windows program under a capture tool's name: the embeddable python.exe, copied beside its DLLs.
+    tool = installed.wine.python_dir / "SnippingTool.exe"
+    shutil.copy(installed.wine.python_dir / "python.exe", tool)
+    proc = installed.wine._script([windows_path(tool), "-c", "import time; time.sleep(300)"], tool.with_suffix(".log"))
+    wait_for(lambda: proc.poll() is not None, timeout=20, what="SnippingTool.exe to be terminated by the service")
+    wait_for(
+        lambda: installed.events("capture.tool_terminated"), timeout=60, what="capture.tool_terminated at the endpoint"
+    )
+    (event,) = installed.events("capture.tool_terminated")
+    assert event["data"]["name"].lower() == "snippingtool.exe", event
