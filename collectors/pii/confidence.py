@@ -84,20 +84,23 @@ _ID_LABELS = (
 _ACCOUNT_LABELS = ("account", "acct", "a/c", "loan account", "account number")
 
 
-def _label_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
-    body = "|".join(r"\s*".join(map(re.escape, w.split())) for w in sorted(words, key=len, reverse=True))
-    # "Order no.: ", "Txn ref # ", "Loan A/c - ", "Policy (" : the label, an optional no/number/#, punctuation.
-    return re.compile(rf"(?i)(?<![^\W_])(?:{body})(?:\s*(?:no|num|number|nr|id|#)\.?)?\s*[:#=.(\-]*\s*$")
+_LABEL_TAIL = ("no", "num", "number", "nr", "id")
+"""Words that may stand between a label and its value: "Order no.", "Txn id" ("#" is punctuation: "Ref #")."""
+_LABEL_TOKEN = re.compile(r"[^\W\d_]+(?:/[^\W\d_]+)?")
+_LABEL_PUNCT = " \t\r\n:#=.(-"
 
 
-_NEGATIVE: dict[str, re.Pattern[str] | None] = {
-    "card": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
-    "aadhaar": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
-    "ssn": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
-    "phone": _label_pattern(_ID_LABELS + _ACCOUNT_LABELS),
-    "pan": _label_pattern(_ID_LABELS),
-    "iban": _label_pattern(tuple(w for w in _ID_LABELS if w not in ("id", "ref", "reference", "transaction"))),
-    "email": None,
+def _label_set(words: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(" ".join(w.split()) for w in words)
+
+
+_NEGATIVE: dict[str, frozenset[str]] = {
+    "card": _label_set(_ID_LABELS + _ACCOUNT_LABELS),
+    "aadhaar": _label_set(_ID_LABELS + _ACCOUNT_LABELS),
+    "ssn": _label_set(_ID_LABELS + _ACCOUNT_LABELS),
+    "phone": _label_set(_ID_LABELS + _ACCOUNT_LABELS),
+    "pan": _label_set(_ID_LABELS),
+    "iban": _label_set(tuple(w for w in _ID_LABELS if w not in ("id", "ref", "reference", "transaction"))),
 }
 _EXPIRY = re.compile(r"(?<!\d)(?:0[1-9]|1[0-2]) ?/ ?(?:\d{2}|20\d{2})(?![\d/])")
 """MM/YY or MM/YYYY right after a card number counts as a card keyword."""
@@ -117,11 +120,23 @@ def has_keyword(text: str, detector: str, start: int, end: int) -> bool:
 
 def has_id_label(text: str, detector: str, start: int) -> bool:
     """An identifier label ("order no.", "UTR", "coupon code", ...) is the last thing written before `start`."""
-    pattern = _NEGATIVE.get(detector)
-    if pattern is None or start == 0:
+    labels = _NEGATIVE.get(detector)
+    if labels is None or start == 0:
         return False
     window = text[max(0, start - LABEL_BEFORE) : start]
-    return bool(pattern.search(window))
+    stripped = window.rstrip(_LABEL_PUNCT)
+    if not stripped or len(stripped) == len(window) or not stripped[-1].isalpha():
+        return False  # nothing before, the value touches a word, or a number comes right before it
+    tokens = _LABEL_TOKEN.findall(stripped.lower()[-LABEL_BEFORE:])
+    if not tokens:
+        return False
+    if _labelled(tokens, labels):
+        return True
+    return tokens[-1] in _LABEL_TAIL and _labelled(tokens[:-1], labels)
+
+
+def _labelled(tokens: list[str], labels: frozenset[str]) -> bool:
+    return bool(tokens) and (tokens[-1] in labels or (len(tokens) > 1 and f"{tokens[-2]} {tokens[-1]}" in labels))
 
 
 def confidence(text: str, detector: str, start: int, end: int, base: int) -> Confidence:

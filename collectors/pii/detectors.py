@@ -72,6 +72,8 @@ _MIN_RUN_CHARS = 9
 _SOLID_GROUP = 7
 """A space next to an unformatted group of this many digits or more ends one number and starts another."""
 _JOINERS = "-/"
+_TOKEN_JOINERS = ("-", ".")
+"""Separators that make one written token of several groups (spaces separate tokens)."""
 """Between a word and a number these make one identifier ("INV-4111...", "ABC/2024/...")."""
 
 
@@ -100,27 +102,29 @@ def _glued_right(text: str, end: int) -> bool:
     return after in _JOINERS and end + 1 < len(text) and bool(_WORDISH.match(text[end + 1]))
 
 
+_WORD = re.compile(r"[^\W_]+")
+
+
 def _code_before(text: str, start: int) -> bool:
     """One space, then a word mixing letters and digits ("A0 1234 ..."): a short group after it continues a code."""
     if start < 2 or text[start - 1] != " " or not text[start - 2].isalnum():
         return False
     i = start - 2
-    while i > 0 and text[i - 1].isalnum():
+    while i > 0 and text[i - 1].isalnum() and start - i < 8:
         i -= 1
     return _mixed(text[i : start - 1])
 
 
 def _code_after(text: str, end: int) -> bool:
-    if end + 1 >= len(text) or text[end] != " " or not text[end + 1].isalnum():
+    if end + 1 >= len(text) or text[end] != " ":
         return False
-    stop = end + 1
-    while stop < len(text) and text[stop].isalnum():
-        stop += 1
-    return _mixed(text[end + 1 : stop])
+    m = _WORD.match(text, end + 1)
+    return m is not None and _mixed(m.group())
 
 
 def _mixed(word: str) -> bool:
-    return any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word)
+    """A short letters-and-digits group such as an IBAN's ("A0", "X9Y2"); a longer code ("A1B2C3D4") is a word."""
+    return len(word) <= 4 and any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word)
 
 
 def _sizes(groups: list[_Group]) -> list[int]:
@@ -244,32 +248,41 @@ def _numeric_findings(text: str, wanted: frozenset[str]) -> Iterator[_Raw]:
         for g in _GROUP.finditer(text, r_start, r_end):
             groups.append((g.start(), g.end(), text[prev_end] if prev_end >= 0 else ""))
             prev_end = g.end()
-        # A short group next to a letters-and-digits code through one space continues that code
-        # ("GB15 WEST 2000 1829 3061 78 A0"); an unformatted 7+ digit number stands on its own.
-        if groups[0][1] - groups[0][0] < _SOLID_GROUP and _code_before(text, r_start):
-            glued_left = True
-        if groups[-1][1] - groups[-1][0] < _SOLID_GROUP and _code_after(text, r_end):
-            glued_right = True
         for piece in _pieces(groups):
-            # Glue binds only the piece that touches it: "ID-1234 4111111111111111" still holds the card.
-            if (glued_left and piece[0][0] == r_start) or (glued_right and piece[-1][1] == r_end):
-                continue
             digits = "".join(text[g[0] : g[1]] for g in piece)
-            if len(digits) in _CANDIDATE_SIZES:
-                yield from _check_candidate(text, piece, digits, checks)
+            if len(digits) not in _CANDIDATE_SIZES:
+                continue
+            # Glue binds only the piece that touches it: "ID-1234 4111111111111111" still holds the card. A short
+            # group next to a letters-and-digits code through one space continues that code ("... 3061 78 A0");
+            # an unformatted 7+ digit number stands on its own.
+            first, last = piece[0], piece[-1]
+            if first[0] == r_start and (
+                glued_left or (first[1] - first[0] < _SOLID_GROUP and _code_before(text, r_start))
+            ):
+                continue
+            if last[1] == r_end and (glued_right or (last[1] - last[0] < _SOLID_GROUP and _code_after(text, r_end))):
+                continue
+            yield from _check_candidate(text, piece, digits, checks)
 
 
 def _pieces(groups: list[_Group]) -> Iterator[list[_Group]]:
-    """Split a run at each space next to a solid group (7+ digits): the numbers either side are separate."""
+    """Split a run at each space next to a number that stands on its own: an unformatted group of 7+ digits, or
+    groups joined by dashes or dots ("5500-0000-0000-0004 2024-05-17" is a card and a date). Spaces join only
+    short plain groups ("4111 1111 1111 1111 123" stays one run)."""
     piece: list[_Group] = []
-    for group in groups:
-        if (
-            piece
-            and group[2] == " "
-            and (group[1] - group[0] >= _SOLID_GROUP or piece[-1][1] - piece[-1][0] >= _SOLID_GROUP)
-        ):
-            yield piece
-            piece = []
+    n = len(groups)
+    for i, group in enumerate(groups):
+        if piece and group[2] == " ":
+            prev = groups[i - 1]
+            split = (
+                group[1] - group[0] >= _SOLID_GROUP
+                or prev[1] - prev[0] >= _SOLID_GROUP
+                or prev[2] in _TOKEN_JOINERS
+                or (i + 1 < n and groups[i + 1][2] in _TOKEN_JOINERS)
+            )
+            if split:
+                yield piece
+                piece = []
         piece.append(group if piece else (group[0], group[1], ""))
     if piece:
         yield piece
@@ -344,7 +357,9 @@ _EMAIL = re.compile(
     r"\.[A-Za-z]{2,24}(?![A-Za-z0-9_@-]|\.[A-Za-z0-9])"
 )
 _PHONE_INTL = re.compile(r"\+[1-9]\d*(?:[ -]?\(\d{1,4}\))?(?:[ .-]\d+)*")
-_PHONE_NANP = re.compile(r"(?:1[ .-])?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
+_PHONE_NANP = re.compile(r"(?:\([2-9]\d{2}\) ?|[2-9]\d{2}([-. ]))[2-9]\d{2}([-. ])\d{4}")
+"""North American numbers; a leading "1 " / "1-" country code is taken in by `_phone_findings` (an optional group
+in the pattern would triple its cost)."""
 _PHONE_IN = re.compile(r"0?[6-9]\d{4}[ -]\d{5}")
 """Indian mobile numbers written 98765 43210 / 98765-43210; the unformatted 9876543210 is a numeric run above."""
 
@@ -378,7 +393,10 @@ def _phone_findings(text: str) -> Iterator[_Raw]:
             yield "phone", m.start(), m.end(), MEDIUM
     for m in _PHONE_NANP.finditer(text):
         start = m.start()
-        if _preceded_by(text, start, "_+(.-/") or _continues_run_left(text, start):
+        if _continues_run_left(text, start) and text[start - 2] == "1" and not _continues_run_left(text, start - 2):
+            start -= 2  # "1 415 555 2671", "1-415-555-2671": the country code belongs to the number
+        bracket = text[start] == "("  # an opening bracket starts a new number whatever comes before it
+        if _preceded_by(text, start, "_+(.-/") or (not bracket and _continues_run_left(text, start)):
             continue
         # The bracket form has no first separator; otherwise both separators must agree.
         if m.group(1) is not None and m.group(1) != m.group(2):
