@@ -9,6 +9,7 @@ German words contact centres meet most. The rules and examples are in docs/pii-d
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import get_args
 
 from policy_client.schema import Confidence
@@ -35,13 +36,34 @@ def level_name(rank: int) -> Confidence:
     return CONFIDENCE_LEVELS[max(LOW, min(HIGH, rank))]
 
 
-def _words(*words: str) -> re.Pattern[str]:
-    """Any of `words` (case-insensitive) not touching another letter or digit on either side."""
-    body = "|".join(r"[\s_-]*".join(map(re.escape, w.split())) for w in sorted(words, key=len, reverse=True))
-    return re.compile(rf"(?i)(?<![^\W_])(?:{body})(?![^\W_])")
+_TOKEN = re.compile(r"[^\W_]+")
+"""Words are runs of letters and digits; keywords are matched as whole words (sequences of them)."""
 
 
-_KEYWORDS: dict[str, re.Pattern[str]] = {
+@dataclass(frozen=True, slots=True)
+class _Keywords:
+    singles: frozenset[str]
+    phrases: frozenset[tuple[str, ...]]
+    longest: int
+
+    def found_in(self, words: list[str]) -> bool:
+        if not self.singles.isdisjoint(words):
+            return True
+        for size in range(2, self.longest + 1):
+            for i in range(len(words) - size + 1):
+                if tuple(words[i : i + size]) in self.phrases:
+                    return True
+        return False
+
+
+def _words(*keywords: str) -> _Keywords:
+    """Keywords as word sequences, split the way text is split ("a/c" is ("a", "c"), Devanagari at its marks)."""
+    split = [tuple(_TOKEN.findall(k.lower())) for k in keywords]
+    phrases = frozenset(t for t in split if len(t) > 1)
+    return _Keywords(frozenset(t[0] for t in split if len(t) == 1), phrases, max(map(len, phrases), default=1))
+
+
+_KEYWORDS: dict[str, _Keywords] = {
     "card": _words(
         "card", "cards", "credit", "debit", "visa", "mastercard", "master card", "amex", "american express", "rupay",
         "maestro", "discover", "diners", "jcb", "cc", "ccn", "cvv", "cvc", "expiry", "exp", "valid thru", "atm",
@@ -108,12 +130,17 @@ _EXPIRY = re.compile(r"(?<!\d)(?:0[1-9]|1[0-2]) ?/ ?(?:\d{2}|20\d{2})(?![\d/])")
 
 def has_keyword(text: str, detector: str, start: int, end: int) -> bool:
     """A keyword of `detector` within KEYWORD_BEFORE characters before `start` or KEYWORD_AFTER after `end`."""
-    pattern = _KEYWORDS.get(detector)
-    if pattern is None:
+    keywords = _KEYWORDS.get(detector)
+    if keywords is None:
         return False
-    if pattern.search(text, max(0, start - KEYWORD_BEFORE), start) or pattern.search(
-        text, end, min(len(text), end + KEYWORD_AFTER)
-    ):
+    lo, hi = max(0, start - KEYWORD_BEFORE), min(len(text), end + KEYWORD_AFTER)
+    before = _TOKEN.findall(text[lo:start].lower())
+    if before and lo > 0 and text[lo - 1].isalnum():
+        before = before[1:]  # the window began inside a word ("dis|card")
+    after = _TOKEN.findall(text[end:hi].lower())
+    if after and hi < len(text) and text[hi].isalnum():
+        after = after[:-1]
+    if keywords.found_in(before) or keywords.found_in(after):
         return True
     return detector == "card" and bool(_EXPIRY.search(text, end, min(len(text), end + 40)))
 
