@@ -43,15 +43,15 @@ _TOKEN = re.compile(r"[^\W_]+")
 @dataclass(frozen=True, slots=True)
 class _Keywords:
     singles: frozenset[str]
-    phrases: frozenset[tuple[str, ...]]
-    longest: int
+    phrases: dict[str, tuple[tuple[str, ...], ...]]
+    """Multi-word keywords by their first word."""
 
     def found_in(self, words: list[str]) -> bool:
         if not self.singles.isdisjoint(words):
             return True
-        for size in range(2, self.longest + 1):
-            for i in range(len(words) - size + 1):
-                if tuple(words[i : i + size]) in self.phrases:
+        for i, word in enumerate(words):
+            for phrase in self.phrases.get(word, ()):
+                if tuple(words[i : i + len(phrase)]) == phrase:
                     return True
         return False
 
@@ -59,8 +59,12 @@ class _Keywords:
 def _words(*keywords: str) -> _Keywords:
     """Keywords as word sequences, split the way text is split ("a/c" is ("a", "c"), Devanagari at its marks)."""
     split = [tuple(_TOKEN.findall(k.lower())) for k in keywords]
-    phrases = frozenset(t for t in split if len(t) > 1)
-    return _Keywords(frozenset(t[0] for t in split if len(t) == 1), phrases, max(map(len, phrases), default=1))
+    phrases: dict[str, list[tuple[str, ...]]] = {}
+    for t in split:
+        if len(t) > 1:
+            phrases.setdefault(t[0], []).append(t)
+    singles = frozenset(t[0] for t in split if len(t) == 1)
+    return _Keywords(singles, {first: tuple(group) for first, group in phrases.items()})
 
 
 _KEYWORDS: dict[str, _Keywords] = {

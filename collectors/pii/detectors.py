@@ -249,9 +249,9 @@ def _numeric_findings(text: str, wanted: frozenset[str]) -> Iterator[_Raw]:
             groups.append((g.start(), g.end(), text[prev_end] if prev_end >= 0 else ""))
             prev_end = g.end()
         for piece in _pieces(groups):
-            digits = "".join(text[g[0] : g[1]] for g in piece)
-            if len(digits) not in _CANDIDATE_SIZES:
+            if sum(g[1] - g[0] for g in piece) not in _CANDIDATE_SIZES:
                 continue
+            digits = "".join(text[g[0] : g[1]] for g in piece)
             # Glue binds only the piece that touches it: "ID-1234 4111111111111111" still holds the card. A short
             # group next to a letters-and-digits code through one space continues that code ("... 3061 78 A0");
             # an unformatted 7+ digit number stands on its own.
