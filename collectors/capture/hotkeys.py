@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -150,9 +151,26 @@ def stop_pynput_listener(listener: Any, *, timeout: float = 5.0) -> None:
         log.warning("input listener did not stop within %.1f s", timeout)
 
 
+def await_pynput_ready(listener: Any, timeout: float) -> bool:
+    """Wait until a pynput listener is ready; False if its thread died first or `timeout` passed.
+
+    pynput's own `wait()` blocks forever when the listener thread raises before it marks itself ready (an X server
+    that refuses the RECORD extension, a display that went away): the caller would hang with it.
+    """
+    condition, deadline = listener._condition, time.monotonic() + timeout
+    with condition:
+        while not listener._ready:
+            left = deadline - time.monotonic()
+            if left <= 0 or not listener.is_alive():
+                return False
+            condition.wait(min(left, 0.05))  # woken by _mark_ready; the bound only notices a thread that died
+    return True
+
+
 class PynputKeySource:
     """`KeySource` over a pynput keyboard Listener (imported lazily: X needs DISPLAY at import)."""
 
+    START_TIMEOUT_S = 5.0
     VK_SNAPSHOT = 0x2C
     WM_KEYDOWN = 0x0100
     WM_SYSKEYDOWN = 0x0104
@@ -184,9 +202,9 @@ class PynputKeySource:
         listener = keyboard.Listener(on_press=pressed, on_release=released, **kwargs)
         listener.daemon = True
         listener.start()
-        listener.wait()
-        if not listener.running:
-            raise OSError("keyboard listener did not start")
+        if not await_pynput_ready(listener, self.START_TIMEOUT_S) or not listener.running:
+            listener.stop()
+            raise OSError("keyboard listener did not start (no usable keyboard source on this display)")
         self._listener = listener
 
     def _win32_filter(

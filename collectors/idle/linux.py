@@ -10,11 +10,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from collectors.capture.hotkeys import stop_pynput_listener
+from collectors.capture.hotkeys import await_pynput_ready, stop_pynput_listener
 
 
 class PynputActivitySource:
     """Keeps the monotonic time of the last input event, never the event itself."""
+
+    START_TIMEOUT_S = 5.0
 
     def __init__(self, *, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -39,10 +41,9 @@ class PynputActivitySource:
         for listener in listeners:
             listener.daemon = True
             listener.start()
-        for listener in listeners:
-            listener.wait()
+        ready = [await_pynput_ready(listener, self.START_TIMEOUT_S) for listener in listeners]
         self._listeners = listeners
-        if not all(listener.running for listener in listeners):
+        if not all(ready) or not all(listener.running for listener in listeners):
             self.stop()
             raise OSError("input listeners did not start")
 

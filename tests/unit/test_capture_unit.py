@@ -20,7 +20,7 @@ from collectors.capture import (
     login_of,
     same_user,
 )
-from collectors.capture.hotkeys import ShortcutDetector, normalize_key
+from collectors.capture.hotkeys import ShortcutDetector, await_pynput_ready, normalize_key
 from collectors.capture.known_tools import ToolMatcher, default_tool_names
 from collectors.capture.process_scan import AdaptiveInterval, ProcessInfo, ProcessScanner, ScanResult
 from policy_client.schema import Action, Controls, EventKind, PolicyDocument, ScreenCaptureControl, Severity
@@ -567,3 +567,38 @@ def test_a_process_whose_name_fails_with_an_os_error_is_skipped_not_fatal(monkey
 
     monkeypatch.setattr(process_scan.psutil, "Process", Unreadable)
     assert process_scan.PsutilProcessTable().inspect(4) is None
+
+
+class _ListenerLike(threading.Thread):
+    """pynput's ready protocol (`_condition`, `_ready`, `running`) around a body that may raise before it is ready."""
+
+    def __init__(self, *, fail: bool) -> None:
+        super().__init__(daemon=True)
+        self._condition = threading.Condition()
+        self._ready = False
+        self._fail = fail
+        self.running = False
+
+    def run(self) -> None:
+        if self._fail:
+            return  # pynput's X backend raises here on a broken display: the thread ends without marking ready
+        self.running = True
+        with self._condition:
+            self._ready = True
+            self._condition.notify()
+
+
+def test_a_listener_that_dies_before_it_is_ready_is_reported_not_waited_for_forever() -> None:
+    listener = _ListenerLike(fail=True)
+    listener.start()
+    began = time.monotonic()
+    assert await_pynput_ready(listener, timeout=30.0) is False
+    listener.join()
+    assert time.monotonic() - began < 5.0  # noticed the dead thread, did not sit out the timeout
+
+
+def test_a_listener_that_becomes_ready_is_waited_for() -> None:
+    listener = _ListenerLike(fail=False)
+    listener.start()
+    assert await_pynput_ready(listener, timeout=30.0) is True
+    listener.join()
