@@ -58,15 +58,20 @@ def test_the_per_user_agent_runs_its_own_unprotected_service(tmp_path: Path, mon
 
         wait_for(lambda: bool(device().get("last_heartbeat")), timeout=60, what="the per-user service's heartbeat")
         assert device()["mode"] == "unprotected"
-        status = subprocess.run(
-            [sys.executable, "-m", "agent_app", "status", "--json", "--socket", str(home / "service.sock")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        )
-        assert json.loads(status.stdout)["helpers"] == 1
+
+        def helpers() -> int:
+            status = subprocess.run(
+                [sys.executable, "-m", "agent_app", "status", "--json", "--socket", str(home / "service.sock")],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
+            return int(json.loads(status.stdout)["helpers"])
+
+        # The service heartbeats before the helper it was started by has connected: wait for the helper, not a time.
+        wait_for(lambda: helpers() == 1, timeout=60, what="the helper connected to its per-user service")
         children = psutil.Process(agent.pid).children()
         assert [c for c in children if "service" in c.cmdline()]
         agent.send_signal(signal.SIGTERM)

@@ -140,7 +140,14 @@ def test_csv_with_aadhaar_is_found_quarantined_and_restorable(
     data = obs.draft.data
     assert obs.draft.severity == Severity.high
     assert data["findings"] == [
-        {"type": "aadhaar", "count": 2, "sample": "XXXXXXXX2346", "hash": data["findings"][0]["hash"]}  # type: ignore[index,call-overload]
+        {
+            "type": "aadhaar",
+            "count": 2,
+            "confidence": "medium",
+            "by_confidence": {"medium": 2},
+            "sample": "XXXXXXXX2346",
+            "hash": data["findings"][0]["hash"],  # type: ignore[index,call-overload]
+        }
     ]
     assert not any(n in json.dumps(data) for n in AADHAAR)
 
