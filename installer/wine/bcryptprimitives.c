@@ -3,7 +3,7 @@
  * orjson) fails to load under Wine 8 with "DLL load failed". ProcessPrng is forwarded to RtlGenRandom
  * (advapi32!SystemFunction036), which Wine implements over the host's random source.
  *
- * Test scaffolding only: built by scripts/wine-env.sh with gcc-mingw-w64-x86-64 and placed next to the embeddable
+ * Test scaffolding only: built by scripts/windows-env.sh with gcc-mingw-w64-x86-64 and placed next to the embeddable
  * python.exe of the Wine test environment. Never shipped to a Windows desk (Windows 10 and later have the real one).
  */
 #include <windows.h>

@@ -1,7 +1,7 @@
 """Print the agent's runtime requirements as a Windows CPython would need them, pinned to the versions this venv
 resolved: one `name==version` a line (a requirement that only Windows needs, so not installed here, unpinned).
 
-Run by scripts/wine-env.sh with the project venv's python: `pins.py PYPROJECT PYTHON_VERSION`. The dependency
+Run by scripts/windows-env.sh with the project venv's python: `pins.py PYPROJECT PYTHON_VERSION`. The dependency
 closure follows each installed distribution's metadata, with markers evaluated for win32 / CPython PYTHON_VERSION.
 """
 

@@ -1,6 +1,6 @@
-"""Fixtures for tests/wine: a Windows desk under Wine (tests/wine/harness.py) and a real endpoint on loopback.
+"""Fixtures for tests/windows: a Windows desk under Wine (tests/windows/harness.py) and a real endpoint on loopback.
 
-The environment comes from `bash scripts/wine-env.sh`; without it the tests skip with a reason, and fail in CI
+The environment comes from `bash scripts/windows-env.sh`; without it the tests skip with a reason, and fail in CI
 (CI=true), where .ci/run builds it first.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.endpoint import EndpointProcess
-from tests.wine.harness import WineDesk, env_dir
+from tests.windows.harness import WineDesk, env_dir
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,7 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def wine_desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineDesk]:
     env = env_dir()
     if env is None:
-        message = "no Windows-under-Wine environment: run `bash scripts/wine-env.sh`"
+        message = "no Windows-under-Wine environment: run `bash scripts/windows-env.sh`"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -1,5 +1,5 @@
-"""A Windows desk under Wine for tests/wine: a private copy of the cached Wine prefix and of the embeddable CPython
-(built by scripts/wine-env.sh), with this checkout on the Windows Python's path, and ways to run the agent there.
+"""A Windows desk under Wine for tests/windows: a private copy of the cached Wine prefix and of the embeddable CPython
+(built by scripts/windows-env.sh), with this checkout on the Windows Python's path, and ways to run the agent there.
 
 Windows CPython 3.13 under Wine 8 dies in init_sys_streams (WinError 6) when its standard handles are Unix files or
 pipes, so every Windows process runs on a pseudo-terminal from script(1) and reports through files. A keeper
@@ -53,7 +53,7 @@ sys.exit(code)
 
 
 def env_dir() -> Path | None:
-    """The environment scripts/wine-env.sh built ($DESKWARDEN_WINE_ENV or $CACHE/current), None when missing."""
+    """The environment scripts/windows-env.sh built ($DESKWARDEN_WINE_ENV or $CACHE/current), None when missing."""
     path = Path(os.environ.get("DESKWARDEN_WINE_ENV") or CACHE / "current")
     if (path / ".ready").exists() and (path / "prefix" / ".ready").exists() and shutil.which("wine"):
         return path.resolve()

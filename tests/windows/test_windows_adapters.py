@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.wine.harness import WineDesk
+from tests.windows.harness import WineDesk
 
 pytestmark = pytest.mark.wine
 

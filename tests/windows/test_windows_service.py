@@ -16,7 +16,7 @@ import requests
 
 from central.commands import publish_policy
 from tests.support.endpoint import EndpointProcess, wait_for
-from tests.wine.harness import WineDesk, windows_path
+from tests.windows.harness import WineDesk, windows_path
 
 pytestmark = [pytest.mark.wine, pytest.mark.integration]
 
