@@ -101,7 +101,8 @@ def login(
         answer.headers["Retry-After"] = str(BUSY_RETRY_S)
         return answer
     if principal is None:
-        throttle.record_failure(runtime.db, name, client, now=now)
+        # The delay runs from the failure's answer, not the request's start: hashing must not eat into it.
+        throttle.record_failure(runtime.db, name, client, now=runtime.clock())
         return page(
             request,
             "login.html",
