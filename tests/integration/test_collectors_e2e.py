@@ -124,6 +124,7 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
     finally:
         if process is not None and process.poll() is None:
             process.kill()
+            process.wait(10)
         if runtime is not None:
             runtime.stop(reason="test")
         if _mounted(mount_point):
