@@ -21,7 +21,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, S
 
 from collectors.base import Collector, CollectorState, Decision, EventSink, Outcome, Probe
 from collectors.clipboard.backend import ClipboardBackend, default_backend
-from collectors.pii import Finding, ScanResult, mask_text, scan, summarize
+from collectors.pii import Finding, ScanResult, confidence_at_least, mask_text, scan, summarize
 from policy_client.schema import Action, ClipboardControl, EventDraft, EventKind, PolicyDocument, Severity
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class _Held:
     token: str
     text: str
     findings: list[Finding]
+    """Only the findings at `min_confidence` or above: what the event counts and a mask replaces."""
+    min_confidence: str
 
 
 @dataclass
@@ -195,12 +197,18 @@ class ClipboardCollector(Collector):
         worker.start()
 
     def _on_scanned(self, item: _Scanned) -> None:
-        if item.generation != self._generation or not item.result.findings or self._stopping.is_set():
-            return  # stale (the clipboard changed meanwhile) or nothing sensitive
-        findings = item.result.findings
+        if item.generation != self._generation or self._stopping.is_set():
+            return  # stale (the clipboard changed meanwhile)
+        # Only findings at the policy's confidence are reported and masked: a copy with only low-confidence numbers
+        # (an order id that passes Luhn) is left alone, and the event's counts are exactly what a mask changes.
+        minimum = self.control.min_confidence
+        findings = [f for f in item.result.findings if confidence_at_least(f.confidence, minimum)]
+        if not findings:
+            return  # nothing sensitive at the policy's confidence
+        below = len(item.result.findings) - len(findings)
         token = f"{item.generation}:{self._content_hash(item.text)}"
         with self._lock:
-            self._held = _Held(token, item.text, findings)
+            self._held = _Held(token, item.text, findings, minimum)
         QTimer.singleShot(self._hold_ms, lambda: self._drop(token))
         severity = Severity.medium if {f.type for f in findings} <= _LOW_RISK else Severity.high
         data: dict[str, Any] = {
@@ -209,6 +217,8 @@ class ClipboardCollector(Collector):
             "format": "text/plain",
             "scan_truncated": item.result.truncated,
         }
+        if below:
+            data["below_min_confidence"] = below  # left as copied: not masked, not in `findings`
         self._emit(EventDraft(kind=EventKind.clipboard_sensitive, severity=severity, data=data), target=token)
 
     def _content_hash(self, text: str) -> str:
@@ -280,7 +290,7 @@ class ClipboardCollector(Collector):
                 req.outcome = Outcome(Action.failed, {"error": "clipboard changed before enforcement"})
                 return
             if req.op == "mask":
-                masked = mask_text(held.text, held.findings)
+                masked = mask_text(held.text, held.findings, min_confidence=held.min_confidence)
                 self._own_text = masked
                 backend.set_text(masked)
                 req.outcome = Outcome(Action.masked)

@@ -17,7 +17,7 @@ from stdnum.in_ import aadhaar as _aadhaar
 from stdnum.in_ import pan as _pan
 from stdnum.us import ssn as _ssn
 
-from collectors.pii.confidence import LOW, MEDIUM, confidence, has_keyword
+from collectors.pii.confidence import LOW, MEDIUM, confidence, confidence_at_least, has_keyword
 from collectors.pii.masking import MASK_CHAR, SEPARATORS, apply_masks, mask
 from policy_client.schema import ALL_DETECTORS, Confidence
 
@@ -508,27 +508,38 @@ _CONTEXT = 2
 """How far the boundary checks (glued groups, phone tails) look past a value."""
 
 
-def mask_text(text: str, findings: Sequence[Finding], *, limit_chars: int = DEFAULT_LIMIT_CHARS) -> str:
+def mask_text(
+    text: str, findings: Sequence[Finding], *, limit_chars: int = DEFAULT_LIMIT_CHARS, min_confidence: str = "low"
+) -> str:
     """`text` with every finding replaced by its masked form (for clipboard mask mode).
 
     The four characters a mask reveals could, with neighbouring digits, form a new valid number.
-    So the result is re-scanned: anything the same detectors find again, and anything any detector
-    finds within two characters of a masked span (masking moves its neighbours' boundaries), is
-    masked completely, until a re-scan finds nothing.
+    So the result is re-scanned: anything the same detectors find again at `min_confidence` or above, and
+    anything any detector finds within two characters of a masked span (masking moves its neighbours'
+    boundaries), whatever its confidence, is masked completely, until a re-scan finds nothing more.
+    A finding below `min_confidence` away from every masked span is left as it is (the caller passes only the
+    findings policy acts on; "low", the default, re-masks everything found again).
     Text past `limit_chars` is left as it is.
     """
     types = frozenset(f.type for f in findings)
     spans = [(f.start, f.end) for f in findings]
     out = apply_masks(text, findings)
+
+    def near(f: Finding) -> bool:
+        return any(f.start < end + _CONTEXT and start < f.end + _CONTEXT for start, end in spans)
+
     for _ in range(_MAX_MASK_PASSES):
-        again = scan_text(out, detectors=types, limit_chars=limit_chars) if types else []
-        if spans:
-            again += [
+        again = (
+            [
                 f
-                for f in scan_text(out, limit_chars=limit_chars)
-                if f.type not in types
-                and any(f.start < end + _CONTEXT and start < f.end + _CONTEXT for start, end in spans)
+                for f in scan_text(out, detectors=types, limit_chars=limit_chars)
+                if near(f) or confidence_at_least(f.confidence, min_confidence)
             ]
+            if types
+            else []
+        )
+        if spans:
+            again += [f for f in scan_text(out, limit_chars=limit_chars) if f.type not in types and near(f)]
         if not again:
             return out
         out = apply_masks(out, [replace(f, masked=_full_mask(out[f.start : f.end])) for f in again])

@@ -172,6 +172,31 @@ def test_copied_card_is_reported_masked_and_mask_mode_rewrites_the_clipboard(x_e
     assert sum('"event"' in line for line in agent.raw) == 1
 
 
+def test_low_confidence_numbers_are_left_as_copied_and_not_counted(x_env: dict[str, str]) -> None:
+    """Default policy (min_confidence medium): an order id that passes Luhn is neither counted nor masked, the card
+    beside it is, and a copy holding only such ids raises nothing."""
+    order = "4111111111111111"
+    card = "5500 0000 0000 0004"
+    mixed = f"Order no.: {order} shipped; customer card {card} exp 12/27"
+    agent = Agent(x_env)
+    try:
+        agent.next("ready")
+        xclip_copy(f"Order no.: {order} shipped", x_env)
+        xclip_copy(mixed, x_env)
+        item = agent.next("event")
+        data = item["event"]["data"]
+        assert data["length"] == len(mixed)  # the order-only copy raised nothing
+        assert [(f["type"], f["count"], f["confidence"]) for f in data["findings"]] == [("card", 1, "high")]
+        assert data["below_min_confidence"] == 1
+        agent.send({"op": "enforce", "action": "mask", "target": item["target"]})
+        assert agent.next("outcome")["outcome"] == "masked"
+        assert xclip_paste(x_env).stdout == mixed.replace(card, "XXXX XXXX XXXX 0004")
+    finally:
+        log = agent.close()
+    assert sum('"event"' in line for line in agent.raw) == 1
+    assert card not in "".join(agent.raw) + log
+
+
 def test_clear_mode_empties_the_clipboard_and_harmless_text_is_not_reported(x_env: dict[str, str]) -> None:
     agent = Agent(x_env)
     try:

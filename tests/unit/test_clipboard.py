@@ -166,6 +166,56 @@ def test_mask_from_pipeline_thread_rewrites_clipboard_once(
     assert collector._held is None  # the text is dropped once used
 
 
+MIXED = "Order no.: 4111111111111111 shipped; customer card 5500 0000 0000 0004 exp 12/27; ref 6011 0009 9013 9424"
+"""One high-confidence card between two order/reference ids that pass Luhn (low confidence)."""
+
+
+def test_findings_below_min_confidence_are_neither_counted_nor_masked(
+    started: tuple[ClipboardCollector, Sink], board: FakeClipboard, qtbot: QtBot
+) -> None:
+    collector, sink = started
+    assert [f.confidence for f in scan(MIXED).findings] == ["low", "high", "low"]
+    board.copy(MIXED)
+    (obs,) = sink.items
+    (summary,) = obs.draft.data["findings"]  # type: ignore[misc]
+    assert summary["count"] == 1
+    assert summary["by_confidence"] == {"high": 1}
+    assert summary["sample"] == "XXXX XXXX XXXX 0004"
+    assert obs.draft.data["below_min_confidence"] == 2
+    outcome = in_thread(lambda: collector.enforce(obs.target, decision("mask")), qtbot)
+    assert outcome.action == Action.masked  # type: ignore[attr-defined]
+    assert board.text == MIXED.replace("5500 0000 0000 0004", "XXXX XXXX XXXX 0004")
+    assert "4111111111111111" in board.text
+    assert "6011 0009 9013 9424" in board.text
+
+
+def test_min_confidence_low_masks_and_counts_every_finding(qapp: object, board: FakeClipboard, qtbot: QtBot) -> None:
+    collector = ClipboardCollector(hash_key=b"k" * 32, backend_factory=lambda: board, enforce_timeout=2.0)
+    sink = Sink()
+    collector.start(sink, policy(mode="mask", min_confidence="low"))
+    try:
+        board.copy(MIXED)
+        (obs,) = sink.items
+        assert obs.draft.data["findings"][0]["count"] == 3  # type: ignore[index,call-overload]
+        assert "below_min_confidence" not in obs.draft.data
+        outcome = in_thread(lambda: collector.enforce(obs.target, decision("mask")), qtbot)
+        assert outcome.action == Action.masked  # type: ignore[attr-defined]
+        assert board.text == mask_text(MIXED, scan_text(MIXED))
+        assert not scan_text(board.text or "")
+    finally:
+        collector.stop()
+
+
+def test_a_copy_with_only_low_confidence_numbers_is_not_reported(
+    started: tuple[ClipboardCollector, Sink], board: FakeClipboard
+) -> None:
+    collector, sink = started
+    board.copy("Order no.: 4111111111111111 shipped")
+    assert sink.items == []
+    assert collector._held is None
+    assert board.sets == 0
+
+
 def test_clear_from_pipeline_thread(
     started: tuple[ClipboardCollector, Sink], board: FakeClipboard, qtbot: QtBot
 ) -> None:

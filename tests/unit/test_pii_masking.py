@@ -165,3 +165,13 @@ def test_mask_text_leaves_no_finding(text: str, subset: set[str]) -> None:
     assert scan_text(out, detectors=subset) == []
     for f in findings:
         assert out[f.start : f.end] != text[f.start : f.end]
+
+
+def test_mask_text_leaves_findings_below_min_confidence_alone_unless_they_touch_a_mask() -> None:
+    text = "Order no.: 4111111111111111 shipped; customer card 5500 0000 0000 0004 exp 12/27"
+    high = [f for f in scan_text(text) if f.confidence == "high"]
+    masked = mask_text(text, high, min_confidence="medium")
+    assert masked == text.replace("5500 0000 0000 0004", "XXXX XXXX XXXX 0004")
+    assert [f.confidence for f in scan_text(masked)] == ["low"]
+    # The default re-masks whatever the same detectors find again, as before.
+    assert not [f for f in scan_text(mask_text(text, high)) if f.type == "card"]
