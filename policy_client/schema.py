@@ -303,6 +303,10 @@ class DownloadsControl(_Frozen):
     blocked plus files with sensitive content."""
     min_confidence: Confidence = "medium"
     """Findings below this confidence do not make a file sensitive (docs/pii-detectors.md)."""
+    encrypted_archives: Literal["audit", "warn", "quarantine"] = "audit"
+    """What to do with a download whose content could not be checked because it is encrypted (a ZIP with encrypted
+    members, a password-protected office file or PDF): record it (the default, as before this setting existed),
+    warn the person, or quarantine it. Applies unless `mode` is off; the stronger of this and `mode` wins."""
 
     @field_validator("blocked_extensions")
     @classmethod

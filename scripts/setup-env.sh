@@ -21,7 +21,7 @@ apt_install() {
 RUNTIME_PKGS=(python3 python3-venv python3-dev libegl1 libgl1 libfontconfig1 libdbus-1-3 libxkbcommon-x11-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-shape0 libxcb-xinerama0
   libxcb-randr0 libxcb-xfixes0 libxcb-xkb1)
-TEST_PKGS=(xvfb xclip xdotool x11-utils postgresql chromium trayer e2fsprogs util-linux)
+TEST_PKGS=(xvfb xclip xdotool x11-utils postgresql chromium trayer e2fsprogs util-linux zip)
 
 # The stamp records the extras and a hash of pyproject.toml: a changed pyproject or an extra not yet installed
 # reinstalls, with the union of the extras asked for now and before (so demo.sh after test.sh keeps ruff and mypy).

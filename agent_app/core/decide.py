@@ -19,6 +19,10 @@ _MESSAGES: dict[tuple[str, str], str] = {
     ("downloads", "warn"): "This download breaks the download policy. Explain why you need it.",
     ("downloads", "quarantine"): "This download broke the download policy, so DeskWarden moved it to quarantine.",
     ("downloads", "delete"): "This download broke the download policy, so DeskWarden deleted it.",
+    ("downloads_encrypted", "warn"): "This download is encrypted, so DeskWarden could not check it for customer data. "
+    "Explain why you need it.",
+    ("downloads_encrypted", "quarantine"): "This download is encrypted, so DeskWarden could not check it for customer "
+    "data and moved it to quarantine.",
     ("clipboard", "warn"): "You copied customer data. Explain why you need it on the clipboard.",
     ("clipboard", "mask"): "You copied customer data, so DeskWarden masked it on the clipboard.",
     ("clipboard", "clear"): "You copied customer data, so DeskWarden cleared the clipboard.",
@@ -68,7 +72,29 @@ def _sensitive(findings: Any, min_confidence: str) -> bool:
     return any(confidence_at_least(level, min_confidence) for level in levels)
 
 
+_DOWNLOAD_STRENGTH = {"ignore": 0, "audit": 1, "warn": 2, "quarantine": 3, "delete": 4}
+
+
 def _downloads(draft: EventDraft, policy: PolicyDocument) -> Decision:
+    """The download rules (`mode`, `quarantine_on`), then the stronger of that and `encrypted_archives` for a download
+    whose content is encrypted (it could not be checked)."""
+    by_mode = _downloads_by_mode(draft, policy)
+    control = policy.controls.downloads
+    if control.mode == "off" or draft.data.get("encrypted") is not True or control.encrypted_archives == "audit":
+        return by_mode
+    action: DecisionAction = control.encrypted_archives
+    if _DOWNLOAD_STRENGTH[by_mode.action] >= _DOWNLOAD_STRENGTH[action]:
+        return by_mode
+    return Decision(
+        action=action,
+        rule_id=f"downloads.encrypted_{action}",
+        policy_version=policy.version,
+        severity=max(by_mode.severity, Severity.medium, key=_rank),
+        message=message_for("downloads_encrypted", action),
+    )
+
+
+def _downloads_by_mode(draft: EventDraft, policy: PolicyDocument) -> Decision:
     control = policy.controls.downloads
     blocked = bool(draft.data.get("blocked_extension")) or bool(draft.data.get("oversize"))
     sensitive = _sensitive(draft.data.get("findings"), control.min_confidence)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import queue
+import shutil
 import stat
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 from stdnum import verhoeff
 
+from agent_app.core.decide import decide
 from collectors.base import CollectorContext, Decision, Observation, UserHome
 from collectors.downloads import DownloadsCollector, create, restore
 from policy_client.schema import Action, Controls, DownloadsControl, PolicyDocument, Severity
@@ -291,5 +294,41 @@ def test_a_deleted_and_recreated_folder_is_watched_again(tmp_path: Path) -> None
         assert collector.state.value == "running"
         (downloads / "again.txt").write_text("hello")
         assert sink.next().draft.data["name"] == "again.txt"
+    finally:
+        collector.stop()
+
+
+@pytest.mark.skipif(shutil.which("zip") is None, reason="needs the zip CLI (scripts/setup-env.sh installs it)")
+@pytest.mark.parametrize(("setting", "action"), [("audit", "audit"), ("quarantine", "quarantine")])
+def test_a_password_protected_zip_is_reported_encrypted_and_policy_decides(
+    tmp_path: Path, downloads: Path, setting: str, action: str
+) -> None:
+    """A real ZipCrypto archive (`zip -P`) holding Aadhaar numbers: reported as encrypted (nothing inside was read),
+    and `encrypted_archives` decides whether it is only recorded or quarantined."""
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "customers.csv").write_text("name,uid\n" + "".join(f"p{i},{n}\n" for i, n in enumerate(AADHAAR)))
+    subprocess.run(["zip", "-q", "-P", "s3cret", str(work / "c.zip"), "customers.csv"], cwd=work, check=True)
+    control = {"mode": "audit", "encrypted_archives": setting}
+    collector = DownloadsCollector(quarantine_dir=tmp_path / "home" / "quarantine", hash_key=b"k" * 32)
+    sink = QueueSink()
+    doc = policy(downloads, **control)
+    collector.start(sink, doc)
+    try:
+        (work / "c.zip").rename(downloads / "customers.zip")
+        obs = sink.next()
+        data = obs.draft.data
+        assert (data["encrypted"], data["encrypted_members"], data["findings"]) == (True, 1, [])
+        assert obs.draft.severity == Severity.medium
+        decision = decide(obs.draft, doc)
+        assert decision.action == action
+        outcome = collector.enforce(obs.target, decision)
+        if action == "quarantine":
+            assert decision.rule_id == "downloads.encrypted_quarantine"
+            assert outcome.action == Action.quarantined
+            assert not (downloads / "customers.zip").exists()
+        else:
+            assert outcome.action == Action.observed
+            assert (downloads / "customers.zip").exists()
     finally:
         collector.stop()

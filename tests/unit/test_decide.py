@@ -92,6 +92,50 @@ def test_download_with_findings_is_high_severity_and_warn_mode_warns() -> None:
     assert decide(download(), policy(downloads=DownloadsControl(mode="warn"))).action == "audit"
 
 
+ENCRYPTED = {"encrypted": True, "encrypted_members": 1}
+
+
+@pytest.mark.parametrize(
+    ("mode", "encrypted_archives", "action", "rule"),
+    [
+        ("audit", "audit", "audit", "downloads.audit"),
+        ("audit", "warn", "warn", "downloads.encrypted_warn"),
+        ("audit", "quarantine", "quarantine", "downloads.encrypted_quarantine"),
+        ("warn", "quarantine", "quarantine", "downloads.encrypted_quarantine"),
+        ("quarantine", "warn", "warn", "downloads.encrypted_warn"),  # quarantine_on "blocked": this file is not
+        ("delete", "quarantine", "quarantine", "downloads.encrypted_quarantine"),
+        ("off", "quarantine", "ignore", "downloads.off"),
+    ],
+)
+def test_encrypted_download_gets_the_stronger_of_mode_and_encrypted_archives(
+    mode: str, encrypted_archives: str, action: str, rule: str
+) -> None:
+    control = DownloadsControl(mode=mode, encrypted_archives=encrypted_archives)  # type: ignore[arg-type]
+    decision = decide(download(**ENCRYPTED), policy(downloads=control))
+    assert (decision.action, decision.rule_id) == (action, rule)
+    if rule.startswith("downloads.encrypted"):
+        assert decision.severity is Severity.medium
+        assert "encrypted" in decision.message
+
+
+def test_encrypted_archives_leaves_stronger_rules_and_readable_files_alone() -> None:
+    control = DownloadsControl(mode="delete", quarantine_on="any", encrypted_archives="quarantine")
+    assert decide(download(**ENCRYPTED), policy(downloads=control)).action == "delete"
+    warn = DownloadsControl(mode="audit", encrypted_archives="warn")
+    assert decide(download(), policy(downloads=warn)).action == "audit"
+    assert decide(download(encrypted=False), policy(downloads=warn)).action == "audit"
+
+
+def test_encrypted_archives_is_validated_and_old_policies_without_it_load() -> None:
+    assert DownloadsControl().encrypted_archives == "audit"
+    old = PolicyDocument.model_validate_json(
+        '{"version": 3, "controls": {"downloads": {"mode": "quarantine", "quarantine_on": "sensitive"}}}'
+    )
+    assert old.controls.downloads.encrypted_archives == "audit"
+    with pytest.raises(ValueError, match="encrypted_archives"):
+        DownloadsControl.model_validate({"encrypted_archives": "delete"})
+
+
 @pytest.mark.parametrize("mode", ["audit", "warn", "clear", "mask"])
 def test_clipboard_mode_is_the_action(mode: str) -> None:
     draft = EventDraft(kind=EventKind.clipboard_sensitive)
