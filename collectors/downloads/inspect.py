@@ -1,5 +1,5 @@
 """What the downloads collector reports about one finished file: metadata, SHA-256, policy flags
-and a PII summary of its text, including the text inside ZIP archives and office files (never its content).
+and a PII summary of its text, including the text inside ZIP archives, office files and PDFs (never its content).
 
 Called on the downloads collector thread; reads are streamed and bounded (collectors/pii/containers.py).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from collectors.pii import DEFAULT_LIMIT_CHARS, confidence_at_least, mask_text, scan, scan_text
-from collectors.pii.containers import CONTAINER_EXTENSIONS, UNSCANNED_EXTENSIONS, walk
+from collectors.pii.containers import CONTAINER_EXTENSIONS, PDF_EXTENSIONS, UNSCANNED_EXTENSIONS, walk
 from collectors.pii.extract import is_scannable
 from collectors.pii.masking import summarize_parts
 from policy_client.schema import DownloadsControl, Severity
@@ -23,7 +23,7 @@ PARTIAL_SUFFIXES = (".crdownload", ".part", ".partial", ".tmp", ".download", ".o
 generic, Safari, Opera, uTorrent); the file is reported once renamed to its final name."""
 _CHUNK = 1 << 20
 _INSPECTED = CONTAINER_EXTENSIONS | UNSCANNED_EXTENSIONS
-"""Besides plain text: archives and office files are opened; PDF and other archives are reported as unscanned."""
+"""Besides plain text: archives, office files and PDFs are opened; other archives are reported as unscanned."""
 
 
 def is_partial_name(name: str) -> bool:
@@ -92,7 +92,7 @@ def inspect_download(
             truncated = truncated or result.truncated
         findings = summarize_parts(parts, key)
         truncated = truncated or seen.truncated
-        if suffix in CONTAINER_EXTENSIONS:
+        if suffix in CONTAINER_EXTENSIONS and suffix not in PDF_EXTENSIONS:
             content["members_scanned"] = sum(1 for p in seen.parts if p.member)
         if seen.encrypted:
             # Member names can hold personal data too ("card 4111....csv"): only the count leaves the device.

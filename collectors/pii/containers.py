@@ -1,5 +1,6 @@
-"""Text inside containers for the PII scan: ZIP archives (nested to a bounded depth) and the office formats that
-are ZIP underneath, with hard caps on members, bytes and compression ratio so a zip bomb costs next to nothing.
+"""Text inside containers for the PII scan: ZIP archives (nested to a bounded depth), the office formats that
+are ZIP underneath, and PDF text (collectors/pii/pdf.py), with hard caps on members, bytes, compression ratio, PDF
+pages and PDF time so a zip bomb or a hostile PDF costs next to nothing.
 
 Called on the downloads collector thread and by `deskwarden scan`. Never extracts to disk, never trusts the sizes
 an archive declares: every read is bounded, and a nested archive is read into memory only up to its cap.
@@ -19,13 +20,16 @@ from defusedxml import DefusedXmlException
 
 from collectors.pii.detectors import DEFAULT_LIMIT_CHARS
 from collectors.pii.extract import OFFICE_EXTENSIONS, TEXT_EXTENSIONS, ExtractedText, extract_text, read_text_stream
+from collectors.pii.pdf import PdfBudget, extract_pdf
 
 log = logging.getLogger(__name__)
 
 ARCHIVE_EXTENSIONS = frozenset({".zip"})
-CONTAINER_EXTENSIONS = ARCHIVE_EXTENSIONS | OFFICE_EXTENSIONS
-UNSCANNED_EXTENSIONS = frozenset({".pdf", ".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz"})
-"""Formats that may hold text but are not opened (no PDF or non-ZIP archive reader): reported as unscanned."""
+PDF_EXTENSIONS = frozenset({".pdf"})
+CONTAINER_EXTENSIONS = ARCHIVE_EXTENSIONS | OFFICE_EXTENSIONS | PDF_EXTENSIONS
+"""Files `walk` opens rather than reads as text (a PDF nests nothing, but its text is extracted the same way)."""
+UNSCANNED_EXTENSIONS = frozenset({".7z", ".rar", ".tar", ".gz", ".tgz", ".bz2", ".xz"})
+"""Formats that may hold text but are not opened (no non-ZIP archive reader): reported as unscanned."""
 MAX_DEPTH = 3
 """Archives and office files nested up to this many levels inside the download are opened; deeper ones are
 reported ("depth"), not opened."""
@@ -38,6 +42,7 @@ MAX_NESTED_BYTES = 16 * 1024 * 1024
 MAX_RATIO = 100
 """A member claiming to expand more than this many times (over 1 MiB) is a likely bomb and is not read."""
 _RATIO_FLOOR = 1024 * 1024
+_PDF_CUTS = ("pdf_pages", "pdf_time")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 """Password-protected docx/xlsx/pptx are OLE compound files holding the encrypted package, not ZIP files."""
 
@@ -63,13 +68,14 @@ class Walk:
     members: int = 0
     bytes_read: int = 0
     chars_left: int = DEFAULT_LIMIT_CHARS
+    pdf: PdfBudget = field(default_factory=PdfBudget)
 
     def skip(self, reason: str) -> None:
         self.unscanned[reason] = self.unscanned.get(reason, 0) + 1
 
     @property
     def truncated(self) -> bool:
-        return any(p.truncated for p in self.parts) or bool(self.unscanned.get("budget"))
+        return any(p.truncated for p in self.parts) or any(self.unscanned.get(k) for k in ("budget", *_PDF_CUTS))
 
 
 def is_container(path: Path | str) -> bool:
@@ -114,6 +120,8 @@ def _walk_file(
             return
     if suffix in ARCHIVE_EXTENSIONS:
         _walk_zip(result, member, fh, depth=depth, max_depth=max_depth, max_total=max_total)
+    elif suffix in PDF_EXTENSIONS:
+        _walk_pdf(result, member, fh)
     elif suffix in OFFICE_EXTENSIONS or suffix in TEXT_EXTENSIONS:
         extracted = (
             read_text_stream(fh, max_chars=result.chars_left)
@@ -123,6 +131,22 @@ def _walk_file(
         _add(result, member, extracted)
     elif suffix in UNSCANNED_EXTENSIONS:
         result.skip(suffix.lstrip("."))
+
+
+def _walk_pdf(result: Walk, member: str, fh: IO[bytes]) -> None:
+    if result.pdf.pages <= 0 or result.pdf.seconds <= 0:
+        result.skip("pdf_pages" if result.pdf.pages <= 0 else "pdf_time")
+        return
+    pdf = extract_pdf(fh, max_chars=result.chars_left, budget=result.pdf)
+    if pdf is None:
+        result.skip("unreadable")
+        return
+    if pdf.encrypted:
+        result.encrypted.append(member)
+        return
+    if pdf.cut_by:
+        result.skip(pdf.cut_by)
+    _add(result, member, ExtractedText(pdf.text, pdf.truncated, "pdf"))
 
 
 def _add(result: Walk, member: str, extracted: ExtractedText | None) -> None:
@@ -166,7 +190,7 @@ def _walk_member(
     if info.file_size > _RATIO_FLOOR and info.file_size > MAX_RATIO * max(1, info.compress_size):
         result.skip("ratio")
         return
-    if suffix in CONTAINER_EXTENSIONS and depth + 1 > max_depth:
+    if suffix in CONTAINER_EXTENSIONS and suffix not in PDF_EXTENSIONS and depth + 1 > max_depth:
         result.skip("depth")
         return
     left = max_total - result.bytes_read

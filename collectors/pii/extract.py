@@ -44,7 +44,7 @@ class ExtractedText:
     truncated: bool
     """True when the file held more text than was read."""
     source: str
-    """"text", "docx", "xlsx" or "pptx"."""
+    """"text", "docx", "xlsx", "pptx" or "pdf"."""
 
 
 def is_scannable(path: Path) -> bool:

@@ -27,7 +27,7 @@ class ScanReport:
     source: str
     """The path as given, or "-" for standard input."""
     source_kind: str
-    """"text", "docx", "xlsx", "pptx" or "zip"."""
+    """"text", "docx", "xlsx", "pptx", "pdf" or "zip"."""
     scanned_chars: int
     truncated: bool
     findings: list[Finding]
@@ -79,7 +79,7 @@ def scan_file_or_stdin(
     limit_chars: int = DEFAULT_LIMIT_CHARS,
     stdin: IO[bytes] | None = None,
 ) -> ScanReport:
-    """Scan a file (text; docx, xlsx, pptx; a ZIP archive, members nested to a bounded depth; other types are
+    """Scan a file (text; docx, xlsx, pptx; PDF text; a ZIP archive, members nested to a bounded depth; other types are
     read as UTF-8 text) or "-" for standard input.
 
     Raises OSError when the file cannot be read and ValueError for an unknown detector name or an office file or

@@ -1,6 +1,6 @@
 """Content inspection of downloads inside containers: ZIP archives (nested, bounded, bombs), office files (docx,
-xlsx, pptx, also inside archives), encrypted archives and office files, PDF reported as unscanned; and the policy's
-quarantine-on-sensitive acting on what was found inside."""
+xlsx, pptx, also inside archives), PDF text within page, time and stream caps, encrypted archives, office files and
+PDFs; and the policy's quarantine-on-sensitive acting on what was found inside."""
 
 from __future__ import annotations
 
@@ -17,9 +17,12 @@ from hypothesis import strategies as st
 
 from agent_app.core.decide import decide
 from collectors.downloads.inspect import inspect_download
-from collectors.pii.containers import MAX_DEPTH, walk
+from collectors.pii import DEFAULT_LIMIT_CHARS
+from collectors.pii.containers import MAX_DEPTH, Walk, walk
+from collectors.pii.pdf import PdfBudget, extract_pdf
 from policy_client.schema import Controls, DownloadsControl, EventDraft, EventKind, PolicyDocument, Severity
 from tests.fuzz.budget import budget
+from tests.support.pdf import encrypted_pdf_bytes, pdf_bytes
 
 KEY = b"k" * 32
 CARD = "4111 1111 1111 1111"
@@ -175,13 +178,105 @@ def test_a_password_protected_office_file_is_reported_as_encrypted(tmp_path: Pat
     assert data["findings"] == []
 
 
-def test_pdf_and_other_archives_are_reported_unscanned(tmp_path: Path) -> None:
+def test_card_numbers_in_a_pdf_are_found_on_every_page(tmp_path: Path) -> None:
     pdf = tmp_path / "statement.pdf"
-    pdf.write_bytes(b"%PDF-1.7\n...")
-    assert inspect(pdf)["unscanned"] == {"pdf": 1}
+    pdf.write_bytes(pdf_bytes(f"Customer card {CARD} exp 08/27", "page two: card 5500 0000 0000 0004"))
+    data = inspect(pdf)
+    assert [(f["type"], f["count"], f["confidence"]) for f in data["findings"]] == [("card", 2, "high")]
+    assert "unscanned" not in data
+    assert "members_scanned" not in data
+    assert quarantine_decision(data) == "quarantine"
+    assert CARD not in json.dumps(data)
+
+
+def test_a_pdf_inside_an_archive_is_read(tmp_path: Path) -> None:
     bundle = tmp_path / "b.zip"
-    bundle.write_bytes(zip_bytes({"a.pdf": b"%PDF", "b.7z": b"7z", "c.csv": "nothing"}))
-    assert inspect(bundle)["unscanned"] == {"7z": 1, "pdf": 1}
+    bundle.write_bytes(zip_bytes({"docs/statement.pdf": pdf_bytes(f"card {CARD}"), "c.csv": "nothing"}))
+    data = inspect(bundle)
+    assert [(f["type"], f["count"]) for f in data["findings"]] == [("card", 1)]
+    assert data["members_scanned"] == 2
+
+
+def test_a_password_protected_pdf_is_reported_encrypted_and_one_with_only_an_owner_password_is_read(
+    tmp_path: Path,
+) -> None:
+    locked = tmp_path / "locked.pdf"
+    locked.write_bytes(encrypted_pdf_bytes(f"card {CARD}"))
+    data = inspect(locked)
+    assert (data["encrypted"], data["encrypted_members"], data["findings"]) == (True, 1, [])
+    restricted = tmp_path / "restricted.pdf"
+    restricted.write_bytes(encrypted_pdf_bytes(f"card {CARD}", user_password=""))
+    data = inspect(restricted)
+    assert [f["type"] for f in data["findings"]] == ["card"]
+    assert "encrypted" not in data
+
+
+def test_pdf_pages_and_time_are_capped(tmp_path: Path) -> None:
+    pages = [f"page {n}" for n in range(5)] + [f"card {CARD}"]
+    pdf = tmp_path / "long.pdf"
+    pdf.write_bytes(pdf_bytes(*pages))
+    assert walk(pdf).parts[0].text.count("page") == 5
+    capped = Walk(chars_left=DEFAULT_LIMIT_CHARS, pdf=PdfBudget(pages=3))
+    with pdf.open("rb") as fh:
+        text = extract_pdf(fh, max_chars=1000, budget=capped.pdf)
+    assert text is not None
+    assert (text.cut_by, text.truncated, text.text.count("page")) == ("pdf_pages", True, 3)
+    assert capped.pdf.pages == 0
+    ticks = iter(range(100))
+    timed = PdfBudget(seconds=2.5)
+    with pdf.open("rb") as fh:
+        text = extract_pdf(fh, max_chars=1000, budget=timed, clock=lambda: float(next(ticks)))
+    assert text is not None
+    assert text.cut_by == "pdf_time"
+    assert text.text.count("page") == 2  # the clock advances one second per look: pages at t=1 and t=2, cut at 3
+    assert timed.seconds <= 0
+
+
+def test_a_spent_pdf_budget_leaves_later_pdfs_unscanned_and_says_so(tmp_path: Path) -> None:
+    bundle = tmp_path / "many.zip"
+    bundle.write_bytes(zip_bytes({f"s{n}.pdf": pdf_bytes(*(["x"] * 150)) for n in range(3)}))
+    seen = walk(bundle)
+    assert sum(p.text.count("x") for p in seen.parts) == 200  # PdfBudget().pages over the whole walk
+    assert seen.unscanned == {"pdf_pages": 2}
+    assert seen.truncated
+
+
+def test_broken_and_hostile_pdfs_are_unreadable_not_errors(tmp_path: Path) -> None:
+    for name, body in {
+        "a.pdf": b"%PDF-1.7\n...",
+        "b.pdf": b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 1 0 R >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF",
+        "c.pdf": pdf_bytes("ok")[:-40],
+    }.items():
+        path = tmp_path / name
+        path.write_bytes(body)
+        data = inspect(path)
+        assert data["findings"] == []
+        assert data.get("unscanned", {}) in ({"unreadable": 1}, {}), (name, data)
+
+
+def test_a_pdf_stream_that_inflates_past_the_cap_is_not_decompressed(tmp_path: Path) -> None:
+    """A 64 MiB content stream compressed to 64 KiB: pypdf stops at MAX_STREAM_BYTES and the PDF is unreadable."""
+    import zlib
+
+    from collectors.pii.pdf import MAX_STREAM_BYTES
+
+    bomb = zlib.compress(b"0" * (4 * MAX_STREAM_BYTES), 9)
+    body = pdf_bytes("placeholder")
+    start = body.index(b"<< /Length", body.index(b"5 0 obj"))
+    end = body.index(b"endstream", start) + len(b"endstream")
+    patched = body[:start] + b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(bomb) + bomb + b"\nendstream"
+    path = tmp_path / "bomb.pdf"
+    # The xref offsets after the patched object are wrong now; pypdf rebuilds them, as it would for a hostile file.
+    path.write_bytes(patched + body[end:])
+    data = inspect(path)
+    assert data["findings"] == []
+    assert data["unscanned"] == {"unreadable": 1}
+
+
+def test_other_archives_are_reported_unscanned(tmp_path: Path) -> None:
+    bundle = tmp_path / "b.zip"
+    bundle.write_bytes(zip_bytes({"b.7z": b"7z", "c.tar": b"tar", "c.csv": "nothing"}))
+    assert inspect(bundle)["unscanned"] == {"7z": 1, "tar": 1}
 
 
 def test_broken_archives_are_unreadable_not_errors(tmp_path: Path) -> None:

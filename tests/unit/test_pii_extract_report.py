@@ -11,6 +11,7 @@ import pytest
 
 from collectors.pii.extract import extract_text, is_scannable, read_text_stream
 from collectors.pii.report import EXIT_CLEAN, EXIT_ERROR, EXIT_FINDINGS, format_table, run_scan, scan_file_or_stdin
+from tests.support.pdf import pdf_bytes
 
 CARD = "4111 1111 1111 1111"
 AADHAAR = "234123412346"
@@ -162,7 +163,20 @@ def test_report_says_truncated(tmp_path: Path) -> None:
     assert "truncated" in format_table(report)
 
 
-@pytest.mark.parametrize("name", ["a.docx", "a.xlsx"])
+def test_run_scan_json_of_a_pdf(tmp_path: Path) -> None:
+    path = tmp_path / "statement.pdf"
+    path.write_bytes(pdf_bytes("Statement", f"card {CARD} exp 08/27"))
+    out = io.StringIO()
+    assert run_scan(str(path), as_json=True, out=out) == EXIT_FINDINGS
+    doc = json.loads(out.getvalue())
+    assert doc["source_kind"] == "pdf"
+    (finding,) = doc["findings"]
+    assert (finding["type"], finding["confidence"], finding["masked"]) == ("card", "high", "XXXX XXXX XXXX 1111")
+    assert finding["end"] - finding["start"] == len(CARD)
+    assert CARD not in out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["a.docx", "a.xlsx", "a.pdf"])
 def test_scan_of_broken_office_file_is_an_error(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"garbage")
@@ -185,7 +199,7 @@ def test_run_scan_reads_inside_archives_and_names_the_member(tmp_path: Path) -> 
     assert [(f["type"], f["confidence"], f["member"]) for f in doc["findings"]] == [
         ("card", "high", "letters/inner.docx")
     ]
-    assert doc["unscanned"] == {"pdf": 1}
+    assert doc["unscanned"] == {"unreadable": 1}  # the broken scan.pdf
     assert CARD not in out.getvalue()
     table = io.StringIO()
     run_scan(str(path), out=table)
