@@ -20,6 +20,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING
 
 from agent_app.core import paths
+from agent_app.core.memory import limit_malloc_arenas, release_startup_memory
 from agent_app.core.status import TICK_SECONDS
 from collectors.idle import IdleClock
 
@@ -101,6 +102,7 @@ def _stop_on_signals() -> threading.Event:
 
 def run_service(*, state_dir: Path | None = None, socket_path: Path | None = None, unprotected: bool = False) -> int:
     """The service in the foreground (systemd, launchd, a console), or under the Windows SCM when it started us."""
+    limit_malloc_arenas()
     platform: str = sys.platform
     if platform == "win32":
         from agent_app.core.windows_service import run_under_scm
@@ -156,6 +158,7 @@ def _service_body(state_dir: Path | None, socket_path: Path | None, stop: thread
             clock=utc_now,
         )
         service.start()
+        release_startup_memory()
         log.info("service running (device %s, socket %s)", runtime.device_id or "not enrolled", socket_path)
         try:
             run_until(service, stop.is_set, tick_seconds=TICK_SECONDS)
@@ -222,6 +225,7 @@ def run_agent(
     service runs as a child over the agent home (and the console marks the desk unprotected)."""
     from agent_app.core.ipc.channel import default_socket_path
 
+    limit_malloc_arenas()
     home = home or paths.state_dir()
     child = None
     if with_service:
@@ -251,6 +255,7 @@ def _run_headless(home: Path, socket_path: Path) -> int:
         helper = HelperRuntime(socket_path, last_input=idle.last_input)
         if not helper.start():
             log.warning("%s; retrying in the background", helper.client.last_error)
+        release_startup_memory()
         log.info("helper running headless for %s", helper.user)
         try:
             helper.run_headless(stop.is_set, tick_seconds=TICK_SECONDS)
@@ -260,7 +265,22 @@ def _run_headless(home: Path, socket_path: Path) -> int:
     return 0
 
 
+def _import_before_qt() -> None:
+    """Import the helper's large pure-Python dependencies before PySide6. PySide6 reads the source file of every
+    module imported after it (PYSIDE-2029: shibokensupport/feature.py looks for `__feature__`), and linecache keeps
+    the text: about 6 MB for pydantic, python-stdnum, pynput and Xlib's keysym tables, most of which stays resident
+    even after the cache is cleared."""
+    import agent_app.core.helper  # noqa: F401 - imported early for its effect on memory, see above
+
+    try:
+        import pynput.keyboard
+        import pynput.mouse  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - the collectors report pynput's absence themselves
+        log.debug("pynput not imported early: %s", type(exc).__name__)
+
+
 def _run_tray(home: Path, socket_path: Path, *, supervisor: bool) -> int:
+    _import_before_qt()
     from PySide6.QtCore import QObject, QTimer, Signal
     from PySide6.QtWidgets import QApplication  # noqa: TID251 - the entry point owns the QApplication
 
@@ -299,6 +319,8 @@ def _run_tray(home: Path, socket_path: Path, *, supervisor: bool) -> int:
             if supervisor
             else None
         )
+        # Once the event loop runs: the tray and its menu exist by then, so what start-up left behind is known.
+        QTimer.singleShot(0, release_startup_memory)
         try:
             return run_tray(helper, home=home, app=app, supervisor=source, instance_lock=lock)
         finally:

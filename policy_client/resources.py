@@ -8,7 +8,6 @@ under sys._MEIPASS; a wheel installs them as data files under <prefix>/share/des
 from __future__ import annotations
 
 import functools
-import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -44,6 +43,8 @@ def _find(name: str, *, env: str, source: Path, probe: str) -> Path:
 @functools.cache
 def installed_dir(name: str) -> Path | None:
     """share/deskwarden/<name> as the installed distribution records it (any scheme: venv, --user, --prefix)."""
+    import importlib.metadata  # only here: it costs about 4 MB (email, zipfile, csv), and checkouts never need it
+
     try:
         distribution = importlib.metadata.distribution(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:

@@ -26,6 +26,7 @@ from agent_app.core.ipc.protocol import (
     Record,
 )
 from agent_app.core.main_calls import MainCall, MainCalls
+from agent_app.core.memory import drop_source_cache
 from agent_app.core.paths import assets_dir, login_name
 from agent_app.core.pipeline import Notice, Pipeline
 from agent_app.core.status import AgentStatus
@@ -220,6 +221,7 @@ class HelperRuntime:
     def tick(self) -> None:
         self._supervisor.check()
         self._publish_status(self._status)
+        drop_source_cache()  # a dialog opened since the last tick imported modules PySide6 read the source of
 
     def process_main_calls(self, timeout: float | None = None) -> None:
         """Run queued main-thread work; blocks up to `timeout` for the first item."""

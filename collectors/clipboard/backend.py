@@ -12,8 +12,6 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from PySide6.QtCore import QTimer
-
 log = logging.getLogger(__name__)
 
 
@@ -92,6 +90,8 @@ class ChangeCountPoller:
     """Calls `on_change` when the pasteboard's change count moves; a QTimer on the GUI thread."""
 
     def __init__(self, adapter: PasteboardAdapter, *, interval_ms: int = 500) -> None:
+        from PySide6.QtCore import QTimer
+
         self._adapter = adapter
         self._timer = QTimer()
         self._timer.setInterval(interval_ms)

@@ -3,7 +3,8 @@ pipeline's decision.
 
 Lives on the GUI thread: `start`/`stop` and the change handler run there; large text is scanned on a
 worker thread. `enforce` and `clear_image_if_present` may be called from any thread and marshal to
-the GUI thread through a queued Qt signal.
+the GUI thread through a queued Qt signal. PySide6 is imported when the collector starts, not with this module, so
+a helper without a display (no Qt application) never maps Qt.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ import hashlib
 import hmac
 import logging
 import secrets
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal, Slot
+from typing import TYPE_CHECKING, Any
 
 from collectors.base import Collector, CollectorState, Decision, EventSink, Outcome, Probe
 from collectors.clipboard.backend import ClipboardBackend, default_backend
 from collectors.pii import Finding, ScanResult, confidence_at_least, mask_text, scan, summarize
 from policy_client.schema import Action, ClipboardControl, EventDraft, EventKind, PolicyDocument, Severity
+
+if TYPE_CHECKING:
+    from collectors.clipboard.gui_bridge import GuiBridge
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +65,6 @@ class _Scanned:
     result: ScanResult
 
 
-class _GuiBridge(QObject):
-    """Lives on the GUI thread; queued signals carry requests from other threads onto it."""
-
-    request = Signal(object)
-    scanned = Signal(object)
-
-    def __init__(self, on_request: Callable[[_Request], None], on_scanned: Callable[[_Scanned], None]) -> None:
-        super().__init__()
-        self._on_request = on_request
-        self._on_scanned = on_scanned
-        self.request.connect(self._handle_request)
-        self.scanned.connect(self._handle_scanned)
-
-    @Slot(object)
-    def _handle_request(self, req: _Request) -> None:
-        self._on_request(req)
-
-    @Slot(object)
-    def _handle_scanned(self, item: _Scanned) -> None:
-        self._on_scanned(item)
-
-
 class ClipboardCollector(Collector):
     """Reports `clipboard.sensitive` with a PII summary (never the text); masks or clears on request."""
 
@@ -102,7 +83,7 @@ class ClipboardCollector(Collector):
         self._key = hash_key if hash_key is not None else secrets.token_bytes(32)
         self._backend_factory = backend_factory
         self._backend: ClipboardBackend | None = None
-        self._bridge: _GuiBridge | None = None
+        self._bridge: GuiBridge | None = None
         self._sync_chars = sync_scan_chars
         self._hold_ms = int(hold_seconds * 1000)
         self._enforce_timeout = enforce_timeout
@@ -116,6 +97,10 @@ class ClipboardCollector(Collector):
     # --- lifecycle (GUI thread) -----------------------------------------------------------------
 
     def probe(self) -> Probe:
+        if "PySide6.QtCore" not in sys.modules:
+            return Probe(False, "no Qt application")  # nothing imported Qt, so no application exists
+        from PySide6.QtCore import QCoreApplication
+
         if QCoreApplication.instance() is None:
             return Probe(False, "no Qt application")
         return Probe(True)
@@ -125,7 +110,9 @@ class ClipboardCollector(Collector):
         self._policy = policy
         self._stopping.clear()
         self.error = None
-        self._bridge = _GuiBridge(self._perform, self._on_scanned)
+        from collectors.clipboard.gui_bridge import GuiBridge
+
+        self._bridge = GuiBridge(self._perform, self._on_scanned)
         self._backend = self._backend_factory()
         self._backend.connect(self._on_changed)
         self._running = True
@@ -209,6 +196,8 @@ class ClipboardCollector(Collector):
         token = f"{item.generation}:{self._content_hash(item.text)}"
         with self._lock:
             self._held = _Held(token, item.text, findings, minimum)
+        from PySide6.QtCore import QTimer
+
         QTimer.singleShot(self._hold_ms, lambda: self._drop(token))
         severity = Severity.medium if {f.type for f in findings} <= _LOW_RISK else Severity.high
         data: dict[str, Any] = {
@@ -254,6 +243,8 @@ class ClipboardCollector(Collector):
         if bridge is None:
             req.outcome = Outcome(Action.failed, {"error": "clipboard collector is not running"})
             return req
+        from PySide6.QtCore import QThread
+
         if QThread.currentThread() is bridge.thread():
             self._perform(req)  # already on the GUI thread: a queued call would wait for ourselves
         else:
