@@ -45,6 +45,7 @@ HEAVY = (
     "pynput",
     "Xlib",
     "pyudev",
+    "pypdf",
 )
 """Top-level packages worth naming when a process has them in sys.modules."""
 
