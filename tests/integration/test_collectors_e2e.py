@@ -11,6 +11,7 @@ import sys
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,6 +27,7 @@ pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="real collectors are exercised on Linux"),
     pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() != 0, reason="loop mounts need root"),
     pytest.mark.skipif(shutil.which("mkfs.ext4") is None, reason="mkfs.ext4 not installed"),
+    pytest.mark.skipif(shutil.which("zip") is None, reason="zip not installed (scripts/setup-env.sh installs it)"),
 ]
 
 DESK_UID = 61_237
@@ -70,7 +72,12 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
             "version": 5,
             "controls": {
                 "usb": {"mode": "block", "media_roots": [str(media)]},
-                "downloads": {"mode": "quarantine", "paths": [str(downloads)], "quarantine_on": "sensitive"},
+                "downloads": {
+                    "mode": "quarantine",
+                    "paths": [str(downloads)],
+                    "quarantine_on": "sensitive",
+                    "encrypted_archives": "quarantine",
+                },
                 "screen_capture": {"mode": "block"},
                 "clipboard": {"mode": "off"},
             },
@@ -94,6 +101,12 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
         subprocess.run(["mount", "-o", "loop", str(loop_image), str(mount_point)], check=True)
         (downloads / "customers.csv.crdownload").write_text(AADHAAR_CSV)
         (downloads / "customers.csv.crdownload").rename(downloads / "customers.csv")
+        # A password-protected archive (ZipCrypto, as `zip -P` writes it): its content cannot be checked.
+        packing = tmp_path / "packing"
+        packing.mkdir()
+        (packing / "customers.csv").write_text(AADHAAR_CSV)
+        subprocess.run(["zip", "-q", "-P", "s3cret", "locked.zip", "customers.csv"], cwd=packing, check=True)
+        (packing / "locked.zip").rename(downloads / "locked.zip")
         process = subprocess.Popen([str(tool), "300"], user=DESK_UID, group=DESK_UID, extra_groups=[])
 
         def kinds() -> set[str]:
@@ -103,7 +116,20 @@ def test_usb_downloads_and_capture_are_enforced_and_reported(
         wanted = {"usb.blocked", "download.quarantined", "capture.tool_terminated"}
         wait_for(lambda: wanted <= kinds(), timeout=30, what=f"{wanted} at the endpoint (have {kinds()})")
 
+        def quarantined() -> dict[str, Any]:
+            main.process_main_calls()
+            events = endpoint.events(api, device_id=device_id)
+            return {str(e["data"]["name"]): e for e in events if e["kind"] == "download.quarantined"}
+
+        wait_for(lambda: len(quarantined()) == 2, timeout=30, what=f"two quarantined downloads (have {quarantined()})")
+        locked = quarantined()["locked.zip"]
+        assert locked["rule"] == {"id": "downloads.encrypted_quarantine", "policy_version": version}
+        assert (locked["data"]["encrypted"], locked["data"]["encrypted_members"]) == (True, 1)
+        assert locked["data"]["findings"] == []
+        assert not (downloads / "locked.zip").exists()
+
         stored = {event["kind"]: event for event in endpoint.events(api, device_id=device_id)}
+        stored["download.quarantined"] = quarantined()["customers.csv"]
         usb = stored["usb.blocked"]
         assert usb["action"] == "blocked"
         assert usb["data"]["filesystem"] == "ext4"
