@@ -2,8 +2,8 @@
 enforcement; the macOS backend polls the pasteboard change count.
 
 `create` is called once on the session helper's GUI thread; `ClipboardCollector` is started, stopped and
-signalled there. Importing this package does not import PySide6 (the service never loads Qt): the collector
-module loads it when the helper builds the collector.
+signalled there. Importing this package, or building the collector, does not import PySide6 (the service and a
+helper without a display never load Qt): the collector loads it when it starts in the helper's Qt application.
 """
 
 from __future__ import annotations
