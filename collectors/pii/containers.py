@@ -20,7 +20,7 @@ from defusedxml import DefusedXmlException
 
 from collectors.pii.detectors import DEFAULT_LIMIT_CHARS
 from collectors.pii.extract import OFFICE_EXTENSIONS, TEXT_EXTENSIONS, ExtractedText, extract_text, read_text_stream
-from collectors.pii.pdf import PdfBudget, extract_pdf
+from collectors.pii.pdf import MAX_PDF_BYTES, PdfBudget, extract_pdf
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,12 @@ def _walk_file(
 def _walk_pdf(result: Walk, member: str, fh: IO[bytes]) -> None:
     if result.pdf.pages <= 0 or result.pdf.seconds <= 0:
         result.skip("pdf_pages" if result.pdf.pages <= 0 else "pdf_time")
+        return
+    fh.seek(0, 2)
+    too_big = fh.tell() > MAX_PDF_BYTES
+    fh.seek(0)
+    if too_big:
+        result.skip("size")
         return
     pdf = extract_pdf(fh, max_chars=result.chars_left, budget=result.pdf)
     if pdf is None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_PDF_BYTES = 64 * 1024 * 1024
-"""A PDF larger than this is not opened (reported as unscanned "size")."""
+"""A PDF larger than this is not opened (`walk` reports it as unscanned "size"; `extract_pdf` returns None)."""
 MAX_STREAM_BYTES = 16 * 1024 * 1024
 """pypdf stops decompressing one stream past this many bytes (its default is 75 MB)."""
 MAX_DECODING_WORK = 64 * 1024 * 1024

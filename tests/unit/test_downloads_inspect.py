@@ -273,6 +273,16 @@ def test_a_pdf_stream_that_inflates_past_the_cap_is_not_decompressed(tmp_path: P
     assert data["unscanned"] == {"unreadable": 1}
 
 
+def test_a_pdf_over_the_size_cap_is_not_opened(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import collectors.pii.containers as containers
+
+    path = tmp_path / "big.pdf"
+    path.write_bytes(pdf_bytes(f"card {CARD}"))
+    monkeypatch.setattr(containers, "MAX_PDF_BYTES", path.stat().st_size - 1)
+    data = inspect(path)
+    assert (data["findings"], data["unscanned"]) == ([], {"size": 1})
+
+
 def test_other_archives_are_reported_unscanned(tmp_path: Path) -> None:
     bundle = tmp_path / "b.zip"
     bundle.write_bytes(zip_bytes({"b.7z": b"7z", "c.tar": b"tar", "c.csv": "nothing"}))
