@@ -47,6 +47,28 @@ class ProcessTable(Protocol):
         ...
 
 
+def _name_and_exe(proc: psutil.Process) -> tuple[str, str]:
+    """The process's image name and executable path ("" when the OS would not say). On Windows psutil derives
+    the name from `exe()`, which can fail (always under Wine 8: WinError 87); the documented Win32 calls of
+    `windows_process` answer instead. Raises psutil.NoSuchProcess when the process is gone."""
+    try:
+        name = proc.name()
+    except (psutil.AccessDenied, OSError):
+        if sys.platform == "win32":
+            from collectors.capture.windows_process import process_name_and_path
+
+            found = process_name_and_path(proc.pid)
+            if found is None:
+                raise psutil.NoSuchProcess(proc.pid) from None
+            return found
+        raise
+    try:
+        exe = proc.exe()
+    except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
+        exe = ""
+    return name, exe
+
+
 class PsutilProcessTable:
     def pids(self) -> list[int]:
         return psutil.pids()
@@ -55,12 +77,8 @@ class PsutilProcessTable:
         try:
             proc = psutil.Process(pid)
             with proc.oneshot():
-                name = proc.name()
                 create_time = proc.create_time()
-                try:
-                    exe = proc.exe()
-                except (psutil.AccessDenied, psutil.ZombieProcess, OSError):
-                    exe = ""
+                name, exe = _name_and_exe(proc)
                 try:
                     username: str | None = proc.username()
                 except (psutil.AccessDenied, KeyError, OSError):
@@ -77,8 +95,8 @@ class PsutilProcessTable:
         except psutil.AccessDenied:
             return None
         except OSError as exc:
-            # psutil re-raises Win32 errors it has no mapping for: under Wine 8, name() of some system processes
-            # fails with WinError 87 from NtQuerySystemInformation. One such pid must not stop the whole scan.
+            # psutil re-raises Win32 errors it has no mapping for (create_time, username); one such pid must not
+            # stop the whole scan.
             log.debug("cannot inspect pid %d: %s", pid, exc)
             return None
 
