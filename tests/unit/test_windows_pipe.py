@@ -19,6 +19,7 @@ from agent_app.core.ipc.server import HelperConnection, IpcServer
 from agent_app.core.ipc.windows_pipe import (
     ADMINISTRATORS_SID,
     CLIENT_ACCESS,
+    OWNED_PIPE_SDDL,
     PIPE_NAME,
     PIPE_SDDL,
     SYSTEM_SID,
@@ -603,6 +604,12 @@ def test_desk_users_may_connect_but_not_create_instances() -> None:
     file_create_pipe_instance, generic_write, write_dac, write_owner = 0x4, 0x40000000, 0x40000, 0x80000
     assert users & (file_create_pipe_instance | generic_write | write_dac | write_owner) == 0
     assert users & 0x3 == 0x3, "read and write data"
+
+
+def test_the_service_names_administrators_as_the_pipes_owner_with_the_same_dacl() -> None:
+    owner, dacl = OWNED_PIPE_SDDL.split("D:", 1)
+    assert owner == "O:BA", "an owner the helper trusts (PRIVILEGED_SIDS), not the token's default"
+    assert "D:" + dacl == PIPE_SDDL
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="checks the guard on other systems")

@@ -41,6 +41,12 @@ PIPE_SDDL = f"D:P(A;;GA;;;SY)(A;;GA;;;BA)(A;;GA;;;OW)(A;;0x{CLIENT_ACCESS:08x};;
 """Protected DACL: SYSTEM, Administrators and the creating account (OWNER RIGHTS; the service itself, or the
 user running an unprotected demo) have full access, creating instances included; Authenticated Users may only
 connect, read and write."""
+OWNED_PIPE_SDDL = "O:BA" + PIPE_SDDL
+"""The same DACL with the owner named: Administrators. LocalSystem's and an elevated administrator's tokens may
+name it (its group carries SE_GROUP_OWNER); any other token gets ERROR_INVALID_OWNER and the service falls back to
+PIPE_SDDL, whose owner is the token's default (the unprotected demo's own account, which that demo's helper trusts).
+Naming it keeps the owner the helper checks independent of the token's default owner; Wine 8 gives a pipe the
+token's primary group (Domain Users) by default, but keeps an owner that is asked for."""
 
 # Win32 constants (winbase.h, winnt.h, winerror.h).
 GENERIC_READ = 0x80000000
@@ -71,6 +77,7 @@ ERROR_ACCESS_DENIED = 5
 ERROR_BROKEN_PIPE = 109
 ERROR_SEM_TIMEOUT = 121
 ERROR_INSUFFICIENT_BUFFER = 122
+ERROR_INVALID_OWNER = 1307
 ERROR_PIPE_BUSY = 231
 ERROR_NO_DATA = 232
 ERROR_PIPE_NOT_CONNECTED = 233
@@ -103,7 +110,8 @@ class PipeApi(Protocol):
     """
 
     def create_server(self, name: str, *, first: bool) -> int:
-        """CreateNamedPipeW with PIPE_SDDL (and FILE_FLAG_FIRST_PIPE_INSTANCE when `first`)."""
+        """CreateNamedPipeW with OWNED_PIPE_SDDL, else PIPE_SDDL when this account may not name Administrators as
+        owner (and FILE_FLAG_FIRST_PIPE_INSTANCE when `first`)."""
         ...
 
     def wait_client(self, pipe: int, waker: int) -> None:
@@ -580,10 +588,18 @@ class Win32Pipes:
     """`PipeApi` over kernel32 and advapi32 through ctypes (no pywin32: it is not a dependency)."""
 
     def create_server(self, name: str, *, first: bool) -> int:
+        try:
+            return self._create_server(name, first=first, sddl=OWNED_PIPE_SDDL)
+        except OSError as exc:
+            if getattr(exc, "winerror", None) != ERROR_INVALID_OWNER:
+                raise
+        return self._create_server(name, first=first, sddl=PIPE_SDDL)
+
+    def _create_server(self, name: str, *, first: bool, sddl: str) -> int:
         descriptor = ctypes.c_void_p()
         _check(
             _win("ConvertStringSecurityDescriptorToSecurityDescriptorW")(
-                PIPE_SDDL, SDDL_REVISION_1, ctypes.byref(descriptor), None
+                sddl, SDDL_REVISION_1, ctypes.byref(descriptor), None
             ),
             "ConvertStringSecurityDescriptorToSecurityDescriptor",
         )
