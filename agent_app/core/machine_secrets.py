@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from agent_app.core.win32api import Win32Functions, last_error
+from agent_app.core.win32api import Win32Functions, last_error, program_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +87,7 @@ class DirectoryAcl(Protocol):
 
 def default_secrets_file() -> Path:
     """%ProgramData%\\DeskWarden\\secrets.dpapi."""
-    program_data = os.environ.get("PROGRAMDATA") or r"C:\ProgramData"
-    return Path(program_data) / "DeskWarden" / "secrets.dpapi"
+    return program_data_dir() / "DeskWarden" / "secrets.dpapi"
 
 
 class DpapiFileBackend:

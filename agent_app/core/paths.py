@@ -54,7 +54,9 @@ def service_state_dir() -> Path:
     """The privileged service's machine-wide state directory (only root/SYSTEM may read it)."""
     platform: str = sys.platform  # a plain str, so mypy --platform checks every branch
     if platform == "win32":
-        return Path(os.environ.get("PROGRAMDATA", r"C:\ProgramData")) / "DeskWarden"
+        from agent_app.core.win32api import program_data_dir
+
+        return program_data_dir() / "DeskWarden"
     if platform == "darwin":
         return Path("/Library/Application Support/DeskWarden")
     return Path("/var/lib/deskwarden")
