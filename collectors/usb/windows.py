@@ -31,6 +31,11 @@ WM_DEVICECHANGE = 0x0219
 WM_CLOSE = 0x0010
 DBT_DEVICEARRIVAL = 0x8000
 DBT_DEVICEREMOVECOMPLETE = 0x8004
+DBT_DEVTYP_DEVICEINTERFACE = 5
+DEVICE_NOTIFY_WINDOW_HANDLE = 0
+GUID_DEVINTERFACE_VOLUME = "53F5630D-B6BF-11D0-94F2-00A0C91EFB8B"
+WATCHER_CLASS = "DeskWardenUsbWatcher"
+"""The message-only window's class: FindWindowExW(HWND_MESSAGE, None, WATCHER_CLASS, None) finds it."""
 FSCTL_LOCK_VOLUME = 0x00090018
 FSCTL_DISMOUNT_VOLUME = 0x00090020
 IOCTL_STORAGE_MEDIA_REMOVAL = 0x002D4804
@@ -223,6 +228,37 @@ class CtypesWin32Volumes:
             raise EnforcementError("eject is only available on Windows")
 
 
+def _register_volume_interface(hwnd: int) -> int | None:
+    """RegisterDeviceNotificationW for GUID_DEVINTERFACE_VOLUME on `hwnd` (the window thread); None when refused."""
+    if sys.platform == "win32":
+        import uuid
+        from ctypes import wintypes
+
+        class DevBroadcastDeviceInterface(ctypes.Structure):
+            _fields_ = [
+                ("dbcc_size", wintypes.DWORD),
+                ("dbcc_devicetype", wintypes.DWORD),
+                ("dbcc_reserved", wintypes.DWORD),
+                ("dbcc_classguid", ctypes.c_ubyte * 16),
+                ("dbcc_name", wintypes.WCHAR * 1),
+            ]
+
+        user32 = ctypes.windll.user32
+        user32.RegisterDeviceNotificationW.restype = ctypes.c_void_p
+        user32.RegisterDeviceNotificationW.argtypes = [wintypes.HANDLE, ctypes.c_void_p, wintypes.DWORD]
+        flt = DevBroadcastDeviceInterface()
+        flt.dbcc_size = ctypes.sizeof(DevBroadcastDeviceInterface)
+        flt.dbcc_devicetype = DBT_DEVTYP_DEVICEINTERFACE
+        flt.dbcc_classguid[:] = list(uuid.UUID(GUID_DEVINTERFACE_VOLUME).bytes_le)
+        handle = user32.RegisterDeviceNotificationW(hwnd, ctypes.byref(flt), DEVICE_NOTIFY_WINDOW_HANDLE)
+        if not handle:
+            log.warning("RegisterDeviceNotification(volume) failed (%d)", ctypes.GetLastError())
+            return None
+        return int(handle)
+    else:
+        return None
+
+
 class DeviceChangeWindow:
     """A hidden message-only window on its own thread that turns WM_DEVICECHANGE into a callback."""
 
@@ -232,6 +268,7 @@ class DeviceChangeWindow:
         self._ready = threading.Event()
         self._ok = False
         self._proc: Any = None  # keeps the WNDPROC callback alive while the window exists
+        self._notification: int | None = None
 
     def start(self, on_change: Callable[[], None]) -> bool:
         if sys.platform == "win32":
@@ -286,16 +323,18 @@ class DeviceChangeWindow:
             cls = WNDCLASSW()
             cls.lpfnWndProc = self._proc
             cls.hInstance = ctypes.windll.kernel32.GetModuleHandleW(None)
-            cls.lpszClassName = "DeskWardenUsbWatcher"
+            cls.lpszClassName = WATCHER_CLASS
             user32.RegisterClassW(ctypes.byref(cls))  # fails harmlessly when already registered
             hwnd_message = wintypes.HWND(-3)
-            # Broadcast DBT_DEVTYP_VOLUME notifications reach top-level windows without registration;
-            # a message-only window needs no RegisterDeviceNotification for volume arrival either.
             hwnd = user32.CreateWindowExW(
                 0, cls.lpszClassName, "DeskWarden", 0, 0, 0, 0, 0, hwnd_message, None, None, None
             )
             self._ok = bool(hwnd)
             self._hwnd = hwnd or None
+            if hwnd:
+                # Broadcast DBT_DEVTYP_VOLUME messages go to top-level windows only, never to a message-only one:
+                # it learns of volumes by registering for the volume device interface.
+                self._notification = _register_volume_interface(hwnd)
             self._ready.set()
             if not hwnd:
                 return
@@ -303,6 +342,9 @@ class DeviceChangeWindow:
             while user32.GetMessageW(ctypes.byref(msg), None, 0, 0) > 0:
                 user32.TranslateMessage(ctypes.byref(msg))
                 user32.DispatchMessageW(ctypes.byref(msg))
+            if self._notification:
+                user32.UnregisterDeviceNotification(ctypes.c_void_p(self._notification))
+                self._notification = None
         else:
             self._ready.set()
 
