@@ -1,7 +1,8 @@
 """The Windows agent for real under Wine: `deskwarden install` as an administrator enrols the service with a real
 endpoint on loopback and registers it with Wine's Service Control Manager through the project's installer (sc.exe,
 HKLM Run); the SCM starts it; its heartbeats, collectors and events reach the endpoint; the capture scan terminates
-a Windows program named like a capture tool."""
+a Windows program named like a capture tool; a removable drive's arrival reaches the USB watcher window and the
+block runs against it; the session helper connects over the named pipe."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ import requests
 from central.commands import publish_policy
 from tests.support.endpoint import EndpointProcess, wait_for
 from tests.windows.harness import WineDesk, windows_path
+from tests.windows.wine_drives import define_removable_drive, send_arrival_to_the_service
 
 pytestmark = [pytest.mark.wine, pytest.mark.integration]
 
 POLICY: dict[str, Any] = {
     "version": 3,
     "controls": {
-        "usb": {"mode": "audit"},
+        "usb": {"mode": "block"},
         "downloads": {"mode": "audit", "paths": ["~/Downloads"]},
         "clipboard": {"mode": "audit", "detectors": ["card"]},
         "screen_capture": {"mode": "block", "process_names": ["SnippingTool.exe"]},
@@ -164,3 +166,40 @@ def test_the_session_helper_connects_over_the_named_pipe_as_the_desk_user(instal
     assert user.lower().endswith("\\root"), user
     wait_for(lambda: installed.device()["user"], timeout=START_TIMEOUT, what="the desk user in a heartbeat")
     assert installed.device()["user"].lower().endswith("root"), installed.device()
+
+
+def test_a_removable_drive_arriving_is_reported_and_the_block_runs_against_it(installed: InstalledDesk) -> None:
+    """A drive letter Wine reports as removable (defined through its mount manager, as winecfg does) and the
+    WM_DEVICECHANGE/DBT_DEVICEARRIVAL of its volume, delivered to the service's message-only watcher window (see
+    tests/windows/wine_drives.py for why the test delivers it): the service rescans, records the volume, and the
+    policy's block runs against it."""
+    wait_for(
+        lambda: installed.device()["collectors"].get("usb") == "running", timeout=START_TIMEOUT, what="the USB watcher"
+    )
+    stick = installed.wine.root / "stick"
+    stick.mkdir()
+    (stick / ".windows-label").write_text("DW-STICK\n")  # Wine reads a folder drive's label from here
+    (stick / "customers.csv").write_text("name,card\n")
+    assert installed.wine.python(define_removable_drive("R", str(stick))) == {"drive_type": 2}  # DRIVE_REMOVABLE
+    sent = installed.wine.python(send_arrival_to_the_service("R"))
+    assert sent["sent"], sent
+    assert sent["answer"] == 1, sent  # the window procedure handled DBT_DEVICEARRIVAL
+
+    def arrivals() -> list[dict[str, Any]]:
+        return [
+            e
+            for kind in ("usb.mounted", "usb.blocked")
+            for e in installed.events(kind)
+            if e["data"].get("mount_point") == "R:\\"
+        ]
+
+    wait_for(lambda: arrivals(), timeout=60, what=f"the R: arrival at the endpoint (log: {installed.service_log})")
+    (event,) = arrivals()
+    assert event["data"]["label"] == "DW-STICK", event
+    assert "present_at_start" not in event["data"], event  # seen on arrival, not at the service's start
+    # The block ran and says why it could not eject: Wine's folder-backed drive refuses FSCTL_DISMOUNT_VOLUME with
+    # ERROR_NOT_SUPPORTED (50). Recorded as a failed enforcement at high severity, never dropped or retried.
+    assert event["action"] == "failed", event
+    assert event["data"]["attempted"] == "block", event
+    assert event["data"]["error"] == "dismount of R: refused (error 50)", event
+    assert event["severity"] == "high", event
