@@ -29,6 +29,11 @@ export WINEDEBUG=-all
 export WINEDLLOVERRIDES="mscoree,mshtml="  # no Mono/Gecko download prompts (no network for them anyway)
 
 pins="$("$VENV/bin/python" "$ROOT/scripts/wine/pins.py" "$ROOT/pyproject.toml" "$PY_VERSION.0")"
+# The session helper's Qt: PySide6 6.8.3, whose Qt6Core.dll imports no ICU. The project's own 6.11.3 (and 6.12) link
+# Windows' icuuc.dll, which Wine 8 does not have: "DLL load failed while importing QtCore: Module not found".
+pins="$pins
+PySide6-Essentials==6.8.3
+shiboken6==6.8.3"
 wine_version="$(wine --version 2>/dev/null)"
 env_key="$( { cat "${BASH_SOURCE[0]}" "$ROOT/scripts/wine/pins.py" "${SHIM_SRC[@]}"; printf '%s\n' "$EMBED_VERSION" \
   "$pins" "$wine_version" "$(x86_64-w64-mingw32-gcc --version | head -1)"; } | sha256sum | cut -c1-16)"
@@ -118,7 +123,7 @@ EOF
   rm -rf "$PREFIX_DIR.smoke"
   clone_prefix "$PREFIX_DIR" "$PREFIX_DIR.smoke"
   WINEPREFIX="$PREFIX_DIR.smoke" script -qfec "wine '$(windows_path "$build/python/python.exe")' -c \
-'import sys, platform, sqlite3, ctypes, psutil, cryptography, orjson, pydantic_core, pydantic, requests, keyring, watchdog
+'import sys, platform, sqlite3, ctypes, psutil, cryptography, orjson, pydantic_core, pydantic, requests, keyring, watchdog, PySide6.QtGui
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 AESGCM(AESGCM.generate_key(128)).encrypt(bytes(12), b\"x\", None)
 open(sys.argv[1], \"w\").write(\" \".join([\"SMOKE-OK\", platform.system(), sys.version.split()[0]]))' '$(windows_path "$build/smoke.txt")'" "$smoke" </dev/null >/dev/null \

@@ -15,8 +15,7 @@ from packaging.markers import default_environment
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-# Qt is the session helper's tray; the Wine tests run the service and the headless helper, which never import it
-# (docs/testing.md, "Windows under Wine", says what is not covered).
+# Qt is pinned by scripts/windows-env.sh itself: the project's PySide6 needs Windows' ICU, which Wine 8 lacks.
 LEFT_OUT = {"pyside6-essentials", "pyside6", "shiboken6"}
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.endpoint import EndpointProcess
 from tests.windows.harness import WineDesk, env_dir
+from tests.xvfb import xvfb_display
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,11 +32,12 @@ def wine_desk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WineDesk]:
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    desk = WineDesk(env, tmp_path_factory.mktemp("wine"))
-    try:
-        yield desk
-    finally:
-        desk.close()
+    with xvfb_display() as display:
+        desk = WineDesk(env, tmp_path_factory.mktemp("wine"), display=display)
+        try:
+            yield desk
+        finally:
+            desk.close()
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,14 @@ import sys
 log = open(sys.argv[1], "w", encoding="utf-8", buffering=1)
 sys.stdout = sys.stderr = log
 sys.argv = ["deskwarden", *sys.argv[2:]]
+if sys.argv[1:2] == ["agent"] or sys.argv[2:3] == ["agent"]:
+    # Wine 8 has no WinRT Windows.UI.ViewManagement.UISettings: Qt 6.8's Windows theme (desktop palette) and its
+    # windows11 style ask it for the accent colour and abort (exit code 3) on the unhandled winrt::hresult_error.
+    # Without desktop settings and with the Fusion style, the windows platform plugin runs.
+    import os
+    os.environ["QT_STYLE_OVERRIDE"] = "fusion"
+    from PySide6.QtGui import QGuiApplication
+    QGuiApplication.setDesktopSettingsAware(False)
 from agent_app.cli import main
 code = main()
 print(f"exit status {code}")
@@ -73,7 +81,7 @@ class Done:
 
 
 class WineDesk:
-    def __init__(self, env: Path, root: Path) -> None:
+    def __init__(self, env: Path, root: Path, *, display: str | None = None) -> None:
         self.root = root
         self.prefix = root / "prefix"
         self.python_dir = root / "python"
@@ -88,6 +96,9 @@ class WineDesk:
         (root / "runner.py").write_text(_RUNNER, encoding="utf-8")
         (root / "cli.py").write_text(_CLI, encoding="utf-8")
         self.env = {**os.environ, **WINE_ENV, "WINEPREFIX": str(self.prefix)}
+        if display is not None:  # Wine's X11 driver: windows, the system tray and the clipboard live on this display
+            self.env["DISPLAY"] = display
+        self.display = display
         self._spawned: list[subprocess.Popen[bytes]] = []
         self._keeper = self._script(["cmd", "/c", "pause"], self.root / "keeper.log")
         try:

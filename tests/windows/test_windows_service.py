@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ POLICY: dict[str, Any] = {
     "controls": {
         "usb": {"mode": "block"},
         "downloads": {"mode": "audit", "paths": ["~/Downloads"]},
-        "clipboard": {"mode": "audit", "detectors": ["card"]},
+        "clipboard": {"mode": "mask", "detectors": ["card"]},
         "screen_capture": {"mode": "block", "process_names": ["SnippingTool.exe"]},
         "acknowledgement": {"required": False},
         "clean_desk": {"times": []},
@@ -36,7 +38,7 @@ POLICY: dict[str, Any] = {
     },
 }
 START_TIMEOUT = 90.0
-SCM_TIMEOUT = 30.0
+COPY_AGAIN_SECONDS = 5.0
 
 
 @dataclass
@@ -146,10 +148,18 @@ def test_a_program_named_like_a_capture_tool_is_terminated_and_reported(installe
     assert event["data"]["name"].lower() == "snippingtool.exe", event
 
 
-def test_the_session_helper_connects_over_the_named_pipe_as_the_desk_user(installed: InstalledDesk) -> None:
+@pytest.fixture(scope="module")
+def tray_helper(installed: InstalledDesk) -> Path:
+    """`deskwarden agent` with its Qt tray (PySide6 6.8.3, the windows platform plugin on Wine's X11 driver) as the
+    desk user; its log file."""
     wait_for(lambda: installed.device()["last_heartbeat"] is not None, timeout=START_TIMEOUT, what="the service")
-    _proc, log = installed.wine.spawn_cli("-v", "agent", "--headless")
+    _proc, log = installed.wine.spawn_cli("-v", "agent")
+    return log
 
+
+def test_the_session_helper_connects_over_the_named_pipe_as_the_desk_user(
+    installed: InstalledDesk, tray_helper: Path
+) -> None:
     def helpers() -> list[str]:
         """Users with a connected helper, as the service answers `deskwarden status --json` over the same pipe."""
         done = installed.wine.cli("status", "--json", "--socket", r"\\.\pipe\deskwarden", timeout=60)
@@ -160,12 +170,52 @@ def test_the_session_helper_connects_over_the_named_pipe_as_the_desk_user(instal
         users: list[str] = status.get("helper_users", [])
         return users
 
-    wait_for(lambda: helpers(), timeout=60, what=f"the helper on the service's pipe (log: {log})")
+    wait_for(lambda: helpers(), timeout=60, what=f"the helper on the service's pipe (log: {tray_helper})")
     # The peer comes from the pipe client's token (LookupAccountSid): DOMAIN\user of the Wine account.
     (user,) = helpers()
     assert user.lower().endswith("\\root"), user
     wait_for(lambda: installed.device()["user"], timeout=START_TIMEOUT, what="the desk user in a heartbeat")
     assert installed.device()["user"].lower().endswith("root"), installed.device()
+
+
+def test_the_tray_helper_masks_a_card_number_copied_on_the_x_clipboard(
+    installed: InstalledDesk, tray_helper: Path
+) -> None:
+    """xclip owns the X CLIPBOARD with a card number; Wine's X11 driver bridges it to the Windows clipboard, Qt's
+    windows plugin reports the change, the helper's clipboard collector masks it, and the masked text is what X
+    clients read back. The endpoint gets `clipboard.sensitive` (masked), never the number."""
+    env = {"DISPLAY": str(installed.wine.display), "PATH": "/usr/bin:/bin"}
+    wait_for(lambda: "tray icon shown" in _text(tray_helper), timeout=START_TIMEOUT, what=f"the tray ({tray_helper})")
+    card = "4111 1111 1111 1111"
+    copied_at = 0.0
+
+    def masked() -> bool:
+        """True once X clients read the masked card; copies the card again every few seconds until then (the
+        helper's clipboard collector starts with the policy the service pushes, after the tray shows)."""
+        nonlocal copied_at
+        done = subprocess.run(
+            ["xclip", "-selection", "clipboard", "-o"], capture_output=True, env=env, check=False, timeout=10
+        )
+        if done.stdout == b"XXXX XXXX XXXX 1111":
+            return True
+        if time.monotonic() - copied_at > COPY_AGAIN_SECONDS:
+            subprocess.run(["xclip", "-selection", "clipboard", "-i"], input=card.encode(), env=env, check=True)
+            copied_at = time.monotonic()
+        return False
+
+    wait_for(masked, timeout=START_TIMEOUT, what=f"the masked card on the X clipboard (log: {tray_helper})")
+    wait_for(lambda: installed.events("clipboard.sensitive"), timeout=60, what="clipboard.sensitive at the endpoint")
+    (event,) = installed.events("clipboard.sensitive")
+    assert event["action"] == "masked", event
+    assert card not in json.dumps(event), event
+    assert card.replace(" ", "") not in json.dumps(event), event
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def test_a_removable_drive_arriving_is_reported_and_the_block_runs_against_it(installed: InstalledDesk) -> None:
