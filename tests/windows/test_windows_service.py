@@ -31,7 +31,7 @@ POLICY: dict[str, Any] = {
         "downloads": {"mode": "audit", "paths": ["~/Downloads"]},
         "clipboard": {"mode": "mask", "detectors": ["card"]},
         "screen_capture": {"mode": "block", "process_names": ["SnippingTool.exe"]},
-        "acknowledgement": {"required": False},
+        "acknowledgement": {"required": True, "text_markdown": "Customer data stays on this desk."},
         "clean_desk": {"times": []},
         "reporting": {"heartbeat_seconds": 5},
         "agent": {"allow_quit": False},
@@ -209,6 +209,28 @@ def test_the_tray_helper_masks_a_card_number_copied_on_the_x_clipboard(
     assert event["action"] == "masked", event
     assert card not in json.dumps(event), event
     assert card.replace(" ", "") not in json.dumps(event), event
+
+
+def test_the_tray_helper_asks_for_the_policy_acknowledgement_in_a_window_on_x(
+    installed: InstalledDesk, tray_helper: Path
+) -> None:
+    """The policy requires an acknowledgement: the helper opens its Qt dialog, which Wine's X11 driver maps as a
+    real X window that X clients (xdotool) find by its title."""
+    from agent_app.core.texts import ACK_TITLE
+
+    env = {"DISPLAY": str(installed.wine.display), "PATH": "/usr/bin:/bin"}
+
+    def x_windows(name: str) -> list[str]:
+        done = subprocess.run(
+            ["xdotool", "search", "--onlyvisible", "--name", name], capture_output=True, env=env, timeout=10
+        )
+        return done.stdout.decode().split()
+
+    wait_for(
+        lambda: x_windows(ACK_TITLE),
+        timeout=START_TIMEOUT,
+        what=f"the acknowledgement prompt on X (windows: {x_windows('.')}, log: {tray_helper})",
+    )
 
 
 def _text(path: Path) -> str:
