@@ -1,7 +1,10 @@
 """The Windows adapters' real OS calls under Wine: autostart in the registry (HKLM and the per-user path with its
-scheduled-task attempt), DPAPI in machine scope, and what Wine does with the secrets folder's owner."""
+scheduled-task attempt), DPAPI in machine scope, what Wine does with the secrets folder's owner, the capture scan's
+process names, and `deskwarden selftest` of the Windows build reporting each collector."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
@@ -94,3 +97,62 @@ def test_wine_keeps_the_writer_as_owner_so_the_dpapi_store_refuses_the_file(wine
     assert result["owner"].startswith("S-1-5-21-"), result
     assert result["error"] is not None
     assert "not SYSTEM or Administrators" in result["error"]
+
+
+def test_selftest_of_the_windows_build_starts_every_collector_and_records_an_event(wine_desk: WineDesk) -> None:
+    done = wine_desk.cli("selftest", timeout=180)
+    start = done.output.find("\n{")
+    assert start >= 0, done.output
+    report, _end = json.JSONDecoder().raw_decode(done.output, start + 1)
+    assert report["platform"] == "win32 AMD64", report
+    assert report["python"] == wine_desk.info["python"], report
+    assert report["qt"] is True, report  # PySide6 6.8.3 (scripts/windows-env.sh), offscreen
+    # Every registered collector, of the service and of the session helper, built and started under Windows.
+    assert report["collectors"] == {
+        "clipboard": "running",
+        "downloads": "running",
+        "screen_capture": "running",
+        "usb": "running",
+    }, report
+    assert report["missing"] == [], report
+    assert report["failed"] == [], report
+    assert report["event_recorded"] is True, report
+    assert report["threads_left"] == [], report
+    assert report["ok"] is True, report
+    assert done.returncode == 0, done.output
+
+
+def test_the_capture_scan_names_windows_processes_where_psutil_cannot(wine_desk: WineDesk) -> None:
+    """psutil 7.2's Process.name() fails under Wine 8 (WinError 87 from NtQuerySystemInformation); the scanner's
+    table still names every process, from QueryFullProcessImageNameW or the toolhelp snapshot."""
+    result = wine_desk.python(
+        """
+        import os
+        import psutil
+        from collectors.capture.process_scan import PsutilProcessTable
+        from collectors.capture.windows_process import snapshot_names
+        try:
+            psutil.Process(os.getpid()).name()
+            psutil_error = None
+        except OSError as exc:
+            psutil_error = str(exc)
+        table = PsutilProcessTable()
+        infos = [table.inspect(pid) for pid in table.pids()]
+        mine = table.inspect(os.getpid())
+        result = {
+            "psutil_error": psutil_error,
+            "named": sorted({i.name.lower() for i in infos if i is not None}),
+            "unnamed": sum(1 for i in infos if i is None or not i.name),
+            "mine": [mine.name, mine.exe, mine.username],
+            "snapshot_has_me": snapshot_names().get(os.getpid()),
+        }
+        """
+    )
+    assert result["psutil_error"] is not None, "psutil names processes under this Wine: the fallback is untested"
+    assert {"services.exe", "explorer.exe", "python.exe"} <= set(result["named"]), result
+    assert result["unnamed"] == 0, result
+    name, exe, user = result["mine"]
+    assert name == "python.exe", result
+    assert exe.lower().endswith("\\python\\python.exe"), result
+    assert user.lower().endswith("\\root"), result
+    assert result["snapshot_has_me"] == "python.exe", result
