@@ -229,7 +229,7 @@ def test_the_tray_helper_asks_for_the_policy_acknowledgement_in_a_window_on_x(
     wait_for(
         lambda: x_windows(ACK_TITLE),
         timeout=START_TIMEOUT,
-        what=f"the acknowledgement prompt on X (windows: {x_windows('.')}, log: {tray_helper})",
+        what=f"the acknowledgement prompt on X (log: {tray_helper})",
     )
 
 
