@@ -4,7 +4,6 @@ service is stopped through Wine's SCM (`sc stop`), deleted (`sc delete`), and th
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -17,11 +16,10 @@ pytestmark = [pytest.mark.wine, pytest.mark.integration]
 START_TIMEOUT = 90.0
 
 
-def _service_processes(desk: WineDesk) -> list[str]:
-    """This desk's `python.exe -m agent_app service` processes, as Linux sees them."""
-    done = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True, check=False)
-    exe = desk.python_exe.lower()
-    return [line for line in done.stdout.splitlines() if line.lower().startswith(exe + " -m agent_app service")]
+def _alive(desk: WineDesk, pid: int) -> bool:
+    """Whether Windows pid `pid` still runs in this desk's prefix (psutil's OpenProcess in the Windows Python)."""
+    alive: bool = desk.python(f"import psutil\nresult = psutil.pid_exists({pid})")
+    return alive
 
 
 def test_uninstall_with_a_token_stops_and_deletes_the_service_and_its_run_key(
@@ -33,7 +31,8 @@ def test_uninstall_with_a_token_stops_and_deletes_the_service_and_its_run_key(
     device_id = json.loads((state / "agent.json").read_text())["device_id"]
     wait_for(lambda: (state / "status.json").exists(), timeout=START_TIMEOUT, what="the SCM-started service")
     assert b"RUNNING" in wine_desk.run(["sc", "query", "DeskWarden"]).stdout
-    assert _service_processes(wine_desk)
+    service_pid = int(json.loads((state / "status.json").read_text())["pid"])
+    assert _alive(wine_desk, service_pid)
 
     token = issue_unlock_token(endpoint.settings, device_id, scope="uninstall", minutes=5)
     done = wine_desk.cli("uninstall", "--unlock-token", token, timeout=180)
@@ -55,7 +54,7 @@ def test_uninstall_with_a_token_stops_and_deletes_the_service_and_its_run_key(
     assert run_value is None
     # `sc stop` asked the service to stop (STOP_PENDING) and `sc delete` marked it for deletion: the SCM removes it
     # once the body has wound down and the process has exited.
-    wait_for(lambda: not _service_processes(wine_desk), timeout=60, what="the service process to stop")
+    wait_for(lambda: not _alive(wine_desk, service_pid), timeout=60, what="the service process to exit")
 
     def deleted() -> bool:
         # Wine's sc.exe prints nothing for an unknown service and exits 1; the SCM's database is the registry.
