@@ -37,7 +37,11 @@ shiboken6==6.8.3"
 wine_version="$(wine --version 2>/dev/null)"
 env_key="$( { cat "${BASH_SOURCE[0]}" "$ROOT/scripts/wine/pins.py" "${SHIM_SRC[@]}"; printf '%s\n' "$EMBED_VERSION" \
   "$pins" "$wine_version" "$(x86_64-w64-mingw32-gcc --version | head -1)"; } | sha256sum | cut -c1-16)"
-prefix_key="$(printf '%s\n%s\n' "$wine_version" "$WINEDLLOVERRIDES" | sha256sum | cut -c1-16)"
+# Windows waits 30 s (ServicesPipeTimeout's default) for a started service to reach its dispatcher; Wine 8's
+# services.exe waits 10 s unless the value is set, and CPython's imports under Wine on a busy CI machine can take
+# longer (`sc start` then fails with exit code 1 and no output). The prefix gets Windows' default.
+PIPE_TIMEOUT=(reg add 'HKLM\SYSTEM\CurrentControlSet\Control' /v ServicesPipeTimeout /t REG_DWORD /d 30000 /f)
+prefix_key="$(printf '%s\n' "$wine_version" "$WINEDLLOVERRIDES" "${PIPE_TIMEOUT[*]}" | sha256sum | cut -c1-16)"
 ENV_DIR="$CACHE/env-$env_key"
 PREFIX_DIR="$CACHE/prefix-$prefix_key"
 
@@ -57,7 +61,10 @@ if [ ! -f "$PREFIX_DIR/.ready" ]; then
   echo "windows-env: booting a Wine prefix ($wine_version) in $PREFIX_DIR" >&2
   rm -rf "$PREFIX_DIR" "$PREFIX_DIR.tmp"
   WINEPREFIX="$PREFIX_DIR.tmp" wine wineboot --init >/dev/null 2>&1 || true
+  WINEPREFIX="$PREFIX_DIR.tmp" wine "${PIPE_TIMEOUT[@]}" >/dev/null 2>&1
   WINEPREFIX="$PREFIX_DIR.tmp" wineserver --wait
+  grep -q '"ServicesPipeTimeout"=dword:00007530' "$PREFIX_DIR.tmp/system.reg" \
+    || { echo "windows-env: ServicesPipeTimeout was not set in the prefix" >&2; exit 1; }
   [ -f "$PREFIX_DIR.tmp/system.reg" ] || { echo "windows-env: wineboot made no prefix" >&2; exit 1; }
   mv "$PREFIX_DIR.tmp" "$PREFIX_DIR"
   touch "$PREFIX_DIR/.ready"
