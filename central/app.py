@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from central.alerting.channels import Sender
 from central.console.install import install_console
 from central.console.state import ConsoleState
-from central.http import agent, read
+from central.http import agent, commands, read
 from central.http.errors import install_error_handlers
 from central.http.headers import SecurityHeaders
 from central.runtime import Clock, prepare
@@ -40,7 +40,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if console_state is not None:
-            console_state.alerting.start(owner=runtime)
+            console_state.alerting.start()
         try:
             yield
         finally:
@@ -60,6 +60,7 @@ def create_app(
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(agent.router)
+    app.include_router(commands.router)
     app.include_router(read.router)
     if console:
         console_state = install_console(app, runtime, poll_s=alert_poll_s, sender=alert_sender)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from central.auth import audit, users
+from central.auth import users
 from central.auth.principal import Principal, parse_role
-from central.store import admin_changes
+from central.store import admin_changes, audit
 from central.store.admin_changes import ADMIN_GRANT, ALERT_ADMIN_GRANTED, ALERT_RULE_OFF, RULE_OFF, AdminChange
 from central.store.console_config import ConsoleConfig, load_config, save_config
 from central.store.engine import Database

@@ -147,7 +147,7 @@ def issue_unlock_token(
 
 def revoke_device(settings: ServerSettings, device_id: str, *, actor: str = "cli") -> bool:
     """Refuse a device's credential from now on (a lost or re-imaged PC); its agent asks to be re-enrolled."""
-    from central.auth import audit
+    from central.store import audit
 
     db = open_store(settings)
     try:
@@ -165,7 +165,7 @@ def create_api_token(
     settings: ServerSettings, name: str, role: Literal["admin", "auditor"], *, ttl: timedelta | None = None
 ) -> str:
     """A read-API token, valid until `ttl` from now (None: until revoked); audit-logged (`api-token.create`)."""
-    from central.auth import audit
+    from central.store import audit
 
     db = open_store(settings)
     try:
@@ -233,8 +233,9 @@ def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[s
 
     Raises ValueError (unknown role, supervisor without team, short password, existing name).
     """
-    from central.auth import audit, users
+    from central.auth import users
     from central.auth.passwords import generate_password
+    from central.store import audit
 
     chosen = password if password is not None else generate_password()
     db = open_store(settings)
@@ -280,7 +281,7 @@ def list_tokens(settings: ServerSettings) -> list[str]:
 
 def revoke_api_token(settings: ServerSettings, token_id: int, *, actor: str = "cli") -> bool:
     """Refuse a read-API token from now on (by the id `list_tokens` shows); audit-logged (`api-token.revoke`)."""
-    from central.auth import audit
+    from central.store import audit
 
     db = open_store(settings)
     try:
@@ -303,7 +304,8 @@ def revoke_api_token(settings: ServerSettings, token_id: int, *, actor: str = "c
 
 def revoke_user_token(settings: ServerSettings, token_id: str, *, actor: str = "cli") -> bool:
     """Refuse a personal token from now on (by the id `list_tokens` shows); audit-logged (`token.revoke`)."""
-    from central.auth import audit, users
+    from central.auth import users
+    from central.store import audit
 
     db = open_store(settings)
     try:
@@ -328,8 +330,9 @@ def reset_password(settings: ServerSettings, name: str, *, password: str | None,
     """Set a console user's password and end their sessions; when `password` is None, generate one and print it
     once on stdout. Audit-logged (`user.password_reset`). Raises LookupError (unknown user), ValueError (rules).
     """
-    from central.auth import audit, users
+    from central.auth import users
     from central.auth.passwords import generate_password
+    from central.store import audit
 
     chosen = password if password is not None else generate_password()
     db = open_store(settings)

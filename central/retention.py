@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, false, insert, not_, or_, select, true
 
-from central.auth import audit
-from central.store import tables
+from central.store import audit, tables
 from central.store.console_tables import alert_outbox, alert_workflow, audit_log, retention_rules
 from central.store.engine import Database
 

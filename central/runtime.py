@@ -61,6 +61,8 @@ class Runtime:
     signer: PolicySigner
     limiter: IngestLimiter
     clock: Clock = field(default=utc_now)
+    alert_wake: threading.Event = field(default_factory=threading.Event, compare=False)
+    """Set after an ingest commit wrote alerts; this process's alerting thread waits on it (`AlertingService`)."""
 
 
 def open_store(settings: ServerSettings) -> Database:

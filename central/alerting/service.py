@@ -1,13 +1,15 @@
 """The alerting thread of one API process: routes new alerts, delivers the outbox, escalates, raises derived alerts.
 
-Started and stopped by the app's lifespan; `alerts_committed(runtime)` (any thread) wakes it at once
-after an ingest commit that wrote alerts, so live delivery does not wait for the next poll.
+Started and stopped by the app's lifespan. The runtime owns its wake-up (`Runtime.alert_wake`): after an ingest
+commit that wrote alerts, `alerts_committed(runtime)` (any thread) sets it, so live delivery does not wait for the
+next poll. Without a console (no alerting thread) nobody waits on it and setting it costs nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -15,20 +17,16 @@ from central.alerting import derived, outbox
 from central.alerting.bus import AlertBus
 from central.alerting.channels import NetworkSender, Sender
 from central.alerting.router import AlertRouter
+from central.runtime import Runtime
 from central.store.console_config import load_config
 from central.store.engine import Database
 
 log = logging.getLogger(__name__)
 
-_services: dict[int, AlertingService] = {}
-_registry_lock = threading.Lock()
 
-
-def alerts_committed(runtime: object) -> None:
+def alerts_committed(runtime: Runtime) -> None:
     """Wake the alerting thread serving `runtime` (the ingest path calls this after committing alerts)."""
-    service = _services.get(id(runtime))
-    if service is not None:
-        service.wake()
+    runtime.alert_wake.set()
 
 
 class AlertingService:
@@ -43,7 +41,9 @@ class AlertingService:
         housekeeping_s: float = 5.0,
         sender: Sender | None = None,
         extra_tasks: list[Callable[[], object]] | None = None,
+        wake: threading.Event | None = None,
     ) -> None:
+        """`wake` is the runtime's `alert_wake` (set after ingest commits alerts); a private event without one."""
         self.db = db
         self.bus = bus
         self.router = AlertRouter(db, bus, clock=clock)
@@ -53,17 +53,12 @@ class AlertingService:
         self._housekeeping_s = housekeeping_s
         self._sender = sender or NetworkSender()
         self._extra = list(extra_tasks or [])
-        self._wake = threading.Event()
+        self._wake = wake if wake is not None else threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._owner: int | None = None
 
-    def start(self, *, owner: object | None = None) -> None:
+    def start(self) -> None:
         self.bus.start()
-        if owner is not None:
-            self._owner = id(owner)
-            with _registry_lock:
-                _services[self._owner] = self
         self._thread = threading.Thread(target=self._run, name="alerting", daemon=True)
         self._thread.start()
 
@@ -72,9 +67,6 @@ class AlertingService:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._owner is not None:
-            with _registry_lock:
-                _services.pop(self._owner, None)
         self.bus.stop()
 
     def wake(self) -> None:
@@ -96,8 +88,6 @@ class AlertingService:
 
     def _run(self) -> None:
         last_housekeeping = 0.0
-        import time
-
         while not self._stop.is_set():
             mono = time.monotonic()
             due = mono - last_housekeeping >= self._housekeeping_s

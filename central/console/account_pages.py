@@ -13,13 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import Response
 
-from central.auth import audit, users
+from central.auth import users
 from central.auth.passwords import HashingBusy, generate_password
 from central.auth.principal import Principal
 from central.console import forms
 from central.console.deps import Acting, AdminActing, PathId, Viewer, back, page
 from central.console.state import console_of
-from central.store import tokens
+from central.store import audit, tokens
 from central.store.console_config import load_config
 
 router = APIRouter(prefix="/console", include_in_schema=False)

@@ -17,14 +17,14 @@ from starlette.responses import Response
 
 from central import change_control, retention
 from central.alerting import rules as routing
-from central.auth import audit, users
+from central.auth import users
 from central.console import forms
-from central.console.deps import Acting, CursorId, PathId, Viewer, back, page, require_admin
+from central.console.deps import AdminActing, CursorId, FleetViewer, PathId, Viewer, back, page
 from central.console.queries import teams
 from central.console.state import console_of
 from central.names import check_name
 from central.netguard import check_webhook_url
-from central.store import tokens
+from central.store import audit, tokens
 from central.store.console_config import ConsoleConfig, load_config
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -60,10 +60,9 @@ def rules_page(request: Request, who: Viewer) -> Response:
 
 @router.post("/rules")
 def rules_save(
-    request: Request, session: Acting, spec: Annotated[str, Form()], rule_id: Annotated[str, Form()] = ""
+    request: Request, session: AdminActing, spec: Annotated[str, Form()], rule_id: Annotated[str, Form()] = ""
 ) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     try:
         parsed = routing.RuleSpec.model_validate_json(spec)
@@ -96,9 +95,8 @@ def rules_save(
 
 
 @router.post("/rules/{rule_id}/delete")
-def rules_delete(request: Request, session: Acting, rule_id: PathId) -> Response:
+def rules_delete(request: Request, session: AdminActing, rule_id: PathId) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     now = runtime.clock()
     with runtime.db.write() as conn:
@@ -132,14 +130,13 @@ def teams_page(request: Request, who: Viewer, token: str = "") -> Response:
 @router.post("/users")
 def user_create(
     request: Request,
-    session: Acting,
+    session: AdminActing,
     name: Annotated[str, Form()],
     role: Annotated[str, Form()],
     teams_field: Annotated[str, Form(alias="teams")] = "",
     password: Annotated[str, Form()] = "",
 ) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     now = runtime.clock()
     team_list = [t.strip() for t in teams_field.split(",") if t.strip()]
@@ -177,14 +174,13 @@ def user_create(
 @router.post("/users/{user_id}")
 def user_update(
     request: Request,
-    session: Acting,
+    session: AdminActing,
     user_id: PathId,
     role: Annotated[str, Form()],
     teams_field: Annotated[str, Form(alias="teams")] = "",
     disabled: Annotated[str, Form()] = "",
 ) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     now = runtime.clock()
     try:
@@ -215,10 +211,9 @@ def user_update(
 
 @router.post("/enroll-tokens")
 def enroll_token(
-    request: Request, session: Acting, team: Annotated[str, Form()], hours: Annotated[int, Form()] = 24
+    request: Request, session: AdminActing, team: Annotated[str, Form()], hours: Annotated[int, Form()] = 24
 ) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     now = runtime.clock()
     if not 1 <= hours <= tokens.MAX_ENROLL_TTL // timedelta(hours=1):
@@ -249,7 +244,7 @@ OFFLINE_MAX_MINUTES = 7 * 1440
 
 
 @router.get("/settings")
-def settings_page(request: Request, who: Viewer) -> Response:
+def settings_page(request: Request, who: FleetViewer) -> Response:
     runtime = console_of(request).runtime
     config = load_config(runtime.db)
     shown = replace(
@@ -270,7 +265,7 @@ def settings_page(request: Request, who: Viewer) -> Response:
 @router.post("/settings")
 def settings_save(
     request: Request,
-    session: Acting,
+    session: AdminActing,
     two_person_rule: Annotated[str, Form()] = "",
     smtp_host: Annotated[str, Form()] = "",
     smtp_port: Annotated[int, Form()] = 25,
@@ -284,7 +279,6 @@ def settings_save(
     offline_alert_minutes: Annotated[int, Form()] = 10,
 ) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     try:
         public_url = forms.web_url(public_url, field="public URL")
@@ -344,14 +338,13 @@ def settings_save(
 @router.post("/retention")
 def retention_save(
     request: Request,
-    session: Acting,
+    session: AdminActing,
     scope: Annotated[str, Form()],
     days: Annotated[int, Form()],
     kind: Annotated[str, Form()] = "",
     team: Annotated[str, Form()] = "",
 ) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     try:
         rule = retention.RetentionRule(
@@ -367,9 +360,8 @@ def retention_save(
 
 
 @router.post("/retention/purge")
-def retention_purge(request: Request, session: Acting) -> Response:
+def retention_purge(request: Request, session: AdminActing) -> Response:
     who = session.principal
-    require_admin(who)
     runtime = console_of(request).runtime
     counts = retention.purge(runtime.db, now=runtime.clock(), actor=who.name)
     return back("/console/settings", msg=f"Purged {sum(counts.values())} rows.")

@@ -19,12 +19,14 @@ from central.auth.principal import Principal
 from central.auth.sessions import Session, csrf_ok, load_session
 from central.console.forms import is_web_url
 from central.console.state import console_of
+from central.console.times import when
 from central.http.bodies import MAX_STORED_INT
 
 SESSION_COOKIE = "dw_session"
 LOGIN_CSRF_COOKIE = "dw_login_csrf"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
+TEMPLATES.env.filters["when"] = when
 TEMPLATES.env.filters["web_url"] = lambda value: value if is_web_url(value) else ""
 """Links written from stored data (a rule's playbook) render only as http(s): never `javascript:`."""
 
@@ -79,23 +81,46 @@ def csrf_checked(session: SessionDep, csrf_token: Annotated[str, Form()] = "") -
 Acting = Annotated[Session, Depends(csrf_checked)]
 
 
-def require_admin(principal: Principal) -> None:
-    if not principal.is_admin:
+def admin_viewer(who: Viewer) -> Principal:
+    """A page only admins may open; supervisors and auditors get 403."""
+    if not who.is_admin:
         raise HTTPException(status_code=403, detail="only admins may do this")
+    return who
+
+
+AdminViewer = Annotated[Principal, Depends(admin_viewer)]
+
+
+def fleet_viewer(who: Viewer) -> Principal:
+    """A page about the whole fleet's configuration (settings): admins and auditors; supervisors get 403."""
+    if not who.all_teams:
+        raise HTTPException(status_code=403, detail="supervisors do not see the endpoint's settings")
+    return who
+
+
+FleetViewer = Annotated[Principal, Depends(fleet_viewer)]
 
 
 def admin_acting(session: Acting) -> Session:
     """A CSRF-checked form from an admin; supervisors and auditors get 403."""
-    require_admin(session.principal)
+    if not session.principal.is_admin:
+        raise HTTPException(status_code=403, detail="only admins may do this")
     return session
 
 
 AdminActing = Annotated[Session, Depends(admin_acting)]
 
 
-def require_actor(principal: Principal) -> None:
-    if not principal.can_act:
+def actor_acting(session: Acting) -> Session:
+    """A CSRF-checked form from someone who may change things (admin or supervisor); auditors get 403."""
+    if not session.principal.can_act:
         raise HTTPException(status_code=403, detail="auditors have read-only access")
+    return session
+
+
+ActorActing = Annotated[Session, Depends(actor_acting)]
+"""Routes declare who may use them with these types (`AdminActing`, `ActorActing`, `AdminViewer`...), never by a
+check written inside the handler, which a new route could forget."""
 
 
 def page(request: Request, name: str, *, status_code: int = 200, **context: Any) -> Response:

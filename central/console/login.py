@@ -13,12 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from starlette.responses import Response
 
-from central.auth import audit, throttle
+from central.auth import throttle
 from central.auth.passwords import HashingBusy
 from central.auth.sessions import end_session, start_session
 from central.auth.users import authenticate
 from central.console.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, Acting, back, new_login_csrf, page, secure_request
 from central.console.state import console_of
+from central.store import audit
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 

@@ -15,10 +15,8 @@ from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from central.auth import audit
-from central.auth.principal import Principal
 from central.signing import PolicySigner
-from central.store import policies, policy_changes, tables
+from central.store import audit, policies, policy_changes, tables
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.console_tables import exception_requests, policy_drafts
 from central.store.engine import Database
@@ -81,7 +79,10 @@ def _str(value: object, limit: int) -> str | None:
     return None if value is None else str(value)[:limit]
 
 
-def list_requests(db: Database, viewer: Principal, *, status: str | None = None) -> list[dict[str, Any]]:
+def list_requests(
+    db: Database, *, teams: frozenset[str] | None, status: str | None = None, device_id: str | None = None
+) -> list[dict[str, Any]]:
+    """Newest first (200), only in `teams` (None: every team)."""
     r, d = exception_requests, tables.devices
     query = (
         select(r, d.c.hostname)
@@ -89,11 +90,12 @@ def list_requests(db: Database, viewer: Principal, *, status: str | None = None)
         .order_by(r.c.id.desc())
         .limit(200)
     )
-    scope = viewer.team_filter()
-    if scope is not None:
-        query = query.where(r.c.team.in_(sorted(scope)))
+    if teams is not None:
+        query = query.where(r.c.team.in_(sorted(teams)))
     if status:
         query = query.where(r.c.status == status)
+    if device_id:
+        query = query.where(r.c.device_id == device_id)
     with db.read() as conn:
         rows = conn.execute(query).all()
     return [
@@ -111,20 +113,20 @@ def decide(
     db: Database,
     signer: PolicySigner,
     request_id: int,
-    viewer: Principal,
     *,
+    actor: str,
+    teams: frozenset[str] | None,
     approve: bool,
     minutes: int | None,
     two_person: bool,
     now: datetime,
 ) -> policy_changes.Submitted | None:
-    """Approve (time-boxed, through a policy change) or deny a pending request the viewer may see."""
-    if not viewer.can_act:
-        raise PermissionError("auditors cannot decide exception requests")
+    """Approve (time-boxed, through a policy change) or deny a pending request of one of `teams` (None: any).
+    Whether `actor` may decide at all is the caller's business (the console's route dependency)."""
     r = exception_requests
     with db.read() as conn:
         row = conn.execute(select(r).where(r.c.id == request_id)).first()
-    if row is None or not viewer.sees(row.team):
+    if row is None or (teams is not None and row.team not in teams):
         raise RequestNotFound(f"no exception request {request_id}")
     if row.status != "pending":
         raise RequestStateError(f"request {request_id} is already {row.status}")
@@ -156,7 +158,7 @@ def decide(
             db,
             signer,
             PolicyDocument.model_validate(document.model_dump()),
-            actor=viewer.name,
+            actor=actor,
             summary=(
                 f"USB exception {row.vendor_id}:{row.product_id} for {_desk(db, row.device_id)} "
                 f"until {expires_at:%Y-%m-%d %H:%M}Z (request #{request_id})"
@@ -171,7 +173,7 @@ def decide(
             .where(r.c.id == request_id)
             .values(
                 status="approved" if approve else "denied",
-                decided_by=viewer.name,
+                decided_by=actor,
                 decided_at=now,
                 expires_at=expires_at,
                 draft_id=None if submitted is None else submitted.draft_id,
@@ -179,7 +181,7 @@ def decide(
         )
         audit.record(
             conn,
-            actor=viewer.name,
+            actor=actor,
             action="exception.approve" if approve else "exception.deny",
             target=f"exception-request:{request_id}",
             team=row.team,
@@ -198,19 +200,18 @@ def revoke(
     db: Database,
     signer: PolicySigner,
     request_id: int,
-    viewer: Principal,
     *,
+    actor: str,
+    teams: frozenset[str] | None,
     two_person: bool,
     now: datetime,
 ) -> policy_changes.Submitted:
     """Withdraw an approved exception before it expires: the request is marked revoked and a policy change removes
     its exception (a draft under the two-person rule; rejecting that draft restores the request)."""
-    if not viewer.can_act:
-        raise PermissionError("auditors cannot revoke exceptions")
     r = exception_requests
     with db.read() as conn:
         row = conn.execute(select(r).where(r.c.id == request_id)).first()
-    if row is None or not viewer.sees(row.team):
+    if row is None or (teams is not None and row.team not in teams):
         raise RequestNotFound(f"no exception request {request_id}")
     if row.status != "approved" or row.expires_at is None or as_utc(row.expires_at) <= now:
         raise RequestStateError(f"request {request_id} is {row.status}, not an exception in force")
@@ -222,9 +223,9 @@ def revoke(
             raise RequestStateError(f"request {request_id} was decided meanwhile")
     if row.draft_id is not None and _pending(db, int(row.draft_id)):
         # Not published yet: withdrawing the approval's own draft is the whole revocation.
-        policy_changes.reject(db, int(row.draft_id), actor=viewer.name, now=now, keep_requests=True)
+        policy_changes.reject(db, int(row.draft_id), actor=actor, now=now, keep_requests=True)
         with db.write() as conn:
-            _audit_revoke(conn, row, viewer, now=now, after={"status": "revoked", "withdrawn_draft": row.draft_id})
+            _audit_revoke(conn, row, actor, now=now, after={"status": "revoked", "withdrawn_draft": row.draft_id})
         return policy_changes.Submitted(draft_id=int(row.draft_id), published_version=None, withdrawn=True)
     stored = policies.current_policy(db)
     current = PolicyDocument(version=0) if stored is None else PolicyDocument.model_validate_json(stored.payload)
@@ -238,7 +239,7 @@ def revoke(
             db,
             signer,
             PolicyDocument.model_validate(document.model_dump()),
-            actor=viewer.name,
+            actor=actor,
             summary=f"revoke USB exception {row.vendor_id}:{row.product_id} on {_desk(db, row.device_id)} "
             f"(request #{request_id})",
             two_person=two_person,
@@ -252,7 +253,7 @@ def revoke(
     with db.write() as conn:
         conn.execute(update(r).where(r.c.id == request_id).values(draft_id=submitted.draft_id))
         after = {"status": "revoked", "policy_version": submitted.published_version, "draft": submitted.draft_id}
-        _audit_revoke(conn, row, viewer, now=now, after=after)
+        _audit_revoke(conn, row, actor, now=now, after=after)
     return submitted
 
 
@@ -262,10 +263,10 @@ def _pending(db: Database, draft_id: int) -> bool:
     return status == "pending"
 
 
-def _audit_revoke(conn: Connection, row: Any, viewer: Principal, *, now: datetime, after: dict[str, Any]) -> None:
+def _audit_revoke(conn: Connection, row: Any, actor: str, *, now: datetime, after: dict[str, Any]) -> None:
     audit.record(
         conn,
-        actor=viewer.name,
+        actor=actor,
         action="exception.revoke",
         target=f"exception-request:{row.id}",
         team=row.team,

@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
 
-from central.auth import audit
 from central.signing import PolicySigner
-from central.store import policies, tables
+from central.store import audit, policies, tables
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.console_tables import exception_requests, policy_drafts
 from central.store.engine import Database

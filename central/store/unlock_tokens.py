@@ -13,9 +13,8 @@ from typing import Any, Final
 
 from sqlalchemy import insert, select
 
-from central.auth import audit
 from central.signing import PolicySigner
-from central.store import tables
+from central.store import audit, tables
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.engine import Database
 from policy_client.unlock_token import UNLOCK_SCOPES, UnlockScope, UnlockToken, issue_unlock_token

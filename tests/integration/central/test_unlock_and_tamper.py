@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 
 from central import commands
-from central.auth import audit
 from central.simulate import SimulatedAgent, batch_json
-from central.store import unlock_tokens
+from central.store import audit, unlock_tokens
 from policy_client.schema import EventKind, Severity, utc_now
 from policy_client.unlock_token import UnlockTokenError, verify_unlock_token
 from tests.integration.central.conftest import LiveEndpoint

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from central import change_control, commands
-from central.auth import audit, users
+from central.auth import users
 from central.auth.principal import Principal
 from central.runtime import Runtime
 from central.settings import ServerSettings
-from central.store import admin_changes, exception_requests, policies, policy_changes, tables
+from central.store import admin_changes, audit, exception_requests, policies, policy_changes, tables
 from central.store.console_config import ConsoleConfig, load_config, save_config
 from central.store.ingest import ingest_batch
 from policy_client import resources
@@ -50,12 +50,13 @@ def _approved_exception(runtime: Runtime, *, minutes: int = 30, two_person: bool
     )
     ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
     assert exception_requests.import_requests(runtime.db) == 1
-    [request] = exception_requests.list_requests(runtime.db, SUPERVISOR, status="pending")
+    [request] = exception_requests.list_requests(runtime.db, teams=SUPERVISOR.team_filter(), status="pending")
     exception_requests.decide(
         runtime.db,
         runtime.signer,
         int(request["id"]),
-        SUPERVISOR,
+        actor=SUPERVISOR.name,
+        teams=SUPERVISOR.team_filter(),
         approve=True,
         minutes=minutes,
         two_person=two_person,
@@ -88,12 +89,18 @@ def test_a_revoked_exception_leaves_the_policy_and_is_not_carried_again(
     request_id = _approved_exception(runtime)
 
     submitted = exception_requests.revoke(
-        runtime.db, runtime.signer, request_id, SUPERVISOR, two_person=False, now=utc_now()
+        runtime.db,
+        runtime.signer,
+        request_id,
+        actor=SUPERVISOR.name,
+        teams=SUPERVISOR.team_filter(),
+        two_person=False,
+        now=utc_now(),
     )
 
     assert submitted.published_version is not None
     assert _current(runtime).controls.usb.exceptions == []
-    [row] = exception_requests.list_requests(runtime.db, SUPERVISOR, status="revoked")
+    [row] = exception_requests.list_requests(runtime.db, teams=SUPERVISOR.team_filter(), status="revoked")
     assert row["id"] == request_id
     commands.publish_policy(settings, b'{"org": "again"}')
     assert _current(runtime).controls.usb.exceptions == []
@@ -172,7 +179,7 @@ def test_rejecting_an_exception_draft_marks_the_request_rejected(runtime: Runtim
 
     policy_changes.reject(runtime.db, int(draft["id"]), actor="bo", now=clock())
 
-    [row] = exception_requests.list_requests(runtime.db, SUPERVISOR, status="rejected")
+    [row] = exception_requests.list_requests(runtime.db, teams=SUPERVISOR.team_filter(), status="rejected")
     assert row["id"] == request_id
     assert _current(runtime).controls.usb.exceptions == []
 

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from central.auth import audit
 from central.runtime import Runtime
 from central.simulate import SimulatedAgent
-from central.store import alerts, events, unlock_tokens
+from central.store import alerts, audit, events, unlock_tokens
 from central.store.ingest import ingest_batch
 from policy_client.schema import EventKind, Severity
 from policy_client.unlock_token import UnlockTokenError, verify_unlock_token

@@ -8,9 +8,8 @@ from sqlalchemy import func, select, update
 
 from central import retention
 from central.alerting.router import AlertRouter
-from central.auth import audit
 from central.runtime import Runtime
-from central.store import tables
+from central.store import audit, tables
 from central.store.alerts import NewAlert, insert_alerts
 from tests.unit.central.conftest import FakeClock, enroll_agent
 from tests.unit.central.console.seed import event
