@@ -5,14 +5,14 @@ Called from request worker threads and the alerting thread. Every action is audi
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Select, select, update
+from sqlalchemy import Connection, Select, String, cast, func, or_, select, update
 
-from central.auth import audit
 from central.auth.principal import Principal
-from central.store import tables
+from central.store import audit, tables
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.console_tables import alert_workflow, routing_rules
 from central.store.engine import Database
@@ -95,6 +95,49 @@ def summary(conn: Connection, alert_id: int) -> dict[str, Any] | None:
     return None if row is None else _summary(row)
 
 
+@dataclass(frozen=True)
+class AlertSearch:
+    """What the alert list is narrowed to; every field optional. Text matches case-insensitively as a substring."""
+
+    status: str | None = None
+    """'active' (open or acknowledged), 'open', 'acknowledged', 'closed'; None for all."""
+    team: str | None = None
+    kind: str | None = None
+    """A kind or the start of one: `tamper` finds `tamper.seq_reuse` and `tamper.policy_unknown`."""
+    device: str | None = None
+    """Part of the device's hostname (or its id)."""
+    device_id: str | None = None
+    """Exactly this device."""
+    user: str | None = None
+    text: str | None = None
+    """Anywhere in kind, hostname, user, closing note, rule name or the alert's details."""
+
+    def applied(self, query: Select[Any]) -> Select[Any]:
+        a, d, w, r = tables.alerts, tables.devices, alert_workflow, routing_rules
+        if self.team:
+            query = query.where(a.c.team == self.team)
+        if self.status == "active":
+            query = query.where(a.c.status.in_(OPEN_STATES))
+        elif self.status:
+            query = query.where(a.c.status == self.status)
+        if self.kind:
+            query = query.where(or_(a.c.kind == self.kind, a.c.kind.startswith(self.kind + ".", autoescape=True)))
+        if self.device:
+            query = query.where(or_(_has(d.c.hostname, self.device), _has(a.c.device_id, self.device)))
+        if self.device_id:
+            query = query.where(a.c.device_id == self.device_id)
+        if self.user:
+            query = query.where(_has(d.c.user, self.user))
+        if self.text:
+            fields = (a.c.kind, d.c.hostname, d.c.user, w.c.note, r.c.name, cast(a.c.data, String))
+            query = query.where(or_(*(_has(field, self.text) for field in fields)))
+        return query
+
+
+def _has(column: Any, value: str) -> Any:
+    return func.lower(column).contains(value.lower(), autoescape=True)
+
+
 def list_alerts(
     db: Database,
     viewer: Principal,
@@ -102,20 +145,21 @@ def list_alerts(
     status: str | None = None,
     team: str | None = None,
     after_id: int = 0,
+    before_id: int | None = None,
+    search: AlertSearch | None = None,
     limit: int = 200,
 ) -> list[dict[str, Any]]:
-    """Newest first; `status` 'active' means open or acknowledged."""
+    """Newest first; `status` 'active' means open or acknowledged. Keyset paging: `before_id` gives the page
+    after the one that ended with that id, `after_id` only alerts newer than it (the stream's replay)."""
     a = tables.alerts
     query = _query().where(a.c.id > after_id).order_by(a.c.id.desc()).limit(limit)
+    if before_id is not None:
+        query = query.where(a.c.id < before_id)
     scope = viewer.team_filter()
     if scope is not None:
         query = query.where(a.c.team.in_(sorted(scope)))
-    if team:
-        query = query.where(a.c.team == team)
-    if status == "active":
-        query = query.where(a.c.status.in_(OPEN_STATES))
-    elif status:
-        query = query.where(a.c.status == status)
+    query = (search or AlertSearch()).applied(query)
+    query = AlertSearch(status=status, team=team).applied(query)
     with db.read() as conn:
         return [_summary(r) for r in conn.execute(query).all()]
 

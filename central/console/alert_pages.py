@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Header, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,7 @@ from central.alerting.bus import Notice
 from central.auth.principal import Principal
 from central.auth.sessions import load_session, session_principal
 from central.auth.users import USER_TOKEN_PREFIX, find_user_token
-from central.console.deps import SESSION_COOKIE, Acting, PathId, Viewer, back, page
+from central.console.deps import SESSION_COOKIE, ActorActing, CursorId, PathId, Viewer, back, page
 from central.console.state import console_of
 from central.http.auth import bearer_token
 from central.http.errors import unauthorized
@@ -38,11 +39,50 @@ def home() -> Response:
     return back("/console/alerts")
 
 
+PAGE_SIZE = 100
+SearchText = Annotated[str, Query(max_length=200)]
+
+
 @router.get("/alerts")
-def alerts_page(request: Request, who: Viewer, status: str = "active", team: str = "") -> Response:
+def alerts_page(
+    request: Request,
+    who: Viewer,
+    before: CursorId = None,
+    status: SearchText = "active",
+    team: SearchText = "",
+    kind: SearchText = "",
+    device: SearchText = "",
+    user: SearchText = "",
+    q: SearchText = "",
+) -> Response:
+    """The alert list, newest first, a page at a time (keyset: `before` is the last id of the previous page),
+    narrowed by state, team, kind, device hostname, user and free text."""
     runtime = console_of(request).runtime
-    rows = workflow.list_alerts(runtime.db, who, status=status or None, team=team or None)
-    return page(request, "alerts.html", alerts=rows, status=status, team=team)
+    search = workflow.AlertSearch(
+        status=status.strip() or None,
+        team=team.strip() or None,
+        kind=kind.strip() or None,
+        device=device.strip() or None,
+        user=user.strip() or None,
+        text=q.strip() or None,
+    )
+    rows = workflow.list_alerts(runtime.db, who, before_id=before, search=search, limit=PAGE_SIZE + 1)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    filters = {"status": status, "team": team, "kind": kind, "device": device, "user": user, "q": q}
+    older = f"/console/alerts?{urlencode(filters | {'before': rows[-1]['id']})}" if more and rows else ""
+    newest = f"/console/alerts?{urlencode(filters)}" if before is not None else ""
+    searching = any((team, kind, device, user, q)) or before is not None
+    return page(
+        request,
+        "alerts.html",
+        alerts=rows,
+        status=status,
+        filters=filters,
+        older=older,
+        newest=newest,
+        live=not searching,
+    )
 
 
 @router.get("/alerts/{alert_id}")
@@ -78,17 +118,17 @@ def _alert_action(request: Request, who: Principal, alert_id: int, action: str, 
 
 
 @router.post("/alerts/{alert_id}/ack")
-def acknowledge(request: Request, session: Acting, alert_id: PathId) -> Response:
+def acknowledge(request: Request, session: ActorActing, alert_id: PathId) -> Response:
     return _alert_action(request, session.principal, alert_id, "ack")
 
 
 @router.post("/alerts/{alert_id}/close")
-def close(request: Request, session: Acting, alert_id: PathId, note: Annotated[str, Form()] = "") -> Response:
+def close(request: Request, session: ActorActing, alert_id: PathId, note: Annotated[str, Form()] = "") -> Response:
     return _alert_action(request, session.principal, alert_id, "close", note)
 
 
 @router.post("/alerts/{alert_id}/incident")
-def incident(request: Request, session: Acting, alert_id: PathId) -> Response:
+def incident(request: Request, session: ActorActing, alert_id: PathId) -> Response:
     return _alert_action(request, session.principal, alert_id, "incident")
 
 

@@ -11,11 +11,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import Response
 
-from central.auth import audit
-from central.console.deps import Acting, AdminActing, PathId, Viewer, back, page, require_actor
+from central.console.deps import ActorActing, AdminActing, PathId, Viewer, back, page
 from central.console.queries import attestations, visible_devices
 from central.console.state import console_of
-from central.store import devices, exception_requests, policies, unlock_tokens
+from central.store import audit, devices, exception_requests, policies, unlock_tokens
 from central.store.console_config import load_config
 from central.store.policy_changes import TwoPersonRuleError
 
@@ -88,7 +87,7 @@ def unlock_token_page(
         "text": issued.text,
         "scope": issued.token.scope,
         "minutes": issued.token.minutes,
-        "expires_at": issued.token.expires_at.strftime("%Y-%m-%d %H:%M"),
+        "expires_at": issued.token.expires_at,
     }
     current = policies.latest_version(runtime.db)
     answer = page(
@@ -131,22 +130,22 @@ def attestations_page(request: Request, who: Viewer) -> Response:
 def exceptions_page(request: Request, who: Viewer, status: str = "") -> Response:
     runtime = console_of(request).runtime
     exception_requests.import_requests(runtime.db)
-    rows = exception_requests.list_requests(runtime.db, who, status=status or None)
+    rows = exception_requests.list_requests(runtime.db, teams=who.team_filter(), status=status or None)
     return page(request, "exceptions.html", requests=rows, status=status, now=runtime.clock())
 
 
 @router.post("/exceptions/{request_id}/revoke")
-def revoke(request: Request, session: Acting, request_id: PathId) -> Response:
+def revoke(request: Request, session: ActorActing, request_id: PathId) -> Response:
     """Withdraw an approved exception before it expires (a policy change, under the two-person rule a draft)."""
     who = session.principal
-    require_actor(who)
     runtime = console_of(request).runtime
     try:
         submitted = exception_requests.revoke(
             runtime.db,
             runtime.signer,
             request_id,
-            who,
+            actor=who.name,
+            teams=who.team_filter(),
             two_person=load_config(runtime.db).two_person_rule,
             now=runtime.clock(),
         )
@@ -167,13 +166,12 @@ def revoke(request: Request, session: Acting, request_id: PathId) -> Response:
 @router.post("/exceptions/{request_id}/{decision}")
 def decide(
     request: Request,
-    session: Acting,
+    session: ActorActing,
     request_id: int,
     decision: str,
     minutes: Annotated[int | None, Form()] = None,
 ) -> Response:
     who = session.principal
-    require_actor(who)
     if decision not in ("approve", "deny"):
         raise HTTPException(status_code=404, detail="unknown decision")
     runtime = console_of(request).runtime
@@ -183,7 +181,8 @@ def decide(
             runtime.db,
             runtime.signer,
             request_id,
-            who,
+            actor=who.name,
+            teams=who.team_filter(),
             approve=decision == "approve",
             minutes=minutes,
             two_person=config.two_person_rule,

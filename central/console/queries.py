@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 
 from central.auth.principal import Principal
 from central.store import devices, tables
-from central.store.clock import as_utc_or_none
+from central.store.clock import as_utc, as_utc_or_none
 from central.store.engine import Database
 
 ATTESTATION_WINDOW = timedelta(days=30)
@@ -87,3 +87,43 @@ def teams(db: Database) -> list[dict[str, Any]]:
         )
         names = [str(n) for n in conn.execute(select(t.c.name).order_by(t.c.name)).scalars()]
     return [{"name": n, "devices": int(counts.get(n, 0))} for n in names]
+
+
+def device_detail(db: Database, who: Principal, device_id: str, *, now: datetime, offline_after: timedelta) -> Any:
+    """One device as the devices page shows it, or None when there is none the viewer may see (answered alike)."""
+    d = tables.devices
+    with db.read() as conn:
+        team = conn.execute(select(d.c.team).where(d.c.device_id == device_id)).scalar_one_or_none()
+    if team is None or not who.sees(str(team)):
+        return None
+    rows = devices.list_devices(db, now=now, offline_after=offline_after, team=str(team))
+    return next((r for r in rows if r["device_id"] == device_id), None)
+
+
+def device_events(
+    db: Database, device_id: str, *, before_seq: int | None = None, kind: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The device's stored events, newest first (keyset on seq), every kind including masked clipboard events:
+    their data holds detector types, counts and masked samples only."""
+    e = tables.events
+    query = select(e).where(e.c.device_id == device_id).order_by(e.c.seq.desc()).limit(limit)
+    if before_seq is not None:
+        query = query.where(e.c.seq < before_seq)
+    if kind:
+        query = query.where(e.c.kind == kind)
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {
+            "seq": int(r.seq),
+            "ts": as_utc(r.ts),
+            "kind": r.kind,
+            "severity": r.severity,
+            "action": r.action,
+            "user": r.user,
+            "rule_id": r.rule_id,
+            "policy_version": r.policy_version,
+            "data": r.data,
+        }
+        for r in rows
+    ]

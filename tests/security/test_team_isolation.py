@@ -11,6 +11,7 @@ import pytest
 
 from central.auth.sessions import start_session
 from central.auth.users import create_user, issue_user_token
+from policy_client.schema import EventKind, Severity
 from tests.security.conftest import SecurityEndpoint, TeamDevice
 from tests.security.routes import RouteInfo, enumerate_routes
 
@@ -25,7 +26,7 @@ PUBLIC = {
     "POST /console/login",
 }
 PUBLIC_MOUNTS = {"/console/static"}
-AGENT = {"POST /v1/enroll", "GET /v1/policy", "POST /v1/events", "POST /v1/heartbeat"}
+AGENT = {"POST /v1/enroll", "GET /v1/policy", "POST /v1/events", "POST /v1/heartbeat", "GET /v1/commands"}
 """Routes for enrolled devices; their credential rules are in test_credentials.py."""
 SESSION_ENDING = {"POST /console/logout"}
 DENIED = {400, 401, 403, 404, 405, 413, 415, 422}
@@ -41,6 +42,23 @@ def _blue_alert_ids(endpoint: SecurityEndpoint, admin: dict[str, str], blue: Tea
     answer = endpoint.client.get("/v1/alerts", params={"device_id": blue.agent.device_id}, headers=admin)
     assert answer.status_code == 200, answer.text
     return {int(a["id"]): str(a["status"]) for a in answer.json()}
+
+
+BLUE_QUARANTINE_ID = "20300101T090000Z-0123456789ab"
+
+
+def _quarantine_on(endpoint: SecurityEndpoint, device: TeamDevice, quarantine_id: str) -> None:
+    """A quarantined download on `device`, so the quarantine routes have something real to refuse."""
+    event = device.agent.next_event(
+        kind=EventKind.download_quarantined,
+        severity=Severity.high,
+        action="quarantined",
+        data={"name": f"{device.marker}.csv", "size_bytes": 10, "findings": [], "quarantine_id": quarantine_id},
+    )
+    posted = endpoint.client.post(
+        "/v1/events", content=device.agent.batch([event]).model_dump_json(), headers=device.auth
+    )
+    assert posted.status_code == 200, posted.text
 
 
 def _fill(route: RouteInfo, values: dict[str, str]) -> str:
@@ -103,6 +121,7 @@ def test_a_supervisor_cannot_reach_another_teams_data_through_any_route(
     session_id, csrf = start_session(db, supervisor, now=now)
     personal = issue_user_token(db, supervisor.user_id, now=now)
     admin = {"Authorization": f"Bearer {endpoint.api_token()}"}
+    _quarantine_on(endpoint, blue, BLUE_QUARANTINE_ID)
     blue_alerts = _blue_alert_ids(endpoint, admin, blue)
     assert blue_alerts, "the blue device should have raised an alert (agent.tamper)"
     values = {
@@ -116,6 +135,8 @@ def test_a_supervisor_cannot_reach_another_teams_data_through_any_route(
         "rule_id": "1",
         "decision": "approve",
         "token_id": "1",
+        "delivery_id": "1",
+        "quarantine_id": BLUE_QUARANTINE_ID,
     }
     query = {"team": "blue", "device_id": blue.agent.device_id}
     routes, _ = enumerate_routes(endpoint.app)

@@ -5,6 +5,7 @@
   var badge = document.getElementById("live");
   var toast = document.getElementById("toast");
   if (!window.EventSource) { return; }
+  if (table && table.getAttribute("data-live") === "0") { table = null; }  // a search or an older page: no inserts
   var filter = table ? table.getAttribute("data-status") : "";
   var source = new EventSource("/console/alerts-stream");
   function text(value) { return value === null || value === undefined ? "" : String(value); }
@@ -34,12 +35,16 @@
     cell(row, sev);
     cell(row, a.kind); cell(row, a.team); cell(row, a.hostname || a.device_id); cell(row, a.user);
     cell(row, a.status, "status status-" + a.status);
-    cell(row, (a.created_at || "").replace("T", " ").slice(0, 19));
+    var when = document.createElement("time");
+    when.setAttribute("datetime", a.created_at || ""); when.setAttribute("data-precision", "s");
+    when.textContent = (a.created_at || "").replace("T", " ").slice(0, 19) + " UTC";
+    cell(row, when);
     cell(row, a.rule_name || "");
     var body = table.querySelector("tbody");
     var empty = document.getElementById("no-alerts");
     if (empty) { empty.remove(); }
     body.insertBefore(row, body.firstChild);
+    if (window.dwLocalTime) { window.dwLocalTime(row); }
   });
   source.addEventListener("update", function (msg) {
     var a = JSON.parse(msg.data);
