@@ -53,6 +53,11 @@ class EventKind(StrEnum):
     usb_exception_requested = "usb.exception_requested"
     download_detected = "download.detected"
     download_quarantined = "download.quarantined"
+    download_released = "download.released"
+    """The service released a quarantined download on an admin's signed command (`data.command_id`); action
+    `allowed`, or `failed` with `data.error`."""
+    download_deleted = "download.deleted"
+    """The service deleted a quarantined download on an admin's signed command; action `allowed` or `failed`."""
     clipboard_sensitive = "clipboard.sensitive"
     capture_tool_started = "capture.tool_started"
     capture_tool_terminated = "capture.tool_terminated"

@@ -197,6 +197,14 @@ def _download(action: str, data: Mapping[str, Any]) -> str:
     return sentence + _outcome(action) + (f" ({samples})" if samples else "")
 
 
+def _released(action: str, data: Mapping[str, Any]) -> str:
+    return texts.H_DOWNLOAD_RELEASED + _outcome(action)
+
+
+def _deleted_by_admin(action: str, data: Mapping[str, Any]) -> str:
+    return texts.H_DOWNLOAD_DELETED + _outcome(action)
+
+
 def _clipboard(action: str, data: Mapping[str, Any]) -> str:
     counts, samples = findings_phrases(data.get("findings"))
     sentence = texts.H_CLIPBOARD.format(findings=counts) if counts else texts.H_CLIPBOARD_SOMETHING
@@ -348,6 +356,8 @@ _BUILDERS: dict[str, Callable[[str, Mapping[str, Any]], str]] = {
     "usb.exception_requested": _usb_exception,
     "download.detected": _download,
     "download.quarantined": _download,
+    "download.released": _released,
+    "download.deleted": _deleted_by_admin,
     "clipboard.sensitive": _clipboard,
     "capture.tool_started": _capture_tool,
     "capture.tool_terminated": _capture_terminated,

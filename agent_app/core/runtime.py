@@ -22,6 +22,7 @@ from agent_app.core.main_calls import MainCall, MainCalls
 from agent_app.core.outbox import Outbox
 from agent_app.core.paths import assets_dir, login_name
 from agent_app.core.pipeline import Notice, Pipeline
+from agent_app.core.quarantine_commands import QuarantineCommands
 from agent_app.core.status import TICK_SECONDS, AgentStatus, write_status
 from agent_app.core.supervisor import CollectorSupervisor
 from agent_app.core.unlock import UnlockGrant, check_unlock_token
@@ -36,6 +37,10 @@ from policy_client.transport import Transport
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = timedelta(hours=1)
+COMMAND_POLL_HEARTBEATS = 5
+"""The service asks for admins' commands once every this many heartbeat intervals ..."""
+COMMAND_POLL_MAX_S = 300.0
+"""... and at least every five minutes."""
 
 
 def pii_hash_key(keys: OutboxKeys) -> bytes:
@@ -61,6 +66,7 @@ class AgentRuntime:
         mode: AgentMode = "unprotected",
         monitored_homes: Callable[[], list[UserHome]] | None = None,
         machine_secrets: bool = False,
+        command_poll_seconds: float | None = None,
     ) -> None:
         self.home = home
         self._clock = clock
@@ -106,6 +112,8 @@ class AgentRuntime:
         self._supervisor = CollectorSupervisor(collectors, sink=self._pipeline, record=self.record, clock=clock)
         self._uploader_options = dict(uploader_options or {})
         self._uploader: Uploader | None = self._make_uploader(self._config) if self._config else None
+        self._command_poll_seconds = command_poll_seconds
+        self._commands: QuarantineCommands | None = self._make_commands(self._config) if self._config else None
 
     # --- AgentPort -----------------------------------------------------------------------------
 
@@ -265,6 +273,8 @@ class AgentRuntime:
         self._supervisor.apply(self._policy)
         if self._uploader is not None:
             self._uploader.start()
+        if self._commands is not None:
+            self._commands.start()
         self.tick()
 
     def tick(self) -> None:
@@ -305,6 +315,8 @@ class AgentRuntime:
         self._pipeline.stop()
         if self._uploader is not None:
             self._uploader.stop()
+        if self._commands is not None:
+            self._commands.stop()
         write_status(self.home, self.status())
         if self._reader is not None:
             self._reader.close()
@@ -351,6 +363,30 @@ class AgentRuntime:
             user=self._heartbeat_user,
             mode=self._mode,
             **self._uploader_options,
+        )
+
+    def _make_commands(self, config: AgentConfig) -> QuarantineCommands:
+        """Admins' decisions about quarantined downloads, fetched on their own connection every few heartbeats
+        (they are rare and not urgent; `command_poll_seconds` overrides the interval)."""
+        transport = Transport(
+            config.server_url, ca_bundle=config.ca_bundle, credential=self._secrets.get("device_credential")
+        )
+        poll = self._command_poll_seconds
+        return QuarantineCommands(
+            transport=transport,
+            device_id=config.device_id,
+            public_key=config.public_key_bytes(),
+            quarantine_dir=paths.quarantine_dir(self.home),
+            state_dir=self.home,
+            record=self.record,
+            uploaded=self.upload_now,
+            interval=(lambda: poll) if poll is not None else self._command_interval,
+            clock=self._clock,
+        )
+
+    def _command_interval(self) -> float:
+        return float(
+            min(COMMAND_POLL_MAX_S, COMMAND_POLL_HEARTBEATS * self._policy.controls.reporting.heartbeat_seconds)
         )
 
     def _on_written(self, seqs: Sequence[int]) -> None:

@@ -163,6 +163,8 @@ H_DOWNLOAD_SOMETHING: Final = "You downloaded a file"
 H_DOWNLOAD_BLOCKED_TYPE: Final = "file type {extension} not allowed"
 H_DOWNLOAD_OVERSIZE: Final = "larger than allowed"
 H_DOWNLOAD_FINDINGS: Final = "contains {findings}"
+H_DOWNLOAD_RELEASED: Final = "An administrator released a quarantined download back to your Downloads"
+H_DOWNLOAD_DELETED: Final = "An administrator had a quarantined download deleted"
 H_CLIPBOARD: Final = "You copied {findings}"
 H_CLIPBOARD_SOMETHING: Final = "You copied customer data"
 H_CAPTURE_TOOL: Final = "The screen-capture tool “{name}” was started"
@@ -312,6 +314,8 @@ KIND_LABELS: Final = {
     "usb.exception_requested": "Exception requested",
     "download.detected": "Download",
     "download.quarantined": "Download quarantined",
+    "download.released": "Download released",
+    "download.deleted": "Quarantined download deleted",
     "clipboard.sensitive": "Customer data copied",
     "capture.tool_started": "Screen-capture tool started",
     "capture.tool_terminated": "Screen-capture tool closed",

@@ -19,14 +19,24 @@ from central.alerting.bus import AlertBus
 from central.alerting.channels import NetworkSender, Sender
 from central.alerting.service import AlertingService
 from central.auth.passwords import HashGate
-from central.console import account_pages, admin_pages, alert_pages, fleet_pages, login, policy_pages, report_pages
+from central.console import (
+    account_pages,
+    admin_pages,
+    alert_pages,
+    delivery_pages,
+    device_pages,
+    fleet_pages,
+    login,
+    policy_pages,
+    report_pages,
+)
 from central.console.deps import LoginRequired, back, page
 from central.console.limits import BodyLimits, ConsoleBodyLimit
 from central.console.state import ConsoleState
 from central.http.errors import describe_errors
 from central.retention import RetentionScheduler
 from central.runtime import Runtime
-from central.store import exception_requests
+from central.store import exception_requests, quarantine
 
 STATIC = Path(__file__).parent / "static"
 
@@ -48,7 +58,12 @@ def install_console(
         offline_after=runtime.settings.offline_after,
         poll_s=poll_s,
         sender=sender or NetworkSender(allow_internal=runtime.settings.allow_internal_webhooks),
-        extra_tasks=[lambda: exception_requests.import_requests(runtime.db), scheduler.tick],
+        extra_tasks=[
+            lambda: exception_requests.import_requests(runtime.db),
+            lambda: quarantine.import_outcomes(runtime.db, now=runtime.clock()),
+            scheduler.tick,
+        ],
+        wake=runtime.alert_wake,
     )
     state = ConsoleState(
         runtime=runtime,
@@ -70,7 +85,17 @@ def install_console(
         ),
     )
     app.mount("/console/static", StaticFiles(directory=str(STATIC)), name="console-static")
-    for module in (login, alert_pages, fleet_pages, admin_pages, policy_pages, report_pages, account_pages):
+    for module in (
+        login,
+        alert_pages,
+        device_pages,
+        fleet_pages,
+        delivery_pages,
+        admin_pages,
+        policy_pages,
+        report_pages,
+        account_pages,
+    ):
         app.include_router(module.router)
     app.include_router(alert_pages.api_router)
 

@@ -216,3 +216,28 @@ V2_TABLES = (
     exception_requests,
     retention_rules,
 )
+
+quarantine_commands = Table(
+    "quarantine_commands",
+    metadata,
+    # An admin's decision about one quarantined download, signed for its device (policy_client/device_commands.py)
+    # and served to that device's service until it reports the outcome or the command expires (schema v9).
+    Column("command_id", String(16), primary_key=True),
+    Column("device_id", String(64), nullable=False),
+    Column("team", String(128), nullable=False),
+    Column("quarantine_id", String(64), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("signature", String(128), nullable=False),
+    Column("issued_by", String(128), nullable=False),
+    Column("issued_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp, nullable=False),
+    # 'pending' until the device reports `download.released` / `download.deleted`: then 'done' or 'failed';
+    # 'expired' when it never did in time.
+    Column("status", String(16), nullable=False),
+    Column("outcome_at", Timestamp, nullable=True),
+    Column("outcome_seq", Integer, nullable=True),
+    Column("outcome_error", String(200), nullable=True),
+    Index("ix_quarantine_commands_device", "device_id", "status"),
+    Index("ix_quarantine_commands_status", "status", "issued_at"),
+)

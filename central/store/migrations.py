@@ -94,6 +94,7 @@ MIGRATIONS: Sequence[Migration] = (
     Migration(6, "device health: protected (privileged service) or unprotected mode", _v6_device_mode),
     Migration(7, "changes to change control held for a second admin", lambda conn: _v7_admin_changes(conn)),
     Migration(8, "token expiry; personal tokens get a public id", lambda conn: _v8_token_lifecycle(conn)),
+    Migration(9, "admins' signed decisions about quarantined downloads", lambda conn: _v9_quarantine_commands(conn)),
 )
 
 
@@ -160,3 +161,8 @@ def _v8_token_lifecycle(conn: Connection) -> None:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
     conn.execute(text("UPDATE user_tokens SET token_id = substr(token_hash, 1, 16) WHERE token_id IS NULL"))
     conn.execute(text("CREATE INDEX IF NOT EXISTS ix_user_tokens_token_id ON user_tokens (token_id)"))
+
+
+def _v9_quarantine_commands(conn: Connection) -> None:
+    # When this table changes later, freeze this version's definition here first.
+    tables.metadata.create_all(conn, tables=[console_tables.quarantine_commands])

@@ -36,7 +36,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from collectors.base import Collector, CollectorState, Decision, EventSink, Outcome, UserHome
 from collectors.downloads.files import FileRef, FolderId, delete, open_regular
 from collectors.downloads.inspect import inspect_download, is_partial_name, sha256_stream
-from collectors.downloads.quarantine import default_quarantine_dir, quarantine_file
+from collectors.downloads.quarantine import default_quarantine_dir, quarantine_file, was_released
 from policy_client.schema import Action, DownloadsControl, EventDraft, EventKind, PolicyDocument
 
 log = logging.getLogger(__name__)
@@ -380,6 +380,8 @@ class DownloadsCollector(Collector):
         with fh:
             if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
                 return  # empty files carry nothing; Firefox's zero-byte placeholder is one of them
+            if was_released(path, st):
+                return  # an admin released it from quarantine; it is not a new download
             key = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
             if key in self._seen:
                 return

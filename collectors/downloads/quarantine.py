@@ -1,12 +1,14 @@
 """The agent's quarantine folder for downloads: move in (mode 0600 in a 0700 folder, with a JSON
-sidecar recording where the file came from) and restore for admins.
+sidecar recording where the file came from), and release (`restore`) or delete it on an admin's decision.
 
-Called on the pipeline thread (`quarantine_file`) and from admin tooling (`restore`). In the service the folder
+Called on the pipeline thread (`quarantine_file`) and on the service's command thread (`restore`,
+`delete_quarantined`, see agent_app/core/quarantine_commands.py). In the service the folder
 sits in the service's root-only state directory, so the desk user cannot read a quarantined file back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -14,6 +16,8 @@ import secrets
 import shutil
 import stat
 import sys
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +110,9 @@ def restore(quarantined_name: str, *, quarantine_dir: Path) -> Path:
         n += 1
     source = quarantine_dir / quarantined_name
     mode = int(record.get("original_mode", 0o644)) & 0o777
+    held = os.stat(source, follow_symlinks=False)
+    # Noted before the file appears in the watched folder: the watcher may see it before this function returns.
+    remember_released(target, size=held.st_size, mtime_ns=held.st_mtime_ns)
     with opened_folder(FolderId.of(original.parent)) as dir_fd:
         entry = target.name if dir_fd is not None else str(target)
         try:
@@ -113,17 +120,29 @@ def restore(quarantined_name: str, *, quarantine_dir: Path) -> Path:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
+            # Across filesystems: copied under a partial name the watcher ignores, given its owner, mode and time,
+            # then renamed into place, so the watcher only ever sees the finished file it was told about.
+            partial = f".{target.name}.{secrets.token_hex(4)}.part"
+            staging = partial if dir_fd is not None else str(target.with_name(partial))
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC | _BINARY
-            out = os.open(entry, flags, 0o600, dir_fd=dir_fd)
-            with os.fdopen(out, "wb") as dst, source.open("rb") as src:
-                shutil.copyfileobj(src, dst, 1 << 20)
+            out = os.open(staging, flags, 0o600, dir_fd=dir_fd)
+            try:
+                with os.fdopen(out, "wb") as dst, source.open("rb") as src:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                _set_mode_and_owner(dir_fd, staging, mode, record, mtime_ns=held.st_mtime_ns)
+                os.rename(staging, entry, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(staging, dir_fd=dir_fd)
+                raise
             source.unlink()
-        _set_mode_and_owner(dir_fd, entry, mode, record)
+        else:
+            _set_mode_and_owner(dir_fd, entry, mode, record, mtime_ns=held.st_mtime_ns)
     (quarantine_dir / (quarantined_name + SIDECAR_SUFFIX)).unlink(missing_ok=True)
     return target
 
 
-def _set_mode_and_owner(dir_fd: int | None, entry: str, mode: int, record: dict[str, Any]) -> None:
+def _set_mode_and_owner(dir_fd: int | None, entry: str, mode: int, record: dict[str, Any], *, mtime_ns: int) -> None:
     if sys.platform == "win32":
         os.chmod(entry, mode)
     else:
@@ -133,5 +152,35 @@ def _set_mode_and_owner(dir_fd: int | None, entry: str, mode: int, record: dict[
             if os.geteuid() == 0 and isinstance(uid, int) and isinstance(gid, int):
                 os.fchown(fd, uid, gid)  # copied across filesystems by root: give the file back to its owner
             os.fchmod(fd, mode)
+            os.utime(fd, ns=(mtime_ns, mtime_ns))  # a copy across filesystems keeps the time it was released with
         finally:
             os.close(fd)
+
+
+def delete_quarantined(quarantined_name: str, *, quarantine_dir: Path) -> None:
+    """Remove a quarantined file and its sidecar for good (an admin's decision). FileNotFoundError when there is
+    no such file in the quarantine (already released or deleted)."""
+    read_record(quarantined_name, quarantine_dir=quarantine_dir)  # validates the name; raises when unknown
+    (quarantine_dir / quarantined_name).unlink()
+    (quarantine_dir / (quarantined_name + SIDECAR_SUFFIX)).unlink(missing_ok=True)
+
+
+_RELEASED_MAX = 1024
+_released: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+_released_lock = threading.Lock()
+
+
+def remember_released(path: Path, *, size: int, mtime_ns: int) -> None:
+    """Note a file an admin released (where it goes, its size and modification time), so the downloads watcher
+    does not take its return for a new download and quarantine it again. A later change to the file makes it a
+    new file again. Any thread."""
+    with _released_lock:
+        _released[(os.path.normpath(path), size, mtime_ns)] = None
+        while len(_released) > _RELEASED_MAX:
+            _released.popitem(last=False)
+
+
+def was_released(path: Path, st: os.stat_result) -> bool:
+    """True for the file at `path` when `remember_released` noted it and it is unchanged since. Any thread."""
+    with _released_lock:
+        return (os.path.normpath(path), st.st_size, st.st_mtime_ns) in _released

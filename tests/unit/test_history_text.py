@@ -58,6 +58,16 @@ EXAMPLES: dict[EventKind, tuple[str, dict[str, Any], str]] = {
         "You downloaded “statement.pdf” (48.0 KB): contains 2 card numbers; DeskWarden moved it to quarantine "
         "(XXXX XXXX XXXX 1111)",
     ),
+    EventKind.download_released: (
+        "allowed",
+        {"command_id": "91c2a7b8d4e5f601", "quarantine_id": "q1", "issued_by": "ada"},
+        "An administrator released a quarantined download back to your Downloads",
+    ),
+    EventKind.download_deleted: (
+        "failed",
+        {"command_id": "91c2a7b8d4e5f601", "quarantine_id": "q1", "error": "not in quarantine"},
+        "An administrator had a quarantined download deleted; DeskWarden tried to act but could not",
+    ),
     EventKind.clipboard_sensitive: (
         "masked",
         {"findings": [CARD], "length": 40, "format": "text/plain", "scan_truncated": False},

@@ -1,0 +1,252 @@
+"""Quarantined downloads per device (from its `download.quarantined` events) and admins' decisions about them:
+a decision is a command signed for the device (policy_client/device_commands.py), audited when issued, served by
+`GET /v1/commands` until the device reports the outcome (`download.released` / `download.deleted`), then marked
+done or failed, and audited again.
+
+`issue` runs on console request worker threads; `commands_for` on agent API worker threads; `import_outcomes` on
+the alerting thread (and before the console shows a device).
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import insert, select, update
+
+from central.signing import PolicySigner
+from central.store import audit, tables
+from central.store.clock import as_utc, as_utc_or_none
+from central.store.console_tables import quarantine_commands
+from central.store.engine import Database
+from policy_client.device_commands import (
+    MAX_COMMANDS,
+    QUARANTINE_ID_RE,
+    QuarantineAction,
+    QuarantineCommand,
+    SignedCommand,
+    sign_command,
+)
+from policy_client.schema import EventKind
+
+COMMAND_TTL: Final = timedelta(days=7)
+"""How long a decision waits for its device (switched off, offline) before it expires unapplied."""
+OUTCOME_KINDS: Final = (EventKind.download_released.value, EventKind.download_deleted.value)
+CLOCK_SLACK: Final = timedelta(days=1)
+LIST_LIMIT: Final = 200
+
+
+class QuarantineNotFound(LookupError):
+    """No such quarantined file on that device (or the device is not one the caller may see)."""
+
+
+class DecisionRefused(ValueError):
+    """The file already has a decision waiting or carried out."""
+
+
+def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
+    """The device's quarantined downloads, newest first: masked name, size, findings, when, user, and the latest
+    decision about each (None, or its action, status and outcome)."""
+    e, c = tables.events, quarantine_commands
+    with db.read() as conn:
+        rows = conn.execute(
+            select(e.c.seq, e.c.ts, e.c.user, e.c.data)
+            .where(
+                e.c.device_id == device_id,
+                e.c.kind == EventKind.download_quarantined.value,
+                e.c.action == "quarantined",
+            )
+            .order_by(e.c.seq.desc())
+            .limit(LIST_LIMIT)
+        ).all()
+        decisions: dict[str, Any] = {}
+        for d in conn.execute(select(c).where(c.c.device_id == device_id).order_by(c.c.issued_at)).all():
+            decisions[str(d.quarantine_id)] = d
+    out = []
+    for row in rows:
+        data: dict[str, Any] = row.data or {}
+        qid = data.get("quarantine_id")
+        if not isinstance(qid, str) or not QUARANTINE_ID_RE.match(qid):
+            continue
+        decision = decisions.get(qid)
+        listed = data.get("findings")
+        findings: list[Any] = listed if isinstance(listed, list) else []
+        out.append(
+            {
+                "quarantine_id": qid,
+                "seq": int(row.seq),
+                "ts": as_utc(row.ts),
+                "user": row.user,
+                "name": str(data.get("name", ""))[:256],
+                "size_bytes": data.get("size_bytes") if isinstance(data.get("size_bytes"), int) else None,
+                "findings": [
+                    {"type": str(f.get("type", "?"))[:32], "count": f.get("count", 1)}
+                    for f in findings
+                    if isinstance(f, dict)
+                ],
+                "decision": None if decision is None else _decision(decision),
+            }
+        )
+    return out
+
+
+def _decision(row: Any) -> dict[str, Any]:
+    return {
+        "command_id": row.command_id,
+        "action": row.action,
+        "status": row.status,
+        "issued_by": row.issued_by,
+        "issued_at": as_utc(row.issued_at),
+        "expires_at": as_utc(row.expires_at),
+        "outcome_at": as_utc_or_none(row.outcome_at),
+        "outcome_error": row.outcome_error,
+    }
+
+
+def issue(
+    db: Database,
+    signer: PolicySigner,
+    device_id: str,
+    quarantine_id: str,
+    *,
+    action: QuarantineAction,
+    actor: str,
+    teams: frozenset[str] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Sign and register an admin's decision about one quarantined file of `device_id`, with its audit entry, in
+    one transaction. Raises QuarantineNotFound (no such file there, or not one of `teams`) or DecisionRefused."""
+    if not QUARANTINE_ID_RE.match(quarantine_id):
+        raise QuarantineNotFound(quarantine_id)
+    d, e, c = tables.devices, tables.events, quarantine_commands
+    with db.write() as conn:
+        team = conn.execute(select(d.c.team).where(d.c.device_id == device_id)).scalar_one_or_none()
+        if team is None or (teams is not None and team not in teams):
+            raise QuarantineNotFound(device_id)
+        known = {
+            (r.data or {}).get("quarantine_id")
+            for r in conn.execute(
+                select(e.c.data).where(
+                    e.c.device_id == device_id,
+                    e.c.kind == EventKind.download_quarantined.value,
+                    e.c.action == "quarantined",
+                )
+            )
+        }
+        if quarantine_id not in known:
+            raise QuarantineNotFound(quarantine_id)
+        earlier = conn.execute(
+            select(c.c.action, c.c.status).where(
+                c.c.device_id == device_id, c.c.quarantine_id == quarantine_id, c.c.status.in_(("pending", "done"))
+            )
+        ).first()
+        if earlier is not None:
+            verb = "released" if earlier.action == "release" else "deleted"
+            raise DecisionRefused(
+                f"this file is already being {verb}" if earlier.status == "pending" else f"this file was {verb}"
+            )
+        command = QuarantineCommand(
+            command_id=secrets.token_hex(8),
+            device_id=device_id,
+            action=action,
+            quarantine_id=quarantine_id,
+            issued_by=actor[:128],
+            issued_at=now,
+            expires_at=now + COMMAND_TTL,
+        )
+        signed = sign_command(signer.private_key, command)
+        conn.execute(
+            insert(c).values(
+                command_id=command.command_id,
+                device_id=device_id,
+                team=str(team),
+                quarantine_id=quarantine_id,
+                action=action,
+                payload=signed.payload,
+                signature=signed.signature,
+                issued_by=actor[:128],
+                issued_at=now,
+                expires_at=command.expires_at,
+                status="pending",
+            )
+        )
+        audit.record(
+            conn,
+            actor=actor,
+            action=f"quarantine.{action}",
+            target=f"{device_id}:{quarantine_id}",
+            team=str(team),
+            after={"command_id": command.command_id, "expires_at": command.expires_at.isoformat()},
+            now=now,
+        )
+    return {"command_id": command.command_id, "team": str(team)}
+
+
+def commands_for(db: Database, device_id: str, *, now: datetime) -> list[SignedCommand]:
+    """What the device should carry out now: its pending, unexpired commands, oldest first."""
+    c = quarantine_commands
+    with db.read() as conn:
+        rows = conn.execute(
+            select(c.c.payload, c.c.signature)
+            .where(c.c.device_id == device_id, c.c.status == "pending", c.c.expires_at > now)
+            .order_by(c.c.issued_at)
+            .limit(MAX_COMMANDS)
+        ).all()
+    return [SignedCommand(payload=r.payload, signature=r.signature) for r in rows]
+
+
+def import_outcomes(db: Database, *, now: datetime) -> int:
+    """Mark pending commands done or failed from the outcome events their devices reported (and expired ones
+    expired), each with an audit entry; how many changed. Idempotent."""
+    c, e = quarantine_commands, tables.events
+    with db.read() as conn:
+        pending = {r.command_id: r for r in conn.execute(select(c).where(c.c.status == "pending")).all()}
+    if not pending:
+        return 0
+    since = min(as_utc(r.issued_at) for r in pending.values()) - CLOCK_SLACK
+    with db.read() as conn:
+        reported = conn.execute(
+            select(e.c.device_id, e.c.seq, e.c.ts, e.c.action, e.c.data)
+            .where(e.c.kind.in_(OUTCOME_KINDS), e.c.ts >= since)
+            .order_by(e.c.seq)
+        ).all()
+    changed = 0
+    with db.write() as conn:
+        for ev in reported:
+            data: dict[str, Any] = ev.data or {}
+            row = pending.pop(str(data.get("command_id", "")), None)
+            if row is None or row.device_id != ev.device_id:
+                continue
+            failed = ev.action == "failed"
+            error = str(data.get("error", ""))[:200] if failed else None
+            status = "failed" if failed else "done"
+            conn.execute(
+                update(c)
+                .where(c.c.command_id == row.command_id, c.c.status == "pending")
+                .values(status=status, outcome_at=ev.ts, outcome_seq=ev.seq, outcome_error=error)
+            )
+            audit.record(
+                conn,
+                actor=f"device:{ev.device_id}",
+                action=f"quarantine.{row.action}.{status}",
+                target=f"{row.device_id}:{row.quarantine_id}",
+                team=row.team,
+                before={"status": "pending", "command_id": row.command_id},
+                after={"status": status, "seq": int(ev.seq), "error": error},
+                now=now,
+            )
+            changed += 1
+        for row in pending.values():
+            if as_utc(row.expires_at) <= now:
+                conn.execute(
+                    update(c).where(c.c.command_id == row.command_id, c.c.status == "pending").values(status="expired")
+                )
+                changed += 1
+    return changed
+
+
+def payload_of(signed: SignedCommand) -> QuarantineCommand:
+    """The command a stored signed command carries (for tests and the CLI; nothing is verified here)."""
+    return QuarantineCommand.model_validate_json(base64.b64decode(signed.payload))
