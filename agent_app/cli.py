@@ -38,7 +38,7 @@ def _settings(args: argparse.Namespace) -> Any:
     from central.settings import ServerSettings, default_data_dir
 
     kwargs: dict[str, Any] = {"data_dir": args.data_dir or default_data_dir(), "db_url": args.db}
-    for name in ("host", "port", "workers"):
+    for name in ("host", "port", "workers", "forwarded_allow_ips"):
         if getattr(args, name, None) is not None:
             kwargs[name] = getattr(args, name)
     return ServerSettings(**kwargs)
@@ -237,6 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     server.add_argument("--host", default=None)
     server.add_argument("--port", type=int, default=None)
     server.add_argument("--workers", type=int, default=None, help="API worker processes (PostgreSQL only)")
+    server.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        metavar="ADDRESSES",
+        help="comma-separated addresses or networks of the reverse proxy whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed ('*' for any; default 127.0.0.1,::1 or $FORWARDED_ALLOW_IPS); "
+        "login throttling counts failures per client address taken from there",
+    )
     server.set_defaults(handler=_cmd_server)
 
     admin = sub.add_parser("admin", help="endpoint administration").add_subparsers(dest="admin", required=True)

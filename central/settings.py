@@ -31,6 +31,21 @@ def env_flag(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, not {value!r}")
 
 
+AGENT_BODY_TIMEOUT_ENV = "DESKWARDEN_AGENT_BODY_TIMEOUT_S"
+INGEST_PER_DEVICE_ENV = "DESKWARDEN_INGEST_PER_DEVICE"
+
+
+def env_number(name: str, default: float) -> float:
+    """A number from the environment; unset or empty is `default`. Range checks are the settings' own."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number, not {raw!r}") from None
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     data_dir: Path
@@ -64,9 +79,39 @@ class ServerSettings:
     """Let webhook URLs point at loopback, private and link-local addresses (refused by default: SSRF)."""
     api_docs: bool = field(default_factory=lambda: env_flag("DESKWARDEN_API_DOCS", True))
     """Serve the interactive API docs (/docs, /redoc) and /openapi.json; off: those paths answer 404."""
+    agent_body_timeout_s: float = field(default_factory=lambda: env_number(AGENT_BODY_TIMEOUT_ENV, 30.0))
+    """An agent request body (event batch, heartbeat, enrolment) still arriving after this long is refused with 408
+    and the connection closed: a 1 MB batch needs 35 KB/s. Environment: DESKWARDEN_AGENT_BODY_TIMEOUT_S."""
+    ingest_per_device: int = field(default_factory=lambda: int(env_number(INGEST_PER_DEVICE_ENV, 2)))
+    """Event batches one device may have in flight; beyond it 429. An agent sends one at a time, the second slot
+    covers a retry racing a request the server still holds. Environment: DESKWARDEN_INGEST_PER_DEVICE."""
     forwarded_allow_ips: str = field(default_factory=lambda: os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1"))
     """Peers whose X-Forwarded-For / X-Forwarded-Proto uvicorn believes (comma-separated addresses or networks,
     `*` for any): the reverse proxy's address. Login throttling counts failures per client address from it."""
+
+    def __post_init__(self) -> None:
+        """Refuse settings the endpoint cannot run with, naming the setting (CLI flags and environment alike)."""
+        checks: list[tuple[bool, str]] = [
+            (1 <= self.port <= 65535 or self.port == 0, "port must be between 1 and 65535"),
+            (self.workers >= 1, "workers must be at least 1"),
+            (self.max_concurrent_ingest >= 1, "max_concurrent_ingest must be at least 1"),
+            (self.retry_after_s >= 1, "retry_after_s must be at least 1"),
+            (self.max_body_bytes >= 1024, "max_body_bytes must be at least 1024"),
+            (
+                0.1 <= self.agent_body_timeout_s <= 3600,  # also refuses NaN
+                f"agent body timeout ({AGENT_BODY_TIMEOUT_ENV}) must be between 0.1 and 3600 seconds",
+            ),
+            (
+                1 <= self.ingest_per_device <= 64,
+                f"batches in flight per device ({INGEST_PER_DEVICE_ENV}) must be between 1 and 64",
+            ),
+            (0.1 <= self.console_body_timeout_s <= 3600, "console_body_timeout_s must be between 0.1 and 3600"),
+            (self.max_concurrent_password_hashes >= 1, "max_concurrent_password_hashes must be at least 1"),
+            (bool(self.forwarded_allow_ips.strip()), "forwarded_allow_ips must name at least one address or '*'"),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:
+            raise ValueError("invalid server settings: " + "; ".join(problems))
 
     @property
     def database_url(self) -> str:

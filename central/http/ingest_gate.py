@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,40 +18,20 @@ from fastapi import Request
 
 from central.http.bodies import read_raw
 from central.http.errors import ApiError
-
-BODY_TIMEOUT_ENV = "DESKWARDEN_AGENT_BODY_TIMEOUT_S"
-PER_DEVICE_ENV = "DESKWARDEN_INGEST_PER_DEVICE"
-DEFAULT_BODY_TIMEOUT_S = 30.0
-"""A 1 MB batch needs 35 KB/s to arrive in time; an agent refused with 408 retries later."""
-DEFAULT_PER_DEVICE = 2
-"""An agent sends one batch at a time; the second slot covers a retry racing a request the server still holds."""
-
-
-def _env_number(name: str, default: float, *, minimum: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, not {raw!r}") from None
-    if not value >= minimum:  # also refuses NaN
-        raise ValueError(f"{name} must be at least {minimum}")
-    return value
+from central.settings import ServerSettings
 
 
 @dataclass(frozen=True)
 class AgentLimits:
-    body_timeout_s: float = DEFAULT_BODY_TIMEOUT_S
-    per_device: int = DEFAULT_PER_DEVICE
+    body_timeout_s: float = 30.0
+    """A 1 MB batch needs 35 KB/s to arrive in time; an agent refused with 408 retries later."""
+    per_device: int = 2
+    """An agent sends one batch at a time; the second slot covers a retry racing a request the server still holds."""
 
     @classmethod
-    def from_environment(cls) -> AgentLimits:
-        """Defaults, overridden by DESKWARDEN_AGENT_BODY_TIMEOUT_S and DESKWARDEN_INGEST_PER_DEVICE."""
-        return cls(
-            body_timeout_s=_env_number(BODY_TIMEOUT_ENV, DEFAULT_BODY_TIMEOUT_S, minimum=0.1),
-            per_device=int(_env_number(PER_DEVICE_ENV, DEFAULT_PER_DEVICE, minimum=1)),
-        )
+    def of(cls, settings: ServerSettings) -> AgentLimits:
+        """The limits the server settings give (`agent_body_timeout_s`, `ingest_per_device`)."""
+        return cls(body_timeout_s=settings.agent_body_timeout_s, per_device=settings.ingest_per_device)
 
 
 class DeviceSlots:
@@ -123,13 +102,13 @@ _CREATE_LOCK = threading.Lock()
 
 
 def ingest_gate(request: Request) -> IngestGate:
-    """The app's gate, made on first use from the environment."""
+    """The app's gate, made on first use from the app's server settings."""
     state = request.app.state
     gate: IngestGate | None = getattr(state, "ingest_gate", None)
     if gate is None:
         with _CREATE_LOCK:
             gate = getattr(state, "ingest_gate", None)
             if gate is None:
-                gate = IngestGate(AgentLimits.from_environment())
+                gate = IngestGate(AgentLimits.of(request.app.state.runtime.settings))
                 state.ingest_gate = gate
     return gate

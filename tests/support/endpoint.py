@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,12 @@ def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, poll: 
 
 
 class EndpointProcess:
-    def __init__(self, data_dir: Path, *, db_url: str | None = None, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, db_url: str | None = None, port: int | None = None, extra_args: Sequence[str] = ()
+    ) -> None:
         self.settings = ServerSettings(data_dir=data_dir, db_url=db_url, port=port or free_port())
+        self._extra_args = list(extra_args)
+        """More `deskwarden server` flags (`--forwarded-allow-ips ...`)."""
         self.url = f"http://127.0.0.1:{self.settings.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log = data_dir / "server.log"
@@ -56,6 +60,7 @@ class EndpointProcess:
         args += ["--port", str(self.settings.port)]
         if self.settings.db_url:
             args += ["--db", self.settings.db_url]
+        args += self._extra_args
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self._log.open("ab") as log:
             self._proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -22,7 +22,8 @@ import pytest
 
 from agent_app.core.enrol import enrol_here
 from central import commands
-from central.http.ingest_gate import BODY_TIMEOUT_ENV, PER_DEVICE_ENV
+from central.settings import AGENT_BODY_TIMEOUT_ENV as BODY_TIMEOUT_ENV
+from central.settings import INGEST_PER_DEVICE_ENV as PER_DEVICE_ENV
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from tests.integration.central.conftest import serve
