@@ -21,6 +21,8 @@ export DESKWARDEN_CHROMIUM="${DESKWARDEN_CHROMIUM:-$(command -v chromium || true
 echo "== ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+echo "== import rules (lint-imports; contracts in pyproject.toml)"
+"$VENV/bin/lint-imports"
 echo "== mypy --strict"
 "$VENV/bin/mypy" agent_app collectors policy_client central
 echo "== mypy --platform win32 / darwin"
