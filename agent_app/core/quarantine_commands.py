@@ -72,6 +72,7 @@ class QuarantineCommands:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self._transport.close()
 
     def poll_now(self) -> None:
         self._wake.set()
