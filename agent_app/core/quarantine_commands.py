@@ -173,11 +173,15 @@ class QuarantineCommands:
 
 
 def _owner_login(uid: object) -> str:
-    if sys.platform == "win32" or not isinstance(uid, int):
+    """The login of the file's owner before quarantine; empty on Windows (the sidecar records no uid there)."""
+    if not isinstance(uid, int):
         return ""
-    import pwd
+    if sys.platform == "win32":
+        return ""
+    else:
+        import pwd
 
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
+        try:
+            return pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return str(uid)

@@ -29,6 +29,7 @@ PAGES = (
     "audit",
     "settings",
     "account",
+    "deliveries",
 )
 
 
