@@ -231,27 +231,27 @@ def publish_policy(settings: ServerSettings, document_bytes: bytes, *, author: s
 def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[str], password: str | None) -> None:
     """Create a console user; when `password` is None, generate one and print it once on stdout.
 
-    The same change control as the console: creating an admin raises the `governance.admin_granted` alert, and
-    under the two-person rule the new admin stays disabled until a second admin approves it in the console.
+    Creating an admin raises the `governance.admin_granted` alert, as granting the role in the console does. The
+    CLI runs on the endpoint's host with its data directory (and signing key), so it is not held for a second
+    admin: the alert is how other admins learn of it (and how the first admin of a new endpoint is recorded).
     Raises ValueError (unknown role, supervisor without team, short password, existing name).
     """
     from central import change_control
     from central.auth.passwords import generate_password
     from central.store import audit
-    from central.store.console_config import load_config
 
     chosen = password if password is not None else generate_password()
     db = open_store(settings)
     try:
         now = utc_now()
-        created, held = change_control.create_user(
+        created, _held = change_control.create_user(
             db,
             name,
             role=role,
             teams=teams,
             password=chosen,
             actor="cli",
-            two_person=load_config(db).two_person_rule,
+            two_person=False,
             now=now,
         )
         with db.write() as conn:
@@ -267,11 +267,6 @@ def create_user(settings: ServerSettings, name: str, *, role: str, teams: list[s
         db.dispose()
     if password is None:
         print(f"password for {name}: {chosen}")
-    if held is not None:
-        print(
-            f"{name} is disabled until a second admin approves the admin role "
-            f"(change #{held.change_id} on the console's Policy page): the two-person rule is on"
-        )
 
 
 def list_tokens(settings: ServerSettings) -> list[str]:

@@ -205,7 +205,7 @@ def test_a_failed_webhook_shows_its_retry_state_and_an_admin_retries_it(page: An
         wait_until(retrying, timeout=20, what="the failed delivery listed as retrying")
         row = page.inner_text("#deliveries tbody tr")
         assert "503" in row, row
-        assert "1 / 8" in row
+        assert re.search(r"\b[1-8] / 8\b", row), row
         assert "127.0.0.1" in row
         assert "/hook" not in row, "a webhook's path is its secret and is not shown"
 
