@@ -22,11 +22,14 @@ except ImportError:  # pragma: no cover - exercised only where orjson is not ins
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import TypeAdapter
 
-from policy_client.schema import EventDraft, canonical_json
+from policy_client.schema import MAX_DATA_BYTES, EventDraft, canonical_json, orjson_exact
 from policy_client.secrets import OutboxKeys
 
 NONCE_BYTES = 12
 _TS = TypeAdapter(datetime)
+_FLAT_TYPES = frozenset({str, int, bool, type(None)})
+_SIZE_CHECK_FROM = MAX_DATA_BYTES // 8  # below this, data cannot exceed MAX_DATA_BYTES even fully escaped
+_sha256 = hashlib.sha256
 
 
 class RowUnreadable(Exception):
@@ -92,6 +95,20 @@ def canonical(body: dict[str, Any]) -> bytes:
     return canonical_json(body)
 
 
+def data_size(data: dict[str, Any]) -> int:
+    """Size of `data` measured the way `Event` checks it against MAX_DATA_BYTES."""
+    return len(json.dumps(data, separators=(",", ":")))
+
+
+def _orjson_ready(data: dict[str, Any]) -> bool:
+    """`orjson_exact` for a draft body whose only free-form field is `data`: the other fields are typed by
+    `EventDraft` (strings, enums, a `RuleRef`). Flat data (the common case) is checked without recursion."""
+    for value in data.values():
+        if type(value) not in _FLAT_TYPES:
+            return orjson_exact(data)
+    return True
+
+
 class RowCipher:
     """AES-256-GCM with associated data binding key id, seq, kind and mac of the row."""
 
@@ -100,6 +117,66 @@ class RowCipher:
         self.chain_key = keys.chain_key
         self._aead = AESGCM(keys.data_key)
         self._prefix = keys.key_id.encode() + b"|"
+        # HMAC-SHA256 with its two keyed states computed once: copying them costs less than OpenSSL setting
+        # up an HMAC context for every event (RFC 2104; equal to `chain_mac`, see tests/unit/test_outbox_seal.py).
+        key = keys.chain_key if len(keys.chain_key) <= 64 else _sha256(keys.chain_key).digest()
+        key = key.ljust(64, b"\0")
+        self._inner = _sha256(bytes(b ^ 0x36 for b in key))
+        self._outer = _sha256(bytes(b ^ 0x5C for b in key))
+
+    def chain_mac(self, prev_mac: bytes, seq: int, plaintext: bytes) -> bytes:
+        """`chain_mac(self.chain_key, prev_mac, seq, plaintext)`."""
+        inner = self._inner.copy()
+        inner.update(prev_mac + seq.to_bytes(8, "big") + _sha256(plaintext).digest())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def seal_draft(
+        self, draft: EventDraft, rank: int, seq: int, prev_mac: bytes, event_id: str, nonce: bytes
+    ) -> tuple[Any, ...] | None:
+        """One outbox row for `draft` at `seq`: (seq, kind, rank, ts, size, key_id, nonce, mac, ct).
+
+        None when its data exceeds MAX_DATA_BYTES. The same bytes as `draft_body`, `canonical`, `chain_mac`
+        and `seal` in turn, written out in one function: this runs once per event on the enqueue path, where
+        the calls between those steps cost as much as the steps (tests/unit/test_outbox_seal.py compares them).
+        """
+        ts = draft.ts
+        if ts.tzinfo is not UTC:
+            ts = utc(ts)
+        text = ts.isoformat()
+        rule = draft.rule
+        data = draft.data
+        body = {
+            "id": event_id,
+            "seq": seq,
+            "ts": text[:-6] + "Z" if text.endswith("+00:00") else ts_json(ts),
+            "kind": draft.kind,
+            "severity": draft.severity,
+            "user": draft.user,
+            "action": draft.action,
+            "rule": None if rule is None else {"id": rule.id, "policy_version": rule.policy_version},
+            "data": data,
+        }
+        plaintext: bytes | None = None
+        if _orjson is not None and _orjson_ready(data):
+            try:
+                plaintext = _orjson.dumps(body, option=_orjson.OPT_SORT_KEYS)
+            except (_orjson.JSONEncodeError, RecursionError):
+                plaintext = None
+        if plaintext is None:
+            plaintext = canonical(body)
+        size = len(plaintext)
+        if size > _SIZE_CHECK_FROM and data_size(data) > MAX_DATA_BYTES:
+            return None
+        inner = self._inner.copy()
+        inner.update(prev_mac + seq.to_bytes(8, "big") + _sha256(plaintext).digest())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        mac = outer.digest()
+        kind: str = draft.kind._value_  # a plain str: sqlite3 binds an enum member through its slow adapter path
+        ct = self._aead.encrypt(nonce, plaintext, b"%s%d|%s|%s" % (self._prefix, seq, kind.encode(), mac))
+        return (seq, kind, rank, ts.timestamp(), size, self.key_id, nonce, mac, ct)
 
     def aad(self, seq: int, kind: str, mac: bytes) -> bytes:
         return b"%s%d|%s|%s" % (self._prefix, seq, kind.encode(), mac)
