@@ -20,14 +20,11 @@ try:  # optional accelerator for parsing rows
 except ImportError:  # pragma: no cover - exercised only where orjson is not installed
     _orjson = None  # type: ignore[assignment]
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from pydantic import TypeAdapter
 
-from policy_client.schema import MAX_DATA_BYTES, EventDraft, canonical_json, orjson_exact
+from policy_client.schema import MAX_DATA_BYTES, ChainHmac, EventDraft, canonical_json, chained_json, json_time
 from policy_client.secrets import OutboxKeys
 
 NONCE_BYTES = 12
-_TS = TypeAdapter(datetime)
-_FLAT_TYPES = frozenset({str, int, bool, type(None)})
 _SIZE_CHECK_FROM = MAX_DATA_BYTES // 8  # below this, data cannot exceed MAX_DATA_BYTES even fully escaped
 _sha256 = hashlib.sha256
 
@@ -43,10 +40,8 @@ def utc(ts: datetime) -> datetime:
     return ts if ts.tzinfo is UTC else ts.astimezone(UTC)
 
 
-def ts_json(ts: datetime) -> str:
-    """The exact string pydantic's JSON mode gives an aware UTC time (trailing "Z"), so digests match."""
-    text = ts.isoformat()
-    return text[:-6] + "Z" if text.endswith("+00:00") else str(_TS.dump_python(ts, mode="json"))
+ts_json = json_time
+"""The exact string pydantic's JSON mode gives an aware time (trailing "Z" for UTC), so digests match."""
 
 
 def event_ids(count: int) -> list[str]:
@@ -100,15 +95,6 @@ def data_size(data: dict[str, Any]) -> int:
     return len(json.dumps(data, separators=(",", ":")))
 
 
-def _orjson_ready(data: dict[str, Any]) -> bool:
-    """`orjson_exact` for a draft body whose only free-form field is `data`: the other fields are typed by
-    `EventDraft` (strings, enums, a `RuleRef`). Flat data (the common case) is checked without recursion."""
-    for value in data.values():
-        if type(value) not in _FLAT_TYPES:
-            return orjson_exact(data)
-    return True
-
-
 class RowCipher:
     """AES-256-GCM with associated data binding key id, seq, kind and mac of the row."""
 
@@ -117,20 +103,11 @@ class RowCipher:
         self.chain_key = keys.chain_key
         self._aead = AESGCM(keys.data_key)
         self._prefix = keys.key_id.encode() + b"|"
-        # HMAC-SHA256 with its two keyed states computed once: copying them costs less than OpenSSL setting
-        # up an HMAC context for every event (RFC 2104; equal to `chain_mac`, see tests/unit/test_outbox_seal.py).
-        key = keys.chain_key if len(keys.chain_key) <= 64 else _sha256(keys.chain_key).digest()
-        key = key.ljust(64, b"\0")
-        self._inner = _sha256(bytes(b ^ 0x36 for b in key))
-        self._outer = _sha256(bytes(b ^ 0x5C for b in key))
+        self._chain = ChainHmac(keys.chain_key)
 
     def chain_mac(self, prev_mac: bytes, seq: int, plaintext: bytes) -> bytes:
-        """`chain_mac(self.chain_key, prev_mac, seq, plaintext)`."""
-        inner = self._inner.copy()
-        inner.update(prev_mac + seq.to_bytes(8, "big") + _sha256(plaintext).digest())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        """`chain_mac(self.chain_key, prev_mac, seq, plaintext)`, from the precomputed HMAC states."""
+        return self._chain.link_bytes(prev_mac, seq, _sha256(plaintext).digest())
 
     def seal_draft(
         self, draft: EventDraft, rank: int, seq: int, prev_mac: bytes, event_id: str, nonce: bytes
@@ -144,13 +121,12 @@ class RowCipher:
         ts = draft.ts
         if ts.tzinfo is not UTC:
             ts = utc(ts)
-        text = ts.isoformat()
         rule = draft.rule
         data = draft.data
         body = {
             "id": event_id,
             "seq": seq,
-            "ts": text[:-6] + "Z" if text.endswith("+00:00") else ts_json(ts),
+            "ts": json_time(ts),
             "kind": draft.kind,
             "severity": draft.severity,
             "user": draft.user,
@@ -158,22 +134,11 @@ class RowCipher:
             "rule": None if rule is None else {"id": rule.id, "policy_version": rule.policy_version},
             "data": data,
         }
-        plaintext: bytes | None = None
-        if _orjson is not None and _orjson_ready(data):
-            try:
-                plaintext = _orjson.dumps(body, option=_orjson.OPT_SORT_KEYS)
-            except (_orjson.JSONEncodeError, RecursionError):
-                plaintext = None
-        if plaintext is None:
-            plaintext = canonical(body)
+        plaintext = chained_json(body)
         size = len(plaintext)
         if size > _SIZE_CHECK_FROM and data_size(data) > MAX_DATA_BYTES:
             return None
-        inner = self._inner.copy()
-        inner.update(prev_mac + seq.to_bytes(8, "big") + _sha256(plaintext).digest())
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        mac = outer.digest()
+        mac = self._chain.link_bytes(prev_mac, seq, _sha256(plaintext).digest())
         kind: str = draft.kind._value_  # a plain str: sqlite3 binds an enum member through its slow adapter path
         ct = self._aead.encrypt(nonce, plaintext, b"%s%d|%s|%s" % (self._prefix, seq, kind.encode(), mac))
         return (seq, kind, rank, ts.timestamp(), size, self.key_id, nonce, mac, ct)
