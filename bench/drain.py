@@ -50,6 +50,27 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
     raise RuntimeError("endpoint did not come up")
 
 
+def _stored(data_dir: Path, port: int, device_id: str) -> tuple[int, int, dict[str, int]]:
+    """Rows, distinct seqs and alert kinds the endpoint holds for the device (the chain check raises alerts)."""
+    from sqlalchemy import func, select
+
+    from central.runtime import open_store
+    from central.settings import ServerSettings
+    from central.store import tables
+
+    db = open_store(ServerSettings(data_dir=data_dir, port=port))
+    try:
+        with db.read() as conn:
+            e, a = tables.events, tables.alerts
+            rows = conn.execute(
+                select(func.count(), func.count(func.distinct(e.c.seq))).where(e.c.device_id == device_id)
+            ).one()
+            kinds = conn.execute(select(a.c.kind, func.count()).where(a.c.device_id == device_id).group_by(a.c.kind))
+            return int(rows[0]), int(rows[1]), {str(k): int(n) for k, n in kinds}
+    finally:
+        db.dispose()
+
+
 def fill(outbox: Outbox, count: int) -> float:
     started = time.perf_counter()
     chunk = 5000
@@ -96,6 +117,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -139,13 +161,20 @@ def main() -> int:
                 pause.wait(0.05)
             drain_s = time.perf_counter() - started
             uploader.stop()
+            stored, distinct, alert_kinds = _stored(data_dir, port, config.device_id)
             parts = agent_side_breakdown(outbox, config.device_id)
             outbox.close()
         finally:
             server.terminate()
             server.wait(timeout=15)
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end"
+    )
+    once = "exactly once" if stored == distinct == args.events else "NOT exactly once"
+    print(f"endpoint holds {stored:,} events ({distinct:,} distinct seqs) of {args.events:,}: {once}")
+    print(f"alerts for the device (the chain check raises them): {alert_kinds or 'none'}")
     print()
     print("| what | events | seconds | events/s |")
     print("|---|---:|---:|---:|")

@@ -146,7 +146,7 @@ def bench_floor(settings: ServerSettings, clients: int, batches: int, size: int)
             def call(rows: list[tuple[object, ...]]) -> Callable[[], float]:
                 def run() -> float:
                     t = time.perf_counter()
-                    with db.write_lock:
+                    with db.exclusive():
                         cursor = raw.cursor()
                         if db.is_sqlite:
                             cursor.execute("BEGIN IMMEDIATE")
