@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -191,6 +192,18 @@ def drive(settings: ServerSettings, fleet: Fleet, seconds: float, threads: int, 
         t.join()
 
 
+def _cpu_seconds(server: psutil.Process) -> float:
+    """User + system CPU of the endpoint process and its worker processes."""
+    total = 0.0
+    for proc in [server, *server.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def stored_events(settings: ServerSettings) -> int:
     runtime = prepare(settings)
     try:
@@ -230,7 +243,9 @@ def main() -> None:
         tally = Tally()
         delays: list[float] = []
         load_start = os.getloadavg()[0]
-        with _server(settings):
+        with _server(settings) as process:
+            server = psutil.Process(process.pid)
+            cpu_before = _cpu_seconds(server)
             stop = threading.Event()
             url = f"http://{settings.host}:{settings.port}"
             alerts = threading.Thread(
@@ -238,6 +253,7 @@ def main() -> None:
             )
             alerts.start()
             drive(settings, fleet, args.seconds, args.threads, tally)
+            cpu_s = _cpu_seconds(server) - cpu_before
             stop.set()
             alerts.join(timeout=30)
         load_end = os.getloadavg()[0]
@@ -267,6 +283,9 @@ def main() -> None:
         f"\nrefused (not retryable): {dict(refused) or 'none'}; retryable answers: {dict(retried) or 'none'}; "
         f"client errors: {dict(tally.errors) or 'none'}"
     )
+    requests = len(beats) + len(ingests)
+    if requests:
+        print(f"endpoint CPU: {cpu_s:.1f} s for {requests:,} requests, {cpu_s / requests * 1000:.2f} ms per request")
     verdict = "exactly once" if stored == tally.accepted else "MISMATCH"
     print(f"events accepted {tally.accepted:,}, stored {stored:,}: {verdict}")
 

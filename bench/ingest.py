@@ -175,7 +175,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(settings: ServerSettings) -> Iterator[None]:
+def _server(settings: ServerSettings) -> Iterator[subprocess.Popen[bytes]]:
     # A plain child process: uvicorn's own worker processes cannot start from a multiprocessing child.
     code = "import sys; from central.commands import run_server; from central.settings import ServerSettings; "
     code += "run_server(ServerSettings.from_json(sys.argv[1]))"
@@ -193,7 +193,7 @@ def _server(settings: ServerSettings) -> Iterator[None]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("endpoint did not start") from None
                 threading.Event().wait(0.1)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(30)
