@@ -34,6 +34,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -42,14 +43,14 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import _enroll, _free_port, _server, _set_credential  # the endpoint-process helpers
+from ingest import _free_port, _server, _set_credential  # the endpoint-process helpers
 from sqlalchemy import func, select
 
 from central.runtime import prepare
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent, batch_json
-from central.store import tables, tokens
-from policy_client.schema import EventKind, Severity
+from central.store import devices, tables, tokens
+from policy_client.schema import EnrollRequest, EventKind, Severity
 from tests.pg import PG_ENV, fresh_pg_database
 
 BEAT_S = 60.0
@@ -87,9 +88,16 @@ def build_fleet(settings: ServerSettings, agents: int, seconds: float) -> tuple[
     runtime = prepare(settings)
     try:
         # Enrolled from 8 threads: their commits share fsyncs (SQLite group commit) or run side by side (PostgreSQL).
-        shares = [(agents + 1) // 8 + (1 if i < (agents + 1) % 8 else 0) for i in range(8)]
+        token = tokens.issue_enroll_token(runtime.db, "fleet", ttl=timedelta(hours=2), now=runtime.clock())
+        simulated = [SimulatedAgent(user=f"agent{i:05d}") for i in range(agents + 1)]
+
+        def enrol(n: int) -> None:
+            agent = simulated[n]
+            request = EnrollRequest(token=token, hostname=f"desk-{n}", os="linux", chain_key=agent.chain_key_b64)
+            agent.device_id = devices.enroll_device(runtime.db, request, now=runtime.clock()).device_id
+
         with ThreadPoolExecutor(8) as pool:
-            simulated = [agent for part in pool.map(lambda n: _enroll(runtime, n), shares) for agent in part]
+            list(pool.map(enrol, range(agents + 1)))
         credentials = [tokens.new_token(tokens.CREDENTIAL_PREFIX) for _ in simulated]
         with ThreadPoolExecutor(8) as pool:
             list(
