@@ -1,4 +1,5 @@
-"""Two endpoint hosts behind a load balancer, one PostgreSQL: the layout docs/deploy-endpoint.md describes ("Several processes or hosts").
+"""Two endpoint hosts behind a load balancer, one PostgreSQL: the layout docs/deploy-endpoint.md describes
+("Several processes or hosts").
 
 Host A runs `deskwarden server --workers 2`, host B a single worker; each has its own data directory holding
 copies of the same two key files. The test plays the load balancer, sending each request of one agent to the
