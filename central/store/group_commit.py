@@ -122,13 +122,14 @@ class GroupCommit:
             self._state.notify_all()
 
     def _wait_committed(self, group: int) -> None:
+        lead = False
         with self._state:
             while self._done < group and self._leader:
                 self._state.wait()
             if self._done < group:
-                self._leader = True
-        if self._done < group:
-            self._lead()
+                self._leader = lead = True
+        if lead:
+            self._lead()  # clears `_leader` whatever happened meanwhile (an abandoned group moves `_done` too)
         with self._state:
             reason = self._failed.get(group)
         if reason is not None:
