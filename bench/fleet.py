@@ -50,7 +50,7 @@ from central.runtime import prepare
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent, batch_json
 from central.store import devices, tables, tokens
-from policy_client.schema import EnrollRequest, EventKind, Severity
+from policy_client.schema import EnrollRequest, EventKind, Severity, utc_now
 from tests.pg import PG_ENV, fresh_pg_database
 
 BEAT_S = 60.0
@@ -110,8 +110,9 @@ def build_fleet(settings: ServerSettings, agents: int, seconds: float) -> tuple[
     finally:
         runtime.db.dispose()
     per_agent = int(seconds // BATCH_S) + 2
+    now = utc_now()  # simulated events default to January 2026; retention (180 days) would purge them mid-run
     batches = [
-        [batch_json(agent.batch(agent.events(EVENTS_PER_BATCH))) for _ in range(per_agent)]
+        [batch_json(agent.batch(agent.events(EVENTS_PER_BATCH, ts=now))) for _ in range(per_agent)]
         for agent in simulated[:agents]
     ]
     beats = [json.dumps({"user": agent.user, "policy_version": 1}).encode() for agent in simulated[:agents]]
