@@ -1,7 +1,12 @@
-"""Endpoint ingest throughput: the store's insert path and end to end over HTTP on loopback.
+"""Endpoint ingest throughput: the store's insert path and end to end over HTTP on loopback, each against a floor.
 
 Run from the repo root: `.venv/bin/python bench/ingest.py [--backend sqlite|postgres|both]`.
 PostgreSQL uses $DESKWARDEN_TEST_PG (or --pg URL) and a fresh database per run. Prints a markdown table.
+
+Every row is followed by its floor, measured in the same run on a fresh store of the same kind: the rows
+`ingest_batch` would insert, built beforehand, written with a bare driver `executemany` of the same INSERT
+into the same schema, one transaction (and, on SQLite, one FULL commit) per batch, by the same number of
+client threads. The ratio (events/s over the floor's) is what holds on a noisy machine.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +35,7 @@ from central.runtime import Runtime, prepare
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent, batch_json
 from central.store import devices, tokens
-from central.store.ingest import ingest_batch
+from central.store.ingest import _insert_sql, _prepare, ingest_batch
 from policy_client.schema import EnrollRequest, EventBatch
 from tests.pg import PG_ENV, fresh_pg_database
 
@@ -45,15 +50,21 @@ class Result:
     events: int
     seconds: float
     latencies_ms: list[float]
+    floor: float = 0.0
+    """events/s of the bare executemany floor measured right after this run."""
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
 
     def row(self) -> str:
         lat = sorted(self.latencies_ms)
         p50 = statistics.median(lat)
         p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        rate = self.events / self.seconds
+        ratio = f"{self.rate / self.floor:.2f}" if self.floor else "-"
         return (
             f"| {self.path} | {self.backend} | {self.workers} | {self.clients} | {self.batch} | {self.events:,} "
-            f"| {rate:,.0f} | {p50:.1f} | {p99:.1f} |"
+            f"| {self.rate:,.0f} | {self.floor:,.0f} | {ratio} | {p50:.1f} | {p99:.1f} |"
         )
 
 
@@ -112,6 +123,51 @@ def bench_store(settings: ServerSettings, backend: str, clients: int, batches: i
     return Result("store", backend, 1, clients, size, clients * batches * size, seconds, latencies)
 
 
+def bench_floor(settings: ServerSettings, clients: int, batches: int, size: int) -> float:
+    """events/s of a bare `executemany` of the rows `ingest_batch` would insert (see the module docstring)."""
+    runtime = prepare(settings)
+    db = runtime.db
+    try:
+        agents = _enroll(runtime, clients)
+        now = runtime.clock()
+        work_rows = []
+        for agent in agents:
+            team = _team(runtime, agent.device_id)
+            mine = []
+            for _ in range(batches):
+                unique, _clashes = _prepare(db, agent.device_id, agent.batch(agent.events(size)), now)
+                mine.append([(*p.row, team) for p in unique.values()])
+            work_rows.append(mine)
+        sql = _insert_sql(db)
+
+        def client(mine: list[list[tuple[object, ...]]]) -> list[Callable[[], float]]:
+            raw = db.engine.raw_connection()
+
+            def call(rows: list[tuple[object, ...]]) -> Callable[[], float]:
+                def run() -> float:
+                    t = time.perf_counter()
+                    with db.exclusive():
+                        cursor = raw.cursor()
+                        if db.is_sqlite:
+                            cursor.execute("BEGIN IMMEDIATE")
+                        cursor.executemany(sql, rows)
+                        if db.is_sqlite:
+                            cursor.execute("COMMIT")
+                        else:
+                            raw.commit()
+                        cursor.close()
+                    return (time.perf_counter() - t) * 1000
+
+                return run
+
+            return [call(rows) for rows in mine]
+
+        seconds, _latencies = _run_clients([client(mine) for mine in work_rows])
+    finally:
+        db.dispose()
+    return clients * batches * size / seconds
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,7 +175,7 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _server(settings: ServerSettings) -> Iterator[None]:
+def _server(settings: ServerSettings) -> Iterator[subprocess.Popen[bytes]]:
     # A plain child process: uvicorn's own worker processes cannot start from a multiprocessing child.
     code = "import sys; from central.commands import run_server; from central.settings import ServerSettings; "
     code += "run_server(ServerSettings.from_json(sys.argv[1]))"
@@ -137,7 +193,7 @@ def _server(settings: ServerSettings) -> Iterator[None]:
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise RuntimeError("endpoint did not start") from None
                 threading.Event().wait(0.1)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(30)
@@ -171,6 +227,15 @@ def bench_http(settings: ServerSettings, backend: str, clients: int, batches: in
             work.append([_post(conn, body, headers, size) for body in mine])
         seconds, latencies = _run_clients(work)
     return Result("http", backend, settings.workers, clients, size, clients * batches * size, seconds, latencies)
+
+
+def _team(runtime: Runtime, device_id: str) -> str:
+    from sqlalchemy import select
+
+    from central.store import tables
+
+    with runtime.db.read() as conn:
+        return str(conn.execute(select(tables.devices.c.team).where(tables.devices.c.device_id == device_id)).scalar())
 
 
 def _set_credential(runtime: Runtime, device_id: str, credential: str) -> None:
@@ -213,6 +278,7 @@ def main() -> None:
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     paths = ["store", "http"] if args.path == "both" else [args.path]
     results: list[Result] = []
+    load_start = os.getloadavg()[0]
     for backend in backends:
         if backend == "postgres" and not args.pg:
             print(f"skipping postgres: set {PG_ENV} or --pg", file=sys.stderr)
@@ -236,12 +302,27 @@ def main() -> None:
                     )
                     run = bench_store if path == "store" else bench_http
                     result = run(settings, backend, clients, args.batches, args.batch)
-                    results.append(result)
-                    print(result.row(), file=sys.stderr)
+                with ExitStack() as stack:
+                    data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                    db_url = (
+                        stack.enter_context(fresh_pg_database(args.pg, prefix="dw_bench"))
+                        if backend == "postgres"
+                        else None
+                    )
+                    settings = ServerSettings(data_dir=data_dir, db_url=db_url, port=_free_port(), log_level="warning")
+                    result = replace(result, floor=bench_floor(settings, clients, args.batches, args.batch))
+                results.append(result)
+                print(result.row(), file=sys.stderr)
 
-    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
-    print("| path | backend | workers | clients | batch | events | events/s | p50 batch ms | p99 batch ms |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}, "
+        f"load average {load_start:.2f} at start, {os.getloadavg()[0]:.2f} at end\n"
+    )
+    print(
+        "| path | backend | workers | clients | batch | events | events/s | floor events/s | ratio "
+        "| p50 batch ms | p99 batch ms |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for result in results:
         print(result.row())
 

@@ -27,14 +27,12 @@ from agent_app.core.outbox_crypto import (
     RowUnreadable,
     canonical,
     chain_mac,
-    draft_body,
     event_ids,
     utc,
 )
 from agent_app.core.outbox_recovery import RecoveryReport, is_corruption, open_checked, recover
 from agent_app.core.outbox_schema import STATE_SENT, OutboxTooNew
 from policy_client.schema import (
-    MAX_DATA_BYTES,
     EventDraft,
     EventKind,
     Severity,
@@ -56,9 +54,10 @@ ROW_OVERHEAD = 100
 WIRE_OVERHEAD = 120
 """Bytes an event adds on the wire beyond its plaintext: mac and device_id fields."""
 _RANKS = {severity: severity.rank for severity in Severity}
+_RANK_BY_VALUE = {severity.value: severity.rank for severity in Severity}
+"""By plain string: a dict lookup keyed by an enum member calls `Enum.__hash__`, a Python function."""
 _RANK_HIGH = Severity.high.rank
 _RANK_MEDIUM = Severity.medium.rank
-_SIZE_CHECK_FROM = MAX_DATA_BYTES // 8  # below this, data cannot exceed MAX_DATA_BYTES even fully escaped
 
 BACKGROUND_CHECK_FROM = 32 * 1024 * 1024
 """After an unclean stop, files at least this big get their quick_check on a background thread
@@ -470,9 +469,10 @@ class Outbox:
             seqs: list[int] = []
             ids = event_ids(len(drafts) + len(extra) + len(self._unreported) + 2)
             nonces = os.urandom(NONCE_BYTES * len(ids))
-            seal = self._seal
+            seal = self._cipher.seal_draft
+            ranks = _RANK_BY_VALUE
             for draft in drafts:
-                rank = _RANKS[draft.severity]
+                rank = ranks[draft.severity._value_]
                 if rank < _RANK_HIGH and used >= (hard if rank == _RANK_MEDIUM else soft):
                     if not purged:
                         used, purged = self._purge_for_quota(conn, used), True
@@ -525,15 +525,7 @@ class Outbox:
         self, draft: EventDraft, rank: int, seq: int, prev_mac: bytes, event_id: str, nonce: bytes
     ) -> tuple[Any, ...] | None:
         """One row for `draft` at `seq` (mac at index 7, ciphertext at 8); None when data is too big."""
-        ts = utc(draft.ts)
-        body = draft_body(draft, event_id, seq, ts)
-        plaintext = canonical(body)
-        if len(plaintext) > _SIZE_CHECK_FROM and _data_size(draft) > MAX_DATA_BYTES:
-            return None
-        mac = chain_mac(self._chain_key, prev_mac, seq, plaintext)
-        kind = draft.kind
-        ct = self._cipher.seal(seq, kind, mac, nonce, plaintext)
-        return (seq, kind, rank, ts.timestamp(), len(plaintext), self._key_id, nonce, mac, ct)
+        return self._cipher.seal_draft(draft, rank, seq, prev_mac, event_id, nonce)
 
     def _used_bytes(self, conn: sqlite3.Connection) -> int:
         page_size = conn.execute("PRAGMA page_size").fetchone()[0]
@@ -937,11 +929,6 @@ def _runs(seqs: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((seq, seq))
     return runs
-
-
-def _data_size(draft: EventDraft) -> int:
-    """Size of `data` measured the way `Event` checks it against MAX_DATA_BYTES."""
-    return len(json.dumps(draft.data, separators=(",", ":")))
 
 
 def read_depth(path: Path) -> int:

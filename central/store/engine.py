@@ -8,15 +8,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+from central.store.group_commit import GroupCommit
 from central.store.sealing import DIALECT_ATTRIBUTE, SecretBox
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,9 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 @dataclass(frozen=True)
 class Database:
     engine: Engine
-    write_lock: threading.Lock | contextlib.nullcontext[None] = field(default_factory=contextlib.nullcontext)
-    """SQLite allows one writer; serialising writers in-process beats SQLite's sleeping busy handler."""
+    writer: GroupCommit | None = None
+    """SQLite allows one writer: the request threads share one write connection and group their commits
+    (group_commit.py), which beats both SQLite's sleeping busy handler and one fsync per request."""
     box: SecretBox | None = None
     """Seals the secrets stored in the database (console settings); None only for tools that never touch them."""
 
@@ -42,9 +43,25 @@ class Database:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction, committed when the block exits without an exception."""
-        with self.write_lock, self.engine.begin() as conn:
+        """A write transaction, committed (durably) when the block exits without an exception.
+
+        On SQLite the block is a savepoint of a group transaction that other threads' blocks may share; it must
+        not commit or roll back the connection itself, and it returns only after the group's commit."""
+        if self.writer is not None:
+            with self.writer.write() as conn:
+                yield conn
+            return
+        with self.engine.begin() as conn:
             yield conn
+
+    @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """No write of this process in flight or open while the block runs (SQLite); a no-op on PostgreSQL."""
+        if self.writer is None:
+            yield
+            return
+        with self.writer.exclusive():
+            yield
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
@@ -53,6 +70,8 @@ class Database:
             yield conn
 
     def dispose(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
         self.engine.dispose()
 
 
@@ -71,7 +90,7 @@ def open_database(url: str, *, pool_size: int = 10, box: SecretBox | None = None
         )
         _tune_sqlite(engine)
         setattr(engine.dialect, DIALECT_ATTRIBUTE, box)
-        return Database(engine=engine, write_lock=threading.Lock(), box=box)
+        return Database(engine=engine, writer=GroupCommit(engine), box=box)
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
     setattr(engine.dialect, DIALECT_ATTRIBUTE, box)  # for SealedJson columns
     return Database(engine=engine, box=box)
@@ -81,7 +100,7 @@ def scrub_free_space(db: Database, *, table: str) -> None:
     """Drop what deleted or overwritten rows of `table` left on disk (after sealing a value stored in clear):
     SQLite checkpoints and truncates its WAL and rebuilds the file; PostgreSQL rewrites the table."""
     if db.is_sqlite:
-        with db.write_lock:
+        with db.exclusive():
             raw = db.engine.raw_connection()
             try:
                 cursor = raw.cursor()  # the DB-API connection is in autocommit mode (see _tune_sqlite)

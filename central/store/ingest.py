@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import logging
 import re
@@ -46,12 +47,14 @@ from central.store.clock import as_utc
 from central.store.engine import Database
 from policy_client.schema import (
     GENESIS_MAC,
+    ChainHmac,
     Event,
     EventBatch,
     EventKind,
     Severity,
-    chain_link,
-    event_digest,
+    chained_json,
+    data_orjson_exact,
+    json_time,
     orjson_exact,
 )
 
@@ -104,9 +107,9 @@ def _insert_sql(db: Database) -> str:
 _json_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _encode_data(data: dict[str, Any]) -> str:
+def _encode_data(data: dict[str, Any], *, exact: bool | None = None) -> str:
     """The data column: compact JSON, through orjson when that is byte-identical (see schema.orjson_exact)."""
-    if orjson is not None and orjson_exact(data):
+    if orjson is not None and (orjson_exact(data) if exact is None else exact):
         try:
             return orjson.dumps(data).decode()
         except (TypeError, RecursionError):
@@ -126,12 +129,41 @@ def decode_chain_key(value: str) -> bytes:
         raise ValueError("chain_key is not valid base64") from None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Prepared:
     event: Event
     digest: bytes
     row: tuple[Any, ...]
     """Column values in `_EVENT_COLUMNS` order, without the trailing team."""
+
+
+def _json_body(ev: Event) -> dict[str, Any]:
+    """The chained fields of `ev.model_dump(mode="json")`, built directly: the per-event pydantic dump cost more
+    than the rest of the preparation. Enum members stay members (str subclasses, written as their values);
+    tests/unit/test_ingest_prepare.py checks the digest and the columns against the pydantic dump."""
+    rule = ev.rule
+    return {
+        "id": str(ev.id),
+        "seq": ev.seq,
+        "ts": json_time(ev.ts),
+        "kind": ev.kind,
+        "severity": ev.severity,
+        "user": ev.user,
+        "action": ev.action,
+        "rule": None if rule is None else {"id": rule.id, "policy_version": rule.policy_version},
+        "data": ev.data,
+    }
+
+
+def _sqlite_text_time(json_ts: str, value: datetime) -> str:
+    """`_sqlite_time(value)`, cut from its JSON text when that is UTC ("...Z")."""
+    if json_ts.endswith("Z"):
+        core = json_ts[:-1]
+        if len(core) == 19:
+            core += ".000000"
+        if len(core) == 26:
+            return core[:10] + " " + core[11:]
+    return _sqlite_time(value)
 
 
 def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> tuple[dict[int, _Prepared], set[int]]:
@@ -141,31 +173,34 @@ def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> 
     clashes: set[int] = set()
     sqlite_db = db.is_sqlite
     received = _sqlite_time(now) if sqlite_db else now
+    sha256 = hashlib.sha256
     for ev in batch.events:
         first = unique.get(ev.seq)
         if first is not None:
             if first.event.id != ev.id or first.event.mac != ev.mac:
                 clashes.add(ev.seq)
             continue
-        # The JSON-mode dump is what the chain covers; its strings also serve as column values.
-        body = ev.model_dump(mode="json")
+        # What the chain covers; its strings also serve as column values.
+        body = _json_body(ev)
+        data = ev.data
+        exact = data_orjson_exact(data)
         rule = ev.rule
         row = (
             device_id,
             ev.seq,
             body["id"],
-            _sqlite_time(ev.ts) if sqlite_db else ev.ts,
-            body["kind"],
-            body["severity"],
+            _sqlite_text_time(body["ts"], ev.ts) if sqlite_db else ev.ts,
+            ev.kind._value_,
+            ev.severity._value_,
             ev.user,
-            body["action"],
+            ev.action._value_,
             rule.id if rule else None,
             rule.policy_version if rule else None,
-            _encode_data(body["data"]),
+            _encode_data(data, exact=exact),
             ev.mac,
             received,
         )
-        unique[ev.seq] = _Prepared(event=ev, digest=event_digest(body), row=row)
+        unique[ev.seq] = _Prepared(ev, sha256(chained_json(body, data_exact=exact)).digest(), row)
     return unique, clashes
 
 
@@ -327,12 +362,13 @@ def _check_chain(
 
     alerts: list[NewAlert] = []
     pending_rows: list[dict[str, Any]] = []
+    link = ChainHmac(key).link
     for prepared in fresh:
         ev, digest = prepared.event, prepared.digest
         prev = macs.get(ev.seq - 1)
         if prev is None:
             pending_rows.append({"device_id": device_id, "seq": ev.seq, "digest": digest.hex(), "mac": ev.mac})
-        elif chain_link(key, prev, ev.seq, digest) != ev.mac:
+        elif link(prev, ev.seq, digest) != ev.mac:
             alerts.append(_broken(ev.seq))
     if pending_rows:
         conn.execute(insert(p), pending_rows)
@@ -344,7 +380,7 @@ def _check_chain(
             select(p.c.seq, p.c.digest, p.c.mac).where(p.c.device_id == device_id, p.c.seq.in_(successors))
         ).all()
         for seq, digest_hex, mac in waiting:
-            if chain_link(key, macs[int(seq) - 1], int(seq), bytes.fromhex(digest_hex)) != mac:
+            if link(macs[int(seq) - 1], int(seq), bytes.fromhex(digest_hex)) != mac:
                 alerts.append(_broken(int(seq)))
         if waiting:
             conn.execute(
@@ -423,9 +459,24 @@ _ATTENTION_KINDS = frozenset(
 """Agent-side events that need a person: a request to decide, a missed attestation, lost or refused data."""
 
 
+_QUIET_CONTROL_VALUES = frozenset(
+    kind.value for kind in _CONTROL_KINDS - _ATTENTION_KINDS - _EVENT_ALERTS.keys() - {EventKind.agent_tamper}
+)
+_ALERTING_VALUES = frozenset(
+    kind.value for kind in _CONTROL_KINDS | _ATTENTION_KINDS | _EVENT_ALERTS.keys() | {EventKind.agent_tamper}
+)
+"""Plain-string sets for skipping, per event, what never alerts: a set lookup keyed by an enum member calls
+`Enum.__hash__`, a Python function, and most events of a batch are audit observations."""
+
+
 def _event_alerts(new_events: list[Event]) -> list[NewAlert]:
     out: list[NewAlert] = []
     for ev in new_events:
+        kind_value = ev.kind._value_
+        if kind_value not in _ALERTING_VALUES or (
+            kind_value in _QUIET_CONTROL_VALUES and ev.action._value_ not in _VIOLATION_ACTIONS
+        ):
+            continue
         kind = _tamper_alert_kind(ev) if ev.kind is EventKind.agent_tamper else _EVENT_ALERTS.get(ev.kind)
         if kind is not None:
             severity = ev.severity if ev.kind is EventKind.agent_tamper else Severity.medium

@@ -1,0 +1,163 @@
+"""Two endpoint hosts behind a load balancer, one PostgreSQL: the layout docs/deploy-endpoint.md describes
+("Several processes or hosts").
+
+Host A runs `deskwarden server --workers 2`, host B a single worker; each has its own data directory holding
+copies of the same two key files. The test plays the load balancer, sending each request of one agent to the
+next host in turn: every event is stored once, the chain holds across hosts, a replay on the other host counts
+as duplicates, another event under a stored seq is refused with 409 on either host, the policy B serves is signed
+with the key A announced at enrolment, and an alert ingested through B reaches a supervisor's stream on A.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from central import commands
+from central.runtime import open_store, prepare
+from central.settings import ServerSettings
+from central.simulate import SimulatedAgent
+from central.store import tables
+from central.store.alerts import CHAIN_BROKEN, SEQ_GAP, SEQ_REUSE
+from central.store.sealing import KEY_FILE
+from policy_client.schema import EventKind, Severity
+from tests.support.endpoint import free_port, wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.integration]
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@contextmanager
+def _host(settings: ServerSettings, workers: int, log: Path) -> Iterator[str]:
+    args = [sys.executable, "-m", "agent_app", "server", "--data-dir", str(settings.data_dir)]
+    args += ["--db", str(settings.db_url), "--port", str(settings.port), "--workers", str(workers)]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}
+        )
+    url = f"http://127.0.0.1:{settings.port}"
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(up, timeout=60, what=f"deskwarden server on port {settings.port}")
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.fixture
+def hosts(tmp_path: Path, pg_url: str) -> Iterator[tuple[ServerSettings, list[str]]]:
+    a = ServerSettings(data_dir=tmp_path / "host-a", db_url=pg_url, port=free_port())
+    prepare(a).db.dispose()  # first start: schema, policy signing key, sealing key, first policy
+    b = ServerSettings(data_dir=tmp_path / "host-b", db_url=pg_url, port=free_port())
+    b.data_dir.mkdir(mode=0o700)
+    for key in (a.signing_key_path, a.data_dir / KEY_FILE):
+        shutil.copy2(key, b.data_dir / key.name)
+    with ExitStack() as stack:
+        url_a = stack.enter_context(_host(a, 2, tmp_path / "a.log"))
+        url_b = stack.enter_context(_host(b, 1, tmp_path / "b.log"))
+        yield a, [url_a, url_b]
+
+
+def test_one_agent_across_two_hosts(hosts: tuple[ServerSettings, list[str]]) -> None:
+    settings, urls = hosts
+    token = commands.issue_enroll_token(settings, "team-a", timedelta(hours=1))
+    api_token = commands.create_api_token(settings, "two-hosts", "admin")
+    agent = SimulatedAgent()
+    enrolled = httpx.post(
+        f"{urls[0]}/v1/enroll",
+        json={"token": token, "hostname": "desk-1", "os": "linux", "user": "u", "chain_key": agent.chain_key_b64},
+        timeout=10,
+    )
+    assert enrolled.status_code == 200, enrolled.text
+    agent.device_id = enrolled.json()["device_id"]
+    headers = {"Authorization": f"Bearer {enrolled.json()['credential']}", "Content-Type": "application/json"}
+
+    # The policy host B serves is signed with the key host A announced.
+    policy = httpx.get(f"{urls[1]}/v1/policy", headers=headers, timeout=10)
+    assert policy.status_code == 200, policy.text
+    assert policy.json()["key_id"] == enrolled.json()["policy_key_id"]
+
+    # Batches alternate between the hosts, as a round-robin balancer sends them; the chain runs across both.
+    batches = [agent.batch(agent.events(25)) for _ in range(8)]
+    for n, batch in enumerate(batches):
+        sent = httpx.post(f"{urls[n % 2]}/v1/events", content=batch.model_dump_json(), headers=headers, timeout=20)
+        assert sent.status_code == 200, sent.text
+        assert sent.json() == {"accepted": 25, "duplicates": 0}
+    # A retry landing on the other host is a duplicate, not a second copy.
+    replay = httpx.post(f"{urls[1]}/v1/events", content=batches[2].model_dump_json(), headers=headers, timeout=20)
+    assert replay.json() == {"accepted": 0, "duplicates": 25}
+    # Another event under a stored seq is refused on either host.
+    impostor = SimulatedAgent(device_id=agent.device_id, chain_key=agent.chain_key)
+    for url in urls:
+        reused = httpx.post(
+            f"{url}/v1/events", content=impostor.batch(impostor.events(1)).model_dump_json(), headers=headers
+        )
+        assert reused.status_code == 409, reused.text
+        impostor.seq, impostor.mac = 0, "0" * 64
+    beat = httpx.post(f"{urls[1]}/v1/heartbeat", json={"user": "u", "policy_version": 1}, headers=headers)
+    assert beat.status_code == 200, beat.text
+
+    # An alert ingested through host B reaches a supervisor's stream on host A (PostgreSQL NOTIFY).
+    arrived = threading.Event()
+    opened = threading.Event()
+    tamper = agent.next_event(kind=EventKind.agent_tamper, severity=Severity.high, action="observed")
+
+    def listen() -> None:
+        stream_headers = {"Authorization": f"Bearer {api_token}"}
+        with httpx.stream("GET", f"{urls[0]}/v1/alerts/stream", headers=stream_headers, timeout=30) as sse:
+            lines = sse.iter_lines()
+            next(lines)
+            opened.set()
+            for line in lines:
+                if line.startswith("data:") and json.loads(line[5:]).get("event_seq") == tamper.seq:
+                    arrived.set()
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert opened.wait(20)
+    sent = httpx.post(f"{urls[1]}/v1/events", content=agent.batch([tamper]).model_dump_json(), headers=headers)
+    assert sent.status_code == 200, sent.text
+    assert arrived.wait(20), "the alert raised through host B never reached the stream on host A"
+
+    db = open_store(settings)
+    try:
+        with db.read() as conn:
+            e, a = tables.events, tables.alerts
+            stored = conn.execute(
+                select(func.count(), func.count(func.distinct(e.c.seq))).where(e.c.device_id == agent.device_id)
+            ).one()
+            kinds = sorted(str(k) for k in conn.scalars(select(a.c.kind).where(a.c.device_id == agent.device_id)))
+    finally:
+        db.dispose()
+    assert tuple(stored) == (201, 201)
+    assert CHAIN_BROKEN not in kinds
+    assert SEQ_GAP not in kinds
+    assert kinds.count(SEQ_REUSE) == 2
