@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from central.names import check_name
 from central.store import tables
@@ -46,7 +48,9 @@ def ensure_team(conn: Connection, team: str, *, now: datetime) -> str:
     name = check_name(team, what="team name")
     if name != team and conn.execute(select(tables.teams.c.name).where(tables.teams.c.name == name)).first():
         return name
-    conn.execute(insert(tables.teams).values(name=name, created_at=now))
+    # Two enrolments naming the same new team at once must both succeed: whoever inserts second does nothing.
+    make = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    conn.execute(make(tables.teams).values(name=name, created_at=now).on_conflict_do_nothing(index_elements=["name"]))
     return name
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -111,3 +113,20 @@ def test_device_credential_is_not_an_api_token(runtime: Runtime) -> None:
 def test_unknown_role_is_refused(runtime: Runtime) -> None:
     with pytest.raises(ValueError, match="role"):
         tokens.create_api_token(runtime.db, "x", "supervisor", now=runtime.clock())  # type: ignore[arg-type]
+
+
+def test_tokens_for_the_same_new_team_issued_at_once_all_succeed(runtime: Runtime) -> None:
+    # Two admins (or a fleet roll-out script with threads) naming a team that does not exist yet, at the same moment:
+    # on PostgreSQL the second insert of the team used to fail with a unique violation.
+    start = threading.Barrier(8)
+
+    def issue(_: int) -> str:
+        start.wait(timeout=30)
+        return tokens.issue_enroll_token(runtime.db, "night-shift", ttl=timedelta(hours=1), now=runtime.clock())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        issued = list(pool.map(issue, range(8)))
+    assert len(set(issued)) == 8
+    with runtime.db.read() as conn:
+        teams = conn.execute(select(tables.teams.c.name).where(tables.teams.c.name == "night-shift")).all()
+    assert len(teams) == 1
