@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from central.auth.principal import Principal
 from central.auth.sessions import Session, csrf_ok, load_session
+from central.console.event_fields import event_fields
 from central.console.forms import is_web_url
 from central.console.state import console_of
 from central.console.times import when
@@ -27,6 +28,7 @@ LOGIN_CSRF_COOKIE = "dw_login_csrf"
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 
 TEMPLATES.env.filters["when"] = when
+TEMPLATES.env.filters["event_fields"] = event_fields
 TEMPLATES.env.filters["web_url"] = lambda value: value if is_web_url(value) else ""
 """Links written from stored data (a rule's playbook) render only as http(s): never `javascript:`."""
 
