@@ -5,6 +5,9 @@ px), and with their data in the tables. With `DESKWARDEN_SCREENSHOTS=1` it saves
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +15,11 @@ from typing import Any
 import httpx
 import pytest
 
+from central.alerting.rules import Channel, RuleSpec, save_rule
+from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from policy_client.schema import Event, EventKind, Severity
-from tests.integration.central.console.live import PASSWORD, Console
+from tests.integration.central.console.live import PASSWORD, Console, serve_console, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -34,6 +39,20 @@ ADMIN_PAGES = (
     "account",
 )
 SUPERVISOR_PAGES = ("alerts", "devices", "attestations", "exceptions", "deliveries", "reports", "audit", "account")
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    """The console, allowed to post webhooks to loopback: the floor's chat webhook is a closed local port."""
+    settings = replace(ServerSettings(data_dir=tmp_path / "server", port=0), allow_internal_webhooks=True)
+    with serve_console(settings, poll_s=0.1) as live:
+        yield live
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _shot(page: Any, name: str) -> None:
@@ -138,6 +157,11 @@ def _a_shift(agent: SimulatedAgent, start: datetime) -> list[Event]:
 def _a_busy_floor(console: Console) -> SimulatedAgent:
     console.user("ada", "admin")
     console.user("sam", "supervisor", ["collections-1"])
+    with console.runtime.db.write() as conn:
+        hook = Channel.model_validate({"type": "webhook", "url": f"http://127.0.0.1:{_closed_port()}/hooks/floor-chat"})
+        save_rule(
+            conn, RuleSpec(name="tamper to chat", channels=[hook], kinds=["capture.*"]), now=console.runtime.clock()
+        )
     start = datetime.now(UTC) - timedelta(hours=3)
     shown: SimulatedAgent | None = None
     for team, desks in (
@@ -153,6 +177,14 @@ def _a_busy_floor(console: Console) -> SimulatedAgent:
     console.state.alerting.wake()
     assert shown is not None
     return shown
+
+
+def _wait_for_failed_deliveries(page: Any, console: Console) -> None:
+    def listed() -> bool:
+        page.goto(f"{console.url}/console/deliveries")
+        return "retrying" in page.inner_text("#deliveries")
+
+    wait_until(listed, timeout=20, what="the chat webhook's failed deliveries listed")
 
 
 def _page_is_whole(page: Any, errors: list[str], path: str) -> None:
@@ -178,6 +210,7 @@ def test_an_admin_tours_a_busy_floor_at_laptop_and_narrow_widths(browser: Any, c
             page.on("pageerror", lambda exc, seen=errors: seen.append(str(exc)))
             _login(page, console, "ada")
             page.wait_for_selector("#alerts tbody tr[id^=alert-]")
+            _wait_for_failed_deliveries(page, console)
             for name in ADMIN_PAGES:
                 _page_is_whole(page, errors, f"{console.url}/console/{name}")
                 if width == 1366:
