@@ -1,6 +1,7 @@
 """Change control over change control: under the two-person rule, turning the rule off and granting the admin role
 (creating an admin, promoting a user, re-enabling a disabled admin) wait for a second admin. Each such change, held
-or (with the rule off) applied at once, raises a `governance.*` alert and is audited.
+or (with the rule off) applied at once, raises a `governance.*` alert and is audited. Releasing a quarantined
+download to its desk (customer data leaving containment) waits for a second admin too; deleting one does not.
 
 Called from console request worker threads.
 """
@@ -11,10 +12,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from central.auth import users
 from central.auth.principal import Principal, parse_role
-from central.store import admin_changes, audit
-from central.store.admin_changes import ADMIN_GRANT, ALERT_ADMIN_GRANTED, ALERT_RULE_OFF, RULE_OFF, AdminChange
+from central.signing import PolicySigner
+from central.store import admin_changes, audit, quarantine, tables
+from central.store.admin_changes import (
+    ADMIN_GRANT,
+    ALERT_ADMIN_GRANTED,
+    ALERT_RULE_OFF,
+    QUARANTINE_RELEASE,
+    RULE_OFF,
+    AdminChange,
+)
 from central.store.console_config import ConsoleConfig, load_config, save_config
 from central.store.engine import Database
 
@@ -149,18 +160,79 @@ def _hold_grant(db: Database, user_id: int, name: str, *, teams: list[str], acto
     return Held(change_id)
 
 
+def release_quarantined(
+    db: Database,
+    signer: PolicySigner,
+    device_id: str,
+    quarantine_id: str,
+    *,
+    actor: str,
+    teams: frozenset[str] | None,
+    two_person: bool,
+    now: datetime,
+) -> dict[str, Any] | Held:
+    """Release a quarantined download to its desk: at once (the signed command's details) without the two-person
+    rule, else held for a second admin (one held release per file). Raises quarantine.QuarantineNotFound or
+    quarantine.DecisionRefused as `quarantine.issue` does."""
+    if not two_person:
+        return quarantine.issue(
+            db, signer, device_id, quarantine_id, action="release", actor=actor, teams=teams, now=now
+        )
+    files = {f["quarantine_id"]: f for f in quarantine.quarantined_files(db, device_id)}
+    target = f"{device_id}:{quarantine_id}"
+    with db.write() as conn:
+        team = quarantine.decidable(conn, device_id, quarantine_id, teams=teams)
+        waiting = [c for c in admin_changes.pending_in(conn, kind=QUARANTINE_RELEASE) if c.target == target]
+        if waiting:
+            return Held(waiting[0].id)
+        listed = files.get(quarantine_id, {})
+        hostname = conn.execute(
+            select(tables.devices.c.hostname).where(tables.devices.c.device_id == device_id)
+        ).scalar_one_or_none()
+        payload: dict[str, Any] = {
+            "device_id": device_id,
+            "quarantine_id": quarantine_id,
+            "hostname": str(hostname or device_id),
+            "team": team,
+            "name": str(listed.get("name", "")),
+            "findings": [f"{f['count']} x {f['type']}" for f in listed.get("findings", [])],
+        }
+        change_id = admin_changes.file(conn, QUARANTINE_RELEASE, target=target, payload=payload, actor=actor, now=now)
+        audit.record(
+            conn,
+            actor=actor,
+            action="governance.request",
+            target=f"change:{change_id}",
+            team=team,
+            now=now,
+            after={"kind": QUARANTINE_RELEASE} | payload,
+        )
+    return Held(change_id)
+
+
 def pending(db: Database) -> list[AdminChange]:
     return admin_changes.pending(db)
 
 
-def approve(db: Database, change_id: int, *, actor: str, now: datetime) -> AdminChange:
-    """Apply a held change; the admin who asked for it cannot."""
+def approve(
+    db: Database,
+    change_id: int,
+    *,
+    actor: str,
+    now: datetime,
+    signer: PolicySigner | None = None,
+    teams: frozenset[str] | None = None,
+) -> AdminChange:
+    """Apply a held change; the admin who asked for it cannot. A held release needs the endpoint's `signer`, and
+    the approver must see the device's team (`teams`, None for every team)."""
     with db.read() as conn:
         change = admin_changes.get(conn, change_id)
     if change is None or change.status != "pending":
         raise ChangeStateError(f"no pending change #{change_id}")
     if change.requested_by == actor:
         raise SecondAdminError("a second admin must approve this change: you asked for it")
+    if change.kind == QUARANTINE_RELEASE:
+        return _approve_release(db, change, actor=actor, now=now, signer=signer, teams=teams)
     with db.write() as conn:
         if not admin_changes.decide(conn, change_id, status="approved", actor=actor, now=now):
             raise ChangeStateError(f"change #{change_id} was decided meanwhile")
@@ -168,8 +240,8 @@ def approve(db: Database, change_id: int, *, actor: str, now: datetime) -> Admin
         if change.kind == RULE_OFF:
             save_config(db, replace(load_config(db), two_person_rule=False), now=now)
         elif change.kind == ADMIN_GRANT:
-            teams = [str(t) for t in change.payload.get("teams") or []]
-            users.update_user(db, int(change.payload["user_id"]), role="admin", teams=teams, disabled=False, now=now)
+            granted = [str(t) for t in change.payload.get("teams") or []]
+            users.update_user(db, int(change.payload["user_id"]), role="admin", teams=granted, disabled=False, now=now)
     except LookupError:
         with db.write() as conn:
             admin_changes.decide(conn, change_id, status="failed", actor=actor, now=now, was="approved")
@@ -183,6 +255,43 @@ def approve(db: Database, change_id: int, *, actor: str, now: datetime) -> Admin
             now=now,
             after={"kind": change.kind, "requested_by": change.requested_by} | change.payload,
         )
+    return change
+
+
+def _approve_release(
+    db: Database,
+    change: AdminChange,
+    *,
+    actor: str,
+    now: datetime,
+    signer: PolicySigner | None,
+    teams: frozenset[str] | None,
+) -> AdminChange:
+    if signer is None:
+        raise ChangeStateError("releasing a quarantined file needs the endpoint's signing key")
+    device_id, quarantine_id = str(change.payload["device_id"]), str(change.payload["quarantine_id"])
+    try:
+        with db.write() as conn:
+            if not admin_changes.decide(conn, change.id, status="approved", actor=actor, now=now):
+                raise ChangeStateError(f"change #{change.id} was decided meanwhile")
+            quarantine.issue_in(
+                conn, signer, device_id, quarantine_id, action="release", actor=actor, teams=teams, now=now
+            )
+            audit.record(
+                conn,
+                actor=actor,
+                action="governance.approve",
+                target=f"change:{change.id}",
+                team=str(change.payload.get("team", "")) or None,
+                now=now,
+                after={"kind": change.kind, "requested_by": change.requested_by} | change.payload,
+            )
+    except quarantine.QuarantineNotFound:
+        raise ChangeStateError(f"change #{change.id}: no such quarantined file in your teams") from None
+    except quarantine.DecisionRefused as exc:
+        with db.write() as conn:
+            admin_changes.decide(conn, change.id, status="failed", actor=actor, now=now)
+        raise ChangeStateError(f"change #{change.id} no longer applies: {exc}") from None
     return change
 
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from starlette.responses import Response
 
+from central import change_control
 from central.alerting import workflow
 from central.console.deps import AdminActing, CursorId, Viewer, back, page
 from central.console.fleet_pages import with_policy_state
@@ -20,6 +21,7 @@ from central.console.forms import event_kind
 from central.console.queries import device_detail, device_events
 from central.console.state import console_of
 from central.store import exception_requests, policies, quarantine, unlock_tokens
+from central.store.console_config import load_config
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -88,20 +90,39 @@ def quarantine_decision(
     runtime = console_of(request).runtime
     who = session.principal
     try:
-        issued = quarantine.issue(
-            runtime.db,
-            runtime.signer,
-            device_id,
-            quarantine_id,
-            action="release" if decision == "release" else "delete",
-            actor=who.name,
-            teams=who.team_filter(),
-            now=runtime.clock(),
-        )
+        if decision == "release":
+            outcome = change_control.release_quarantined(
+                runtime.db,
+                runtime.signer,
+                device_id,
+                quarantine_id,
+                actor=who.name,
+                teams=who.team_filter(),
+                two_person=load_config(runtime.db).two_person_rule,
+                now=runtime.clock(),
+            )
+        else:
+            outcome = quarantine.issue(
+                runtime.db,
+                runtime.signer,
+                device_id,
+                quarantine_id,
+                action="delete",
+                actor=who.name,
+                teams=who.team_filter(),
+                now=runtime.clock(),
+            )
     except quarantine.QuarantineNotFound:
         raise HTTPException(status_code=404, detail="no such quarantined file on this device") from None
     except quarantine.DecisionRefused as exc:
         return back(f"/console/devices/{device_id}", err=str(exc))
+    if isinstance(outcome, change_control.Held):
+        return back(
+            f"/console/devices/{device_id}",
+            msg=f"The two-person rule is on: the release waits for a second admin (change #{outcome.change_id}, "
+            "on the Policy page).",
+        )
+    issued = outcome
     verb = "released" if decision == "release" else "deleted"
     return back(
         f"/console/devices/{device_id}",

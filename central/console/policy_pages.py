@@ -162,12 +162,19 @@ def draft_decision(request: Request, session: AdminActing, draft_id: PathId, dec
 
 @router.post("/changes/{change_id}/{decision}")
 def change_decision(request: Request, session: AdminActing, change_id: PathId, decision: str) -> Response:
-    """Approve or reject a held governance change (two-person rule off, admin role)."""
+    """Approve or reject a held governance change (two-person rule off, admin role, a quarantined file's release)."""
     who = session.principal
     runtime = console_of(request).runtime
     try:
         if decision == "approve":
-            change = change_control.approve(runtime.db, change_id, actor=who.name, now=runtime.clock())
+            change = change_control.approve(
+                runtime.db,
+                change_id,
+                actor=who.name,
+                now=runtime.clock(),
+                signer=runtime.signer,
+                teams=who.team_filter(),
+            )
             return back("/console/policy", msg=f"Approved: {change.description}.")
         if decision == "reject":
             change = change_control.reject(runtime.db, change_id, actor=who.name, now=runtime.clock())

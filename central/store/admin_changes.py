@@ -1,5 +1,5 @@
-"""Held changes to change control itself (turning the two-person rule off, granting the admin role): the rows that
-wait for a second admin, and the fleet-wide `governance.*` alerts such a change raises.
+"""Held changes that wait for a second admin under the two-person rule (turning the rule off, granting the admin
+role, releasing a quarantined download to its desk), and the fleet-wide `governance.*` alerts such a change raises.
 
 Called from console request worker threads, inside the caller's transaction where one is passed.
 """
@@ -18,10 +18,12 @@ from central.store.clock import as_utc, as_utc_or_none
 from central.store.engine import Database
 from central.store.tables import BigId, Json, Timestamp, metadata
 
-ChangeKind = Literal["two_person_rule.off", "user.admin"]
+ChangeKind = Literal["two_person_rule.off", "user.admin", "quarantine.release"]
 
 RULE_OFF: ChangeKind = "two_person_rule.off"
 ADMIN_GRANT: ChangeKind = "user.admin"
+QUARANTINE_RELEASE: ChangeKind = "quarantine.release"
+"""Target `<device_id>:<quarantine_id>`; payload names the desk, the file (as masked by the agent) and its findings."""
 
 ALERT_RULE_OFF = "governance.two_person_rule_off"
 ALERT_ADMIN_GRANTED = "governance.admin_granted"
@@ -62,6 +64,12 @@ class AdminChange:
         if self.kind == ADMIN_GRANT:
             teams = ", ".join(self.payload.get("teams") or []) or "no team"
             return f"Grant the admin role to {self.payload.get('name', self.target)} ({teams})"
+        if self.kind == QUARANTINE_RELEASE:
+            found = ", ".join(str(f) for f in self.payload.get("findings") or []) or "no findings"
+            return (
+                f"Release the quarantined download {self.payload.get('name', '?')} ({found}) to the user of "
+                f"{self.payload.get('hostname', self.target)}"
+            )
         return self.kind
 
 

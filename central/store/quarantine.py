@@ -14,10 +14,11 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from central.signing import PolicySigner
 from central.store import audit, tables
+from central.store.admin_changes import QUARANTINE_RELEASE, admin_changes
 from central.store.clock import as_utc, as_utc_or_none
 from central.store.console_tables import quarantine_commands
 from central.store.engine import Database
@@ -48,8 +49,9 @@ class DecisionRefused(ValueError):
 
 def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
     """The device's quarantined downloads, newest first: masked name, size, findings, when, user, and the latest
-    decision about each (None, or its action, status and outcome)."""
-    e, c = tables.events, quarantine_commands
+    decision about each (None, or its action, status and outcome), and a release held for a second admin (`held`:
+    the change id and who asked, or None)."""
+    e, c, a = tables.events, quarantine_commands, admin_changes
     with db.read() as conn:
         rows = conn.execute(
             select(e.c.seq, e.c.ts, e.c.user, e.c.data)
@@ -64,6 +66,16 @@ def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
         decisions: dict[str, Any] = {}
         for d in conn.execute(select(c).where(c.c.device_id == device_id).order_by(c.c.issued_at)).all():
             decisions[str(d.quarantine_id)] = d
+        held = {
+            str(r.target).partition(":")[2]: {"change_id": int(r.id), "requested_by": r.requested_by}
+            for r in conn.execute(
+                select(a.c.id, a.c.target, a.c.requested_by).where(
+                    a.c.kind == QUARANTINE_RELEASE,
+                    a.c.status == "pending",
+                    a.c.target.startswith(f"{device_id}:", autoescape=True),
+                )
+            )
+        }
     out = []
     for row in rows:
         data: dict[str, Any] = row.data or {}
@@ -87,6 +99,7 @@ def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
                     if isinstance(f, dict)
                 ],
                 "decision": None if decision is None else _decision(decision),
+                "held": held.get(qid),
             }
         )
     return out
@@ -105,6 +118,40 @@ def _decision(row: Any) -> dict[str, Any]:
     }
 
 
+def decidable(conn: Connection, device_id: str, quarantine_id: str, *, teams: frozenset[str] | None) -> str:
+    """The device's team when `quarantine_id` is one of its quarantined files, visible to `teams`, with no decision
+    waiting or carried out. Raises QuarantineNotFound or DecisionRefused."""
+    if not QUARANTINE_ID_RE.match(quarantine_id):
+        raise QuarantineNotFound(quarantine_id)
+    d, e, c = tables.devices, tables.events, quarantine_commands
+    team = conn.execute(select(d.c.team).where(d.c.device_id == device_id)).scalar_one_or_none()
+    if team is None or (teams is not None and team not in teams):
+        raise QuarantineNotFound(device_id)
+    known = {
+        (r.data or {}).get("quarantine_id")
+        for r in conn.execute(
+            select(e.c.data).where(
+                e.c.device_id == device_id,
+                e.c.kind == EventKind.download_quarantined.value,
+                e.c.action == "quarantined",
+            )
+        )
+    }
+    if quarantine_id not in known:
+        raise QuarantineNotFound(quarantine_id)
+    earlier = conn.execute(
+        select(c.c.action, c.c.status).where(
+            c.c.device_id == device_id, c.c.quarantine_id == quarantine_id, c.c.status.in_(("pending", "done"))
+        )
+    ).first()
+    if earlier is not None:
+        verb = "released" if earlier.action == "release" else "deleted"
+        raise DecisionRefused(
+            f"this file is already being {verb}" if earlier.status == "pending" else f"this file was {verb}"
+        )
+    return str(team)
+
+
 def issue(
     db: Database,
     signer: PolicySigner,
@@ -118,70 +165,59 @@ def issue(
 ) -> dict[str, Any]:
     """Sign and register an admin's decision about one quarantined file of `device_id`, with its audit entry, in
     one transaction. Raises QuarantineNotFound (no such file there, or not one of `teams`) or DecisionRefused."""
-    if not QUARANTINE_ID_RE.match(quarantine_id):
-        raise QuarantineNotFound(quarantine_id)
-    d, e, c = tables.devices, tables.events, quarantine_commands
     with db.write() as conn:
-        team = conn.execute(select(d.c.team).where(d.c.device_id == device_id)).scalar_one_or_none()
-        if team is None or (teams is not None and team not in teams):
-            raise QuarantineNotFound(device_id)
-        known = {
-            (r.data or {}).get("quarantine_id")
-            for r in conn.execute(
-                select(e.c.data).where(
-                    e.c.device_id == device_id,
-                    e.c.kind == EventKind.download_quarantined.value,
-                    e.c.action == "quarantined",
-                )
-            )
-        }
-        if quarantine_id not in known:
-            raise QuarantineNotFound(quarantine_id)
-        earlier = conn.execute(
-            select(c.c.action, c.c.status).where(
-                c.c.device_id == device_id, c.c.quarantine_id == quarantine_id, c.c.status.in_(("pending", "done"))
-            )
-        ).first()
-        if earlier is not None:
-            verb = "released" if earlier.action == "release" else "deleted"
-            raise DecisionRefused(
-                f"this file is already being {verb}" if earlier.status == "pending" else f"this file was {verb}"
-            )
-        command = QuarantineCommand(
-            command_id=secrets.token_hex(8),
+        return issue_in(conn, signer, device_id, quarantine_id, action=action, actor=actor, teams=teams, now=now)
+
+
+def issue_in(
+    conn: Connection,
+    signer: PolicySigner,
+    device_id: str,
+    quarantine_id: str,
+    *,
+    action: QuarantineAction,
+    actor: str,
+    teams: frozenset[str] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """`issue` inside the caller's write transaction."""
+    c = quarantine_commands
+    team = decidable(conn, device_id, quarantine_id, teams=teams)
+    command = QuarantineCommand(
+        command_id=secrets.token_hex(8),
+        device_id=device_id,
+        action=action,
+        quarantine_id=quarantine_id,
+        issued_by=actor[:128],
+        issued_at=now,
+        expires_at=now + COMMAND_TTL,
+    )
+    signed = sign_command(signer.private_key, command)
+    conn.execute(
+        insert(c).values(
+            command_id=command.command_id,
             device_id=device_id,
-            action=action,
+            team=team,
             quarantine_id=quarantine_id,
+            action=action,
+            payload=signed.payload,
+            signature=signed.signature,
             issued_by=actor[:128],
             issued_at=now,
-            expires_at=now + COMMAND_TTL,
+            expires_at=command.expires_at,
+            status="pending",
         )
-        signed = sign_command(signer.private_key, command)
-        conn.execute(
-            insert(c).values(
-                command_id=command.command_id,
-                device_id=device_id,
-                team=str(team),
-                quarantine_id=quarantine_id,
-                action=action,
-                payload=signed.payload,
-                signature=signed.signature,
-                issued_by=actor[:128],
-                issued_at=now,
-                expires_at=command.expires_at,
-                status="pending",
-            )
-        )
-        audit.record(
-            conn,
-            actor=actor,
-            action=f"quarantine.{action}",
-            target=f"{device_id}:{quarantine_id}",
-            team=str(team),
-            after={"command_id": command.command_id, "expires_at": command.expires_at.isoformat()},
-            now=now,
-        )
-    return {"command_id": command.command_id, "team": str(team)}
+    )
+    audit.record(
+        conn,
+        actor=actor,
+        action=f"quarantine.{action}",
+        target=f"{device_id}:{quarantine_id}",
+        team=team,
+        after={"command_id": command.command_id, "expires_at": command.expires_at.isoformat()},
+        now=now,
+    )
+    return {"command_id": command.command_id, "team": team}
 
 
 def commands_for(db: Database, device_id: str, *, now: datetime) -> list[SignedCommand]:
