@@ -45,6 +45,7 @@ from central.store.alerts import (
 )
 from central.store.clock import as_utc
 from central.store.engine import Database
+from policy_client.event_vocabulary import DEVICE_CONTROLS, VIOLATION_ACTIONS, VOCABULARY, EventClass, kinds_of
 from policy_client.schema import (
     GENESIS_MAC,
     ChainHmac,
@@ -439,23 +440,11 @@ other reason alerts as `tamper.agent_reported`."""
 
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}")
 
-_CONTROL_KINDS = frozenset(
-    kind for kind in EventKind if kind.value.split(".")[0] in ("usb", "download", "clipboard", "capture")
-)
-_VIOLATION_ACTIONS = frozenset({"warned", "blocked", "quarantined", "deleted", "terminated", "failed"})
-"""Control events a supervisor must see: the person was warned, something was enforced, or enforcement failed.
-Audit-only observations and protective rewrites (masked, cleared) are counted in reports, not alerted."""
+_CONTROL_KINDS = frozenset(kind for kind, facts in VOCABULARY.items() if facts.control in DEVICE_CONTROLS)
+_VIOLATION_ACTIONS = frozenset(action.value for action in VIOLATION_ACTIONS)
+"""Control events a supervisor must see (policy_client/event_vocabulary.py)."""
 
-_ATTENTION_KINDS = frozenset(
-    {
-        EventKind.usb_exception_requested,
-        EventKind.cleandesk_missed,
-        EventKind.policy_rejected,
-        EventKind.agent_loss,
-        EventKind.agent_dead_letter,
-        EventKind.agent_collector_failed,
-    }
-)
+_ATTENTION_KINDS = kinds_of(EventClass.attention)
 """Agent-side events that need a person: a request to decide, a missed attestation, lost or refused data."""
 
 
