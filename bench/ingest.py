@@ -31,6 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from central.alerting.classify import classify_events
 from central.runtime import Runtime, prepare
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent, batch_json
@@ -110,7 +111,9 @@ def bench_store(settings: ServerSettings, backend: str, clients: int, batches: i
         def call(agent: SimulatedAgent, batch: EventBatch) -> Callable[[], float]:
             def run() -> float:
                 t = time.perf_counter()
-                outcome = ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
+                outcome = ingest_batch(
+                    runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events
+                )
                 assert outcome.accepted == size
                 return (time.perf_counter() - t) * 1000
 

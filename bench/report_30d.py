@@ -17,6 +17,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from central.alerting.classify import classify_events
 from central.reports import figures
 from central.runtime import prepare
 from central.settings import ServerSettings
@@ -75,7 +76,13 @@ def main() -> int:
                 kind, action, severity, _weight = rng.choice(kinds)
                 events.append(agent.next_event(kind=kind, action=action, severity=severity, ts=ts, data={"n": 1}))
             for chunk in range(0, len(events), 500):
-                ingest_batch(runtime.db, agent.device_id, agent.batch(events[chunk : chunk + 500]), now=now)
+                ingest_batch(
+                    runtime.db,
+                    agent.device_id,
+                    agent.batch(events[chunk : chunk + 500]),
+                    now=now,
+                    classify=classify_events,
+                )
             seeded += len(events)
         seed_s = time.perf_counter() - began
         rows = []

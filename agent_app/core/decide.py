@@ -10,30 +10,13 @@ from typing import Any
 
 from collectors.base import Decision, DecisionAction
 from collectors.pii import confidence_at_least
+from policy_client.event_vocabulary import VOCABULARY, notice_message
 from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, UsbDeviceId, utc_now
-
-_MESSAGES: dict[tuple[str, str], str] = {
-    ("usb", "warn"): "This USB storage device is not approved for customer data. Explain why you need it.",
-    ("usb", "block"): "This USB storage device is not approved, so DeskWarden removed it.",
-    ("usb", "read_only"): "This USB storage device is not approved, so DeskWarden made it read-only.",
-    ("downloads", "warn"): "This download breaks the download policy. Explain why you need it.",
-    ("downloads", "quarantine"): "This download broke the download policy, so DeskWarden moved it to quarantine.",
-    ("downloads", "delete"): "This download broke the download policy, so DeskWarden deleted it.",
-    ("downloads_encrypted", "warn"): "This download is encrypted, so DeskWarden could not check it for customer data. "
-    "Explain why you need it.",
-    ("downloads_encrypted", "quarantine"): "This download is encrypted, so DeskWarden could not check it for customer "
-    "data and moved it to quarantine.",
-    ("clipboard", "warn"): "You copied customer data. Explain why you need it on the clipboard.",
-    ("clipboard", "mask"): "You copied customer data, so DeskWarden masked it on the clipboard.",
-    ("clipboard", "clear"): "You copied customer data, so DeskWarden cleared the clipboard.",
-    ("screen_capture", "warn"): "A screen-capture tool was used. Explain why you need it.",
-    ("screen_capture", "terminate"): "Screen-capture tools are not allowed on this desk, so DeskWarden closed it.",
-    ("screen_capture", "clear"): "Screenshots are not allowed on this desk, so DeskWarden cleared the screenshot.",
-}
 
 
 def message_for(control: str, action: str) -> str:
-    return _MESSAGES.get((control, action), "")
+    """The notice for a decision of `control` (the vocabulary's NOTICE_MESSAGES); "" shows none."""
+    return notice_message(control, action)
 
 
 def _decision(
@@ -136,15 +119,14 @@ def _capture(draft: EventDraft, policy: PolicyDocument) -> Decision:
 
 def decide(draft: EventDraft, policy: PolicyDocument, *, device_id: str = "", now: datetime | None = None) -> Decision:
     """What the agent does about `draft` under `policy`. Kinds without a control are recorded as they come."""
-    now = now or utc_now()
-    kind = draft.kind
-    if kind is EventKind.usb_mounted:
-        return _usb(draft, policy, device_id, now)
-    if kind is EventKind.download_detected:
+    control = VOCABULARY[draft.kind].policy_control
+    if control == "usb":
+        return _usb(draft, policy, device_id, now or utc_now())
+    if control == "downloads":
         return _downloads(draft, policy)
-    if kind is EventKind.clipboard_sensitive:
+    if control == "clipboard":
         return _clipboard(draft, policy)
-    if kind in (EventKind.capture_tool_started, EventKind.capture_hotkey):
+    if control == "screen_capture":
         return _capture(draft, policy)
     return Decision(action="audit", rule_id="", policy_version=policy.version, severity=draft.severity)
 

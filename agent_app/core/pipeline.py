@@ -17,19 +17,13 @@ from typing import Any, Protocol
 
 from agent_app.core.decide import decide
 from collectors.base import Collector, Decision, Observation, Outcome
-from policy_client.schema import Action, EventDraft, EventKind, PolicyDocument, RuleRef
+from policy_client.event_vocabulary import enforced_kind
+from policy_client.schema import Action, EventDraft, PolicyDocument, RuleRef
 
 log = logging.getLogger(__name__)
 
 MAX_GROUP = 1000
 
-ENFORCED_KIND: dict[tuple[EventKind, Action], EventKind] = {
-    (EventKind.usb_mounted, Action.blocked): EventKind.usb_blocked,
-    (EventKind.download_detected, Action.quarantined): EventKind.download_quarantined,
-    (EventKind.download_detected, Action.deleted): EventKind.download_quarantined,
-    (EventKind.capture_tool_started, Action.terminated): EventKind.capture_tool_terminated,
-}
-"""An observation that enforcement acted on is recorded under the kind that says so (ARCHITECTURE.md section 4)."""
 RETRY_WAIT_S = 1.0
 ENFORCE_TIMEOUT_S = 30.0
 """An enforcement not done by then is recorded as `failed` with `error: timeout`; a USB block can take ~24 s."""
@@ -312,7 +306,7 @@ class Pipeline:
         data = {**draft.data, **outcome.data}
         final = draft.model_copy(
             update={
-                "kind": ENFORCED_KIND.get((draft.kind, outcome.action), draft.kind),
+                "kind": enforced_kind(draft.kind, outcome.action),
                 "action": outcome.action,
                 "severity": max(decision.severity, draft.severity, key=lambda s: s.rank),
                 "rule": RuleRef(id=decision.rule_id, policy_version=decision.policy_version)

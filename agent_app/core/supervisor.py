@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from collectors.base import Collector, CollectorState, EventSink
+from policy_client.event_vocabulary import POLICY_CONTROLS
 from policy_client.schema import EventDraft, EventKind, PolicyDocument, Severity, utc_now
 
 log = logging.getLogger(__name__)
@@ -21,14 +22,9 @@ RESTART_WINDOW = timedelta(minutes=10)
 
 def control_mode(collector_id: str, policy: PolicyDocument) -> str:
     """The policy mode of the control a collector serves ("off" turns the collector off)."""
-    controls = policy.controls
-    modes = {
-        "usb": controls.usb.mode,
-        "downloads": controls.downloads.mode,
-        "clipboard": controls.clipboard.mode,
-        "screen_capture": controls.screen_capture.mode,
-    }
-    return modes.get(collector_id, "audit")
+    if collector_id not in POLICY_CONTROLS:
+        return "audit"
+    return str(getattr(policy.controls, collector_id).mode)
 
 
 class CollectorSupervisor:

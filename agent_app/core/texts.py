@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from policy_client.event_vocabulary import VOCABULARY, label_of
+
 APP_NAME: Final = "DeskWarden"
 
 # --- tray ---------------------------------------------------------------------------------------
@@ -307,39 +309,12 @@ ABOUT_NOT_ENROLLED: Final = "not enrolled"
 ALERT_TITLE: Final = "{severity} alert: {kind}"
 ALERT_BODY: Final = "Team {team}, device {device}. Click to open the console."
 
-KIND_LABELS: Final = {
-    "usb.mounted": "USB storage connected",
-    "usb.blocked": "USB storage blocked",
-    "usb.removed": "USB storage removed",
-    "usb.exception_requested": "Exception requested",
-    "download.detected": "Download",
-    "download.quarantined": "Download quarantined",
-    "download.released": "Download released",
-    "download.deleted": "Quarantined download deleted",
-    "clipboard.sensitive": "Customer data copied",
-    "capture.tool_started": "Screen-capture tool started",
-    "capture.tool_terminated": "Screen-capture tool closed",
-    "capture.hotkey": "Screenshot key pressed",
-    "policy.updated": "Policy updated",
-    "policy.rejected": "Policy rejected",
-    "policy.acknowledged": "Policy acknowledged",
-    "cleandesk.prompted": "Clean-desk check shown",
-    "cleandesk.attested": "Clean-desk check confirmed",
-    "cleandesk.missed": "Clean-desk check missed",
-    "violation.justified": "Reason given",
-    "agent.started": "DeskWarden started",
-    "agent.stopped": "DeskWarden stopped",
-    "agent.heartbeat": "Health check",
-    "agent.collector_failed": "Monitoring problem",
-    "agent.tamper": "Tamper warning",
-    "agent.loss": "Events lost",
-    "agent.dead_letter": "Events refused",
-    "agent.unlock_used": "Unlock token used",
-}
+KIND_LABELS: Final = {facts.kind.value: facts.label for facts in VOCABULARY.values()}
+"""Event kind labels, from the one vocabulary (policy_client/event_vocabulary.py)."""
 
 
 def kind_label(kind: str) -> str:
-    return KIND_LABELS.get(kind, kind)
+    return label_of(kind)
 
 
 def tray_tooltip(state: str, *, mode: str) -> str:

@@ -11,6 +11,7 @@ import logging
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from central.alerting.classify import classify_events
 from central.alerting.service import alerts_committed
 from central.http.auth import authenticate_device, runtime_of
 from central.http.bodies import check_int_range, decode, parse
@@ -136,7 +137,7 @@ def _ingest(runtime: Runtime, device: DeviceAuth, raw: bytes, encoding: str | No
             policy_version=max(ev.rule.policy_version if ev.rule else 0 for ev in batch.events),
         )
     try:
-        outcome = ingest_batch(runtime.db, device.device_id, batch, now=runtime.clock())
+        outcome = ingest_batch(runtime.db, device.device_id, batch, now=runtime.clock(), classify=classify_events)
     except DeviceGone:
         raise ApiError(401, "device credential was revoked", headers={"WWW-Authenticate": "Bearer"}) from None
     except SeqReuse as exc:

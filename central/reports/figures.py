@@ -1,8 +1,10 @@
 """The six governance figures for one team (or the whole fleet) and one period [start, end).
 
-Definitions (also in docs/reports.md):
-- access exceptions: control events that were not allowed, grouped by control (usb, download, clipboard, capture);
-- acknowledgement completion: active devices with a `policy.acknowledged` event in the 90 days before `end`;
+Definitions (also in docs/console.md, "Reports"):
+- access exceptions: events of class violation or containment (policy_client/event_vocabulary.py) that were not
+  allowed, grouped by their control (usb, download, clipboard, capture);
+- acknowledgement completion: active devices with a `policy.acknowledged` event in the `reack_days` before `end`
+  (from the global policy in force at `end`; the schema default, 90, before any was published);
 - security incidents: alerts created in the period and marked as incidents (plus tamper alerts, counted apart);
 - closure within SLA: alerts created in the period and closed by their SLA deadline, over all routed alerts;
 - masking compliance: `clipboard.sensitive` and `download.*` events whose action was masked, cleared,
@@ -13,7 +15,7 @@ Definitions (also in docs/reports.md):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,21 +26,18 @@ from central.store import policies, tables
 from central.store.clock import as_utc
 from central.store.console_tables import alert_workflow
 from central.store.engine import Database
-from policy_client.schema import PolicyDocument
+from policy_client.event_vocabulary import VOCABULARY, EventClass
+from policy_client.schema import AcknowledgementControl, EventKind, PolicyDocument
 
-VIOLATION_KINDS = {
-    "usb.blocked": "usb",
-    "usb.mounted": "usb",
-    "download.detected": "download",
-    "download.quarantined": "download",
-    "clipboard.sensitive": "clipboard",
-    "capture.tool_started": "capture",
-    "capture.tool_terminated": "capture",
-    "capture.hotkey": "capture",
+VIOLATION_KINDS: Mapping[str, str] = {
+    f.kind.value: f.control
+    for f in VOCABULARY.values()
+    if f.event_class in (EventClass.violation, EventClass.containment)
 }
-MASKING_KINDS = ("clipboard.sensitive", "download.detected", "download.quarantined")
+"""The kinds counted as access exceptions (a policy-decided observation or its enforcement), by their control."""
+MASKING_KINDS = tuple(sorted(kind for kind, control in VIOLATION_KINDS.items() if control in ("clipboard", "download")))
+"""The data-handling kinds whose action says whether customer data was contained."""
 CONTAINED_ACTIONS = ("masked", "cleared", "quarantined", "blocked", "deleted")
-ACK_WINDOW = timedelta(days=90)
 AGE_BUCKETS = ((30, "0-30 days"), (90, "31-90 days"), (10**6, "over 90 days"))
 
 
@@ -91,11 +90,18 @@ def compute(db: Database, *, start: datetime, end: datetime, team: str | None = 
         if team is not None:
             active = active.where(d.c.team == team)
         active_ids = {str(i) for i in conn.execute(active).scalars()}
+        p = tables.policies
+        versions = conn.execute(
+            select(p.c.version, p.c.payload, p.c.created_at)
+            .where(p.c.scope == policies.GLOBAL_SCOPE, p.c.created_at < end)
+            .order_by(p.c.version)
+        ).all()
+        ack_window = timedelta(days=_reack_days(versions))
         acked = {
             str(i)
             for i in conn.execute(
                 select(e.c.device_id)
-                .where(e.c.kind == "policy.acknowledged", e.c.ts < end, e.c.ts >= end - ACK_WINDOW)
+                .where(e.c.kind == EventKind.policy_acknowledged.value, e.c.ts < end, e.c.ts >= end - ack_window)
                 .distinct()
             ).scalars()
         }
@@ -124,12 +130,6 @@ def compute(db: Database, *, start: datetime, end: datetime, team: str | None = 
         contained = sum(int(c) for act, c in masking_rows if act in CONTAINED_ACTIONS)
         masking = Ratio(contained, sum(int(c) for _act, c in masking_rows))
 
-        p = tables.policies
-        versions = conn.execute(
-            select(p.c.version, p.c.payload, p.c.created_at)
-            .where(p.c.scope == policies.GLOBAL_SCOPE, p.c.created_at < end)
-            .order_by(p.c.version)
-        ).all()
         team_devices = active_ids if team is not None else None
     ages = _review_ages(versions, end=end, team_devices=team_devices)
     return GovernanceReport(
@@ -144,6 +144,13 @@ def compute(db: Database, *, start: datetime, end: datetime, team: str | None = 
         masking=masking,
         review_ages=ages,
     )
+
+
+def _reack_days(versions: Sequence[Any]) -> int:
+    """The acknowledgement window agents applied at the period's end: `reack_days` of the newest of `versions`."""
+    if not versions:
+        return AcknowledgementControl().reack_days
+    return PolicyDocument.model_validate_json(bytes(versions[-1].payload)).controls.acknowledgement.reack_days
 
 
 def _review_ages(versions: Sequence[Any], *, end: datetime, team_devices: set[str] | None) -> list[dict[str, Any]]:

@@ -11,6 +11,9 @@ alerted once, when a seq beyond `last_seq + 1` arrives; filling it later raises 
 A stored `(device_id, seq)` is a duplicate only when the event carries the stored `id` and `mac`. Another
 event under a stored seq is a seq reuse: the whole batch is refused (`SeqReuse`, 409 at the API) and
 `tamper.seq_reuse` is committed on its own, so nothing of the batch is taken for a duplicate and dropped.
+
+The store raises only the integrity alerts it detects (chain, gap, seq reuse, forged unlock token); which stored
+events raise alerts is the alerting's decision, injected as `classify` (central/alerting/classify.py).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,14 +34,9 @@ from sqlalchemy import delete, insert, select, tuple_, update
 
 from central.store import tables
 from central.store.alerts import (
-    AGENT_STOPPED,
-    AGENT_TAMPER,
     CHAIN_BROKEN,
-    HELPER_MISSING,
-    HELPER_STOPPED,
     SEQ_GAP,
     SEQ_REUSE,
-    UNCLEAN_STOP,
     UNLOCK_FORGED,
     NewAlert,
     insert_alerts,
@@ -90,6 +88,10 @@ class SeqReuse(Exception):
         self.seqs = seqs
         self.last_seq = last_seq
         self.alert = alert
+
+
+EventClassifier = Callable[[list[Event]], list[NewAlert]]
+"""Which newly stored events raise alerts (central/alerting/classify.py); injected so that the store only stores."""
 
 
 _EVENT_COLUMNS = (
@@ -204,9 +206,13 @@ def _prepare(db: Database, device_id: str, batch: EventBatch, now: datetime) -> 
     return unique, clashes
 
 
-def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: datetime) -> IngestOutcome:
-    """Store the batch's new events and check their chain. Raises `SeqReuse`, after committing its alert and
-    storing nothing, when an event differs from the one stored under its seq (or from its twin in the batch)."""
+def ingest_batch(
+    db: Database, device_id: str, batch: EventBatch, *, now: datetime, classify: EventClassifier
+) -> IngestOutcome:
+    """Store the batch's new events and check their chain; `classify` (the alerting's `classify_events`) says which
+    of the new events raise alerts, stored with the integrity alerts in the same transaction. Raises `SeqReuse`,
+    after committing its alert and storing nothing, when an event differs from the one stored under its seq (or
+    from its twin in the batch)."""
     d, e = tables.devices, tables.events
     unique, clashes = _prepare(db, device_id, batch, now)
     if not unique:
@@ -262,6 +268,7 @@ def ingest_batch(db: Database, device_id: str, batch: EventBatch, *, now: dateti
                 last_mac=last_mac,
                 missing=missing,
                 now=now,
+                classify=classify,
             )
 
     if reuse is not None:
@@ -311,6 +318,7 @@ def _store(
     last_mac: str,
     missing: int,
     now: datetime,
+    classify: EventClassifier,
 ) -> list[NewAlert]:
     """Insert new events, check their links, advance the device's chain state, and insert their alerts."""
     d = tables.devices
@@ -322,7 +330,7 @@ def _store(
     new_last_seq, new_missing, gap_alerts = _advance(new_seqs, last_seq=last_seq, missing=missing)
     alerts.extend(gap_alerts)
     new_events = [p.event for p in fresh]
-    alerts.extend(_event_alerts(new_events))
+    alerts.extend(classify(new_events))
     alerts.extend(_unlock_alerts(conn, device_id=device_id, new_events=new_events))
 
     values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
@@ -424,79 +432,7 @@ def _advance(new_seqs: list[int], *, last_seq: int, missing: int) -> tuple[int, 
     return top, missing, alerts
 
 
-_EVENT_ALERTS: Mapping[EventKind, str] = {EventKind.agent_stopped: AGENT_STOPPED}
-"""Agent events alerted under a kind of their own, as medium; `agent.tamper` goes by its reason (below)."""
-
-_TAMPER_REASON_ALERTS: Mapping[str, str | None] = {
-    "helper_stopped": HELPER_STOPPED,
-    "helper_missing": HELPER_MISSING,
-    "unclean_stop": UNCLEAN_STOP,
-    # Expected where the OS has no usable keyring (headless and some VDI desks): stored, not alerted.
-    "keyring_unavailable": None,
-}
-"""`agent.tamper` alert kind by `data.reason`, at least high; None stores the event without an alert; any
-other reason alerts as `tamper.agent_reported`."""
-
 _TOKEN_ID = re.compile(r"[0-9a-f]{16}")
-
-_CONTROL_KINDS = frozenset(
-    kind for kind in EventKind if kind.value.split(".")[0] in ("usb", "download", "clipboard", "capture")
-)
-_VIOLATION_ACTIONS = frozenset({"warned", "blocked", "quarantined", "deleted", "terminated", "failed"})
-"""Control events a supervisor must see: the person was warned, something was enforced, or enforcement failed.
-Audit-only observations and protective rewrites (masked, cleared) are counted in reports, not alerted."""
-
-_ATTENTION_KINDS = frozenset(
-    {
-        EventKind.usb_exception_requested,
-        EventKind.cleandesk_missed,
-        EventKind.policy_rejected,
-        EventKind.agent_loss,
-        EventKind.agent_dead_letter,
-        EventKind.agent_collector_failed,
-    }
-)
-"""Agent-side events that need a person: a request to decide, a missed attestation, lost or refused data."""
-
-
-_QUIET_CONTROL_VALUES = frozenset(
-    kind.value for kind in _CONTROL_KINDS - _ATTENTION_KINDS - _EVENT_ALERTS.keys() - {EventKind.agent_tamper}
-)
-_ALERTING_VALUES = frozenset(
-    kind.value for kind in _CONTROL_KINDS | _ATTENTION_KINDS | _EVENT_ALERTS.keys() | {EventKind.agent_tamper}
-)
-"""Plain-string sets for skipping, per event, what never alerts: a set lookup keyed by an enum member calls
-`Enum.__hash__`, a Python function, and most events of a batch are audit observations."""
-
-
-def _event_alerts(new_events: list[Event]) -> list[NewAlert]:
-    out: list[NewAlert] = []
-    for ev in new_events:
-        kind_value = ev.kind._value_
-        if kind_value not in _ALERTING_VALUES or (
-            kind_value in _QUIET_CONTROL_VALUES and ev.action._value_ not in _VIOLATION_ACTIONS
-        ):
-            continue
-        kind = _tamper_alert_kind(ev) if ev.kind is EventKind.agent_tamper else _EVENT_ALERTS.get(ev.kind)
-        if kind is not None:
-            severity = ev.severity if ev.kind is EventKind.agent_tamper else Severity.medium
-            if ev.kind is EventKind.agent_tamper and severity.rank < Severity.high.rank:
-                severity = Severity.high
-        elif (ev.kind in _CONTROL_KINDS and ev.action.value in _VIOLATION_ACTIONS) or ev.kind in _ATTENTION_KINDS:
-            if ev.kind is EventKind.agent_collector_failed and not ev.data.get("gave_up"):
-                continue  # restarted within its budget; the agent.collector_failed event itself is enough
-            kind, severity = ev.kind.value, ev.severity
-        else:
-            continue  # includes agent.tamper reasons that are stored without an alert
-        out.append(
-            NewAlert(kind=kind, severity=severity.value, event_seq=ev.seq, data={"event_id": str(ev.id), **ev.data})
-        )
-    return out
-
-
-def _tamper_alert_kind(event: Event) -> str | None:
-    reason = event.data.get("reason")
-    return _TAMPER_REASON_ALERTS.get(reason, AGENT_TAMPER) if isinstance(reason, str) else AGENT_TAMPER
 
 
 def _reported_token_id(event: Event) -> str | None:

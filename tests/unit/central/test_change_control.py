@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from central import change_control, commands
+from central.alerting.classify import classify_events
 from central.auth import users
 from central.auth.principal import Principal
 from central.runtime import Runtime
@@ -48,7 +49,7 @@ def _approved_exception(runtime: Runtime, *, minutes: int = 30, two_person: bool
         severity=Severity.low,
         data={"vendor_id": "0781", "product_id": "5581", "serial": "ABC", "reason": "client files", "minutes": minutes},
     )
-    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock(), classify=classify_events)
     assert exception_requests.import_requests(runtime.db) == 1
     [request] = exception_requests.list_requests(runtime.db, teams=SUPERVISOR.team_filter(), status="pending")
     exception_requests.decide(

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
+from central.alerting.classify import classify_events
 from central.runtime import Runtime
 from central.store import alerts, devices, events, tables
 from central.store.ingest import DeviceGone, ingest_batch
@@ -36,8 +37,8 @@ def test_batch_is_stored_once_and_a_replay_counts_only_duplicates(runtime: Runti
     agent = enroll_agent(runtime)
     batch = agent.batch(agent.events(500))
 
-    first = ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
-    replay = ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
+    first = ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events)
+    replay = ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events)
 
     assert (first.accepted, first.duplicates) == (500, 0)
     assert (replay.accepted, replay.duplicates) == (0, 500)
@@ -48,9 +49,11 @@ def test_batch_is_stored_once_and_a_replay_counts_only_duplicates(runtime: Runti
 def test_overlapping_batch_stores_only_the_new_part_and_keeps_the_chain(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(15)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:10]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:10]), now=runtime.clock(), classify=classify_events)
 
-    outcome = ingest_batch(runtime.db, agent.device_id, agent.batch(events[4:]), now=runtime.clock())
+    outcome = ingest_batch(
+        runtime.db, agent.device_id, agent.batch(events[4:]), now=runtime.clock(), classify=classify_events
+    )
 
     assert (outcome.accepted, outcome.duplicates) == (5, 6)
     assert _count_events(runtime, agent.device_id) == 15
@@ -61,7 +64,9 @@ def test_same_seq_twice_in_one_batch_is_one_event_and_one_duplicate(runtime: Run
     agent = enroll_agent(runtime)
     events = agent.events(3)
 
-    outcome = ingest_batch(runtime.db, agent.device_id, agent.batch([*events, events[1]]), now=runtime.clock())
+    outcome = ingest_batch(
+        runtime.db, agent.device_id, agent.batch([*events, events[1]]), now=runtime.clock(), classify=classify_events
+    )
 
     assert (outcome.accepted, outcome.duplicates) == (3, 1)
     assert _count_events(runtime, agent.device_id) == 3
@@ -70,9 +75,9 @@ def test_same_seq_twice_in_one_batch_is_one_event_and_one_duplicate(runtime: Run
 def test_seq_gap_is_alerted_once_and_filling_it_later_raises_nothing(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(10)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:5]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:5]), now=runtime.clock(), classify=classify_events)
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events[8:]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events[8:]), now=runtime.clock(), classify=classify_events)
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
     assert [a["kind"] for a in raised] == [alerts.SEQ_GAP]
     assert raised[0]["data"]["missing_ranges"] == [[6, 8]]
@@ -80,7 +85,9 @@ def test_seq_gap_is_alerted_once_and_filling_it_later_raises_nothing(runtime: Ru
     assert raised[0]["team"] == "collections"
     assert raised[0]["status"] == "open"
 
-    late = ingest_batch(runtime.db, agent.device_id, agent.batch(events[5:8]), now=runtime.clock())
+    late = ingest_batch(
+        runtime.db, agent.device_id, agent.batch(events[5:8]), now=runtime.clock(), classify=classify_events
+    )
     assert late.accepted == 3
     assert _alert_kinds(runtime, agent.device_id) == [alerts.SEQ_GAP]
     listed = devices.list_devices(runtime.db, now=runtime.clock(), offline_after=timedelta(minutes=3))
@@ -92,7 +99,7 @@ def test_gap_filled_out_of_order_in_pieces_raises_nothing_more(runtime: Runtime)
     agent = enroll_agent(runtime)
     events = agent.events(12)
     for piece in (events[0:2], events[10:12], events[6:8], events[2:4], events[8:10], events[4:6]):
-        ingest_batch(runtime.db, agent.device_id, agent.batch(piece), now=runtime.clock())
+        ingest_batch(runtime.db, agent.device_id, agent.batch(piece), now=runtime.clock(), classify=classify_events)
 
     assert _alert_kinds(runtime, agent.device_id) == [alerts.SEQ_GAP]
     assert _count_events(runtime, agent.device_id) == 12
@@ -104,7 +111,7 @@ def test_first_batch_not_starting_at_one_is_a_gap(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(4)
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events[2:]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events[2:]), now=runtime.clock(), classify=classify_events)
 
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
     assert raised[0]["data"]["missing_ranges"] == [[1, 2]]
@@ -115,7 +122,9 @@ def test_altered_event_breaks_the_chain(runtime: Runtime) -> None:
     events = agent.events(6)
     events[3] = _forged(events[3])
 
-    outcome = ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock())
+    outcome = ingest_batch(
+        runtime.db, agent.device_id, agent.batch(events), now=runtime.clock(), classify=classify_events
+    )
 
     assert outcome.accepted == 6
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
@@ -126,9 +135,15 @@ def test_altered_event_breaks_the_chain(runtime: Runtime) -> None:
 def test_broken_link_across_batches_uses_the_stored_chain_head(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(6)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:3]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:3]), now=runtime.clock(), classify=classify_events)
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch([_forged(events[3]), *events[4:]]), now=runtime.clock())
+    ingest_batch(
+        runtime.db,
+        agent.device_id,
+        agent.batch([_forged(events[3]), *events[4:]]),
+        now=runtime.clock(),
+        classify=classify_events,
+    )
 
     assert [(a["kind"], a["event_seq"]) for a in alerts.list_alerts(runtime.db)] == [(alerts.CHAIN_BROKEN, 4)]
 
@@ -136,11 +151,17 @@ def test_broken_link_across_batches_uses_the_stored_chain_head(runtime: Runtime)
 def test_forged_event_after_a_gap_is_caught_when_the_gap_fills(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(6)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:3]), now=runtime.clock())
-    ingest_batch(runtime.db, agent.device_id, agent.batch([_forged(events[4]), events[5]]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events[:3]), now=runtime.clock(), classify=classify_events)
+    ingest_batch(
+        runtime.db,
+        agent.device_id,
+        agent.batch([_forged(events[4]), events[5]]),
+        now=runtime.clock(),
+        classify=classify_events,
+    )
     assert _alert_kinds(runtime, agent.device_id) == [alerts.SEQ_GAP]
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch([events[3]]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch([events[3]]), now=runtime.clock(), classify=classify_events)
 
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
     assert [(a["kind"], a["event_seq"]) for a in raised] == [(alerts.SEQ_GAP, 5), (alerts.CHAIN_BROKEN, 5)]
@@ -149,9 +170,17 @@ def test_forged_event_after_a_gap_is_caught_when_the_gap_fills(runtime: Runtime)
 def test_forged_event_filling_a_gap_is_caught(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(6)
-    ingest_batch(runtime.db, agent.device_id, agent.batch([*events[:3], *events[4:]]), now=runtime.clock())
+    ingest_batch(
+        runtime.db,
+        agent.device_id,
+        agent.batch([*events[:3], *events[4:]]),
+        now=runtime.clock(),
+        classify=classify_events,
+    )
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch([_forged(events[3])]), now=runtime.clock())
+    ingest_batch(
+        runtime.db, agent.device_id, agent.batch([_forged(events[3])]), now=runtime.clock(), classify=classify_events
+    )
 
     kinds = [(a["kind"], a["event_seq"]) for a in alerts.list_alerts(runtime.db, device_id=agent.device_id)]
     assert kinds == [(alerts.SEQ_GAP, 5), (alerts.CHAIN_BROKEN, 4)]
@@ -162,7 +191,9 @@ def test_events_chained_with_another_key_break_the_chain(runtime: Runtime) -> No
     impostor = enroll_agent(runtime)
     impostor.device_id = agent.device_id
 
-    ingest_batch(runtime.db, agent.device_id, impostor.batch(impostor.events(2)), now=runtime.clock())
+    ingest_batch(
+        runtime.db, agent.device_id, impostor.batch(impostor.events(2)), now=runtime.clock(), classify=classify_events
+    )
 
     assert _alert_kinds(runtime, agent.device_id) == [alerts.CHAIN_BROKEN, alerts.CHAIN_BROKEN]
 
@@ -175,7 +206,7 @@ def test_agent_tamper_and_stopped_events_raise_alerts(runtime: Runtime) -> None:
         agent.next_event(kind=EventKind.agent_stopped, severity=Severity.info, data={}),
     ]
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock(), classify=classify_events)
 
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
     assert [(a["kind"], a["event_seq"], a["severity"]) for a in raised] == [
@@ -201,7 +232,7 @@ def test_agent_tamper_alert_kind_follows_the_reported_reason(runtime: Runtime, r
     data = {} if reason is None else {"reason": reason}
     event = agent.next_event(kind=EventKind.agent_tamper, severity=Severity.medium, data=data)
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock(), classify=classify_events)
 
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
     assert [(a["kind"], a["severity"], a["event_seq"]) for a in raised] == [(kind, "high", 1)]
@@ -214,7 +245,9 @@ def test_keyring_unavailable_is_stored_but_not_alerted(runtime: Runtime) -> None
         kind=EventKind.agent_tamper, severity=Severity.high, data={"reason": "keyring_unavailable", "detail": "x"}
     )
 
-    outcome = ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+    outcome = ingest_batch(
+        runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock(), classify=classify_events
+    )
 
     assert (outcome.accepted, outcome.alerts) == (1, ())
     assert _alert_kinds(runtime, agent.device_id) == []
@@ -226,8 +259,8 @@ def test_replayed_tamper_event_does_not_alert_twice(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     batch = agent.batch([agent.next_event(kind=EventKind.agent_stopped)])
 
-    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
-    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events)
+    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events)
 
     assert _alert_kinds(runtime, agent.device_id) == [alerts.AGENT_STOPPED]
 
@@ -236,7 +269,9 @@ def test_devices_keep_separate_chains_and_seqs(runtime: Runtime) -> None:
     one, two = enroll_agent(runtime, team="a"), enroll_agent(runtime, team="b")
 
     for agent in (one, two):
-        outcome = ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(20)), now=runtime.clock())
+        outcome = ingest_batch(
+            runtime.db, agent.device_id, agent.batch(agent.events(20)), now=runtime.clock(), classify=classify_events
+        )
         assert outcome.accepted == 20
 
     assert _count_events(runtime, one.device_id) == _count_events(runtime, two.device_id) == 20
@@ -248,7 +283,9 @@ def test_ingest_updates_last_seen_and_user(runtime: Runtime) -> None:
     agent.user = "second"
     runtime.clock.advance(timedelta(minutes=10))  # type: ignore[attr-defined]
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(2)), now=runtime.clock())
+    ingest_batch(
+        runtime.db, agent.device_id, agent.batch(agent.events(2)), now=runtime.clock(), classify=classify_events
+    )
 
     (listed,) = devices.list_devices(runtime.db, now=runtime.clock(), offline_after=timedelta(minutes=3))
     assert listed["user"] == "second"
@@ -261,7 +298,9 @@ def test_revoked_device_cannot_ingest(runtime: Runtime) -> None:
     assert devices.revoke_device(runtime.db, agent.device_id, now=runtime.clock())
 
     with pytest.raises(DeviceGone):
-        ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(1)), now=runtime.clock())
+        ingest_batch(
+            runtime.db, agent.device_id, agent.batch(agent.events(1)), now=runtime.clock(), classify=classify_events
+        )
 
 
 def test_event_time_with_an_offset_is_stored_as_the_same_instant(runtime: Runtime) -> None:
@@ -269,7 +308,7 @@ def test_event_time_with_an_offset_is_stored_as_the_same_instant(runtime: Runtim
     local = datetime(2026, 4, 1, 14, 30, 15, 250000, tzinfo=timezone(timedelta(hours=5, minutes=30)))
     event = agent.next_event(ts=local)
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock(), classify=classify_events)
 
     (stored,) = events.list_events(runtime.db, device_id=agent.device_id)
     assert datetime.fromisoformat(stored["ts"]) == local
@@ -291,7 +330,7 @@ def test_enforced_and_warned_control_events_alert_supervisors_and_audits_do_not(
         agent.next_event(kind=EventKind.agent_collector_failed, action="observed", data={"gave_up": True}),
     ]
 
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock(), classify=classify_events)
 
     raised = alerts.list_alerts(runtime.db, device_id=agent.device_id)
     assert sorted((a["event_seq"], a["kind"], a["severity"]) for a in raised) == [

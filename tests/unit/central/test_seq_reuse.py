@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
+from central.alerting.classify import classify_events
 from central.runtime import Runtime
 from central.simulate import SimulatedAgent
 from central.store import alerts, devices, tables
@@ -30,7 +31,9 @@ def _restarted(agent: SimulatedAgent) -> SimulatedAgent:
 
 def test_a_new_event_under_a_stored_seq_is_refused_and_alerted_not_counted_as_a_duplicate(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(5)), now=runtime.clock())
+    ingest_batch(
+        runtime.db, agent.device_id, agent.batch(agent.events(5)), now=runtime.clock(), classify=classify_events
+    )
     before = _stored(runtime, agent.device_id)
     reborn = _restarted(agent)
     quarantined = reborn.next_event(
@@ -38,7 +41,9 @@ def test_a_new_event_under_a_stored_seq_is_refused_and_alerted_not_counted_as_a_
     )
 
     with pytest.raises(SeqReuse) as refused:
-        ingest_batch(runtime.db, agent.device_id, reborn.batch([quarantined]), now=runtime.clock())
+        ingest_batch(
+            runtime.db, agent.device_id, reborn.batch([quarantined]), now=runtime.clock(), classify=classify_events
+        )
 
     assert refused.value.seqs == [1]
     assert refused.value.last_seq == 5
@@ -55,11 +60,15 @@ def test_a_new_event_under_a_stored_seq_is_refused_and_alerted_not_counted_as_a_
 def test_a_batch_with_one_reused_seq_stores_nothing_of_it(runtime: Runtime) -> None:
     """All or nothing: an agent told 409 resends every event of the batch under new seqs."""
     agent = enroll_agent(runtime)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(3)), now=runtime.clock())
+    ingest_batch(
+        runtime.db, agent.device_id, agent.batch(agent.events(3)), now=runtime.clock(), classify=classify_events
+    )
     fresh = agent.events(2)  # seqs 4, 5: new
     reused = _restarted(agent).events(2)[1]  # seq 2: another event
     with pytest.raises(SeqReuse):
-        ingest_batch(runtime.db, agent.device_id, agent.batch([*fresh, reused]), now=runtime.clock())
+        ingest_batch(
+            runtime.db, agent.device_id, agent.batch([*fresh, reused]), now=runtime.clock(), classify=classify_events
+        )
     assert sorted(_stored(runtime, agent.device_id)) == [1, 2, 3]
     with runtime.db.read() as conn:
         last_seq = conn.execute(
@@ -71,8 +80,10 @@ def test_a_batch_with_one_reused_seq_stores_nothing_of_it(runtime: Runtime) -> N
 def test_an_exact_resend_is_still_a_duplicate(runtime: Runtime) -> None:
     agent = enroll_agent(runtime)
     events = agent.events(4)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock())
-    again = ingest_batch(runtime.db, agent.device_id, agent.batch(events[1:]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch(events), now=runtime.clock(), classify=classify_events)
+    again = ingest_batch(
+        runtime.db, agent.device_id, agent.batch(events[1:]), now=runtime.clock(), classify=classify_events
+    )
     assert (again.accepted, again.duplicates) == (0, 3)
     assert alerts.list_alerts(runtime.db, device_id=agent.device_id) == []
 
@@ -82,7 +93,9 @@ def test_two_different_events_under_one_seq_in_a_batch_are_a_seq_reuse(runtime: 
     mine = agent.events(2)
     other = _restarted(agent).events(2)[1]
     with pytest.raises(SeqReuse) as refused:
-        ingest_batch(runtime.db, agent.device_id, agent.batch([*mine, other]), now=runtime.clock())
+        ingest_batch(
+            runtime.db, agent.device_id, agent.batch([*mine, other]), now=runtime.clock(), classify=classify_events
+        )
     assert refused.value.seqs == [2]
     assert _stored(runtime, agent.device_id) == {}
     assert [a["kind"] for a in alerts.list_alerts(runtime.db, device_id=agent.device_id)] == [alerts.SEQ_REUSE]
@@ -91,13 +104,17 @@ def test_two_different_events_under_one_seq_in_a_batch_are_a_seq_reuse(runtime: 
 def test_events_chained_on_from_the_endpoints_head_are_accepted_without_tamper_alerts(runtime: Runtime) -> None:
     """What a resynchronised agent sends: seqs after the endpoint's last_seq, chained from its last_mac."""
     agent = enroll_agent(runtime)
-    ingest_batch(runtime.db, agent.device_id, agent.batch(agent.events(5)), now=runtime.clock())
+    ingest_batch(
+        runtime.db, agent.device_id, agent.batch(agent.events(5)), now=runtime.clock(), classify=classify_events
+    )
     device = devices.DeviceAuth(device_id=agent.device_id, team="collections")
     head = devices.record_heartbeat(runtime.db, device, Heartbeat(), now=runtime.clock())
     assert (head.last_seq, head.last_mac) == (5, agent.mac)
     reborn = _restarted(agent)
     reborn.seq, reborn.mac = head.last_seq, head.last_mac
-    outcome = ingest_batch(runtime.db, agent.device_id, reborn.batch(reborn.events(3)), now=runtime.clock())
+    outcome = ingest_batch(
+        runtime.db, agent.device_id, reborn.batch(reborn.events(3)), now=runtime.clock(), classify=classify_events
+    )
     assert (outcome.accepted, outcome.duplicates, outcome.alerts) == (3, 0, ())
 
 

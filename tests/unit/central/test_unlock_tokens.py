@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from central.alerting.classify import classify_events
 from central.runtime import Runtime
 from central.simulate import SimulatedAgent
 from central.store import alerts, audit, events, unlock_tokens
@@ -30,7 +31,7 @@ def _report_use(runtime: Runtime, agent: SimulatedAgent, data: dict[str, Any], *
         data=data,
         ts=runtime.clock() + timedelta(seconds=ts_offset_s),
     )
-    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, agent.batch([event]), now=runtime.clock(), classify=classify_events)
 
 
 def _alerts(runtime: Runtime, device_id: str) -> list[dict[str, Any]]:
@@ -178,7 +179,7 @@ def test_replayed_use_report_changes_nothing(runtime: Runtime) -> None:
     event = agent.next_event(kind=EventKind.agent_unlock_used, data={"token_id": "ffffffffffffffff"})
     batch = agent.batch([event])
 
-    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
-    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock())
+    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events)
+    ingest_batch(runtime.db, agent.device_id, batch, now=runtime.clock(), classify=classify_events)
 
     assert [a["kind"] for a in _alerts(runtime, agent.device_id)] == [alerts.UNLOCK_FORGED]

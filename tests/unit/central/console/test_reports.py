@@ -89,3 +89,24 @@ def test_report_figures_match_the_hand_computed_answers(runtime: Runtime, clock:
     other = figures.compute(runtime.db, start=START, end=END, team="u")
     assert other.violations_by_control["usb"] == 1
     assert other.review_buckets == {"0-30 days": 0, "31-90 days": 1, "over 90 days": 0}
+
+
+def test_acknowledgement_window_is_the_policys_reack_days_not_90(runtime: Runtime, clock: FakeClock) -> None:
+    fresh = enroll_agent(runtime, team="t").device_id
+    stale = enroll_agent(runtime, team="t", user="ben").device_id
+    event(runtime, fresh, "t", "policy.acknowledged", "observed", END - timedelta(days=10))
+    event(runtime, stale, "t", "policy.acknowledged", "observed", END - timedelta(days=40))
+
+    # The policy in force at the end still re-asks every 90 days: both acknowledgements count.
+    before = figures.compute(runtime.db, start=START, end=END, team="t")
+    assert (before.acknowledgement.numerator, before.acknowledgement.denominator) == (2, 2)
+
+    doc = PolicyDocument.model_validate({"version": 0, "controls": {"acknowledgement": {"reack_days": 30}}})
+    policies.publish(runtime.db, runtime.signer, doc, author="t", now=END - timedelta(days=1))
+    after = figures.compute(runtime.db, start=START, end=END, team="t")
+    assert (after.acknowledgement.numerator, after.acknowledgement.denominator) == (1, 2)
+
+    # A report that ended before the 30-day policy was published keeps the window agents applied then.
+    earlier_end = END - timedelta(days=2)
+    earlier = figures.compute(runtime.db, start=START - timedelta(days=7), end=earlier_end, team="t")
+    assert (earlier.acknowledgement.numerator, earlier.acknowledgement.denominator) == (2, 2)
