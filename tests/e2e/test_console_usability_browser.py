@@ -23,7 +23,8 @@ from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from central.store import tables
 from policy_client.schema import EventKind, Severity
-from tests.integration.central.console.live import PASSWORD, Console, serve_console, wait_until
+from tests.integration.central.console.live import PASSWORD, Console, serve_console
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -202,7 +203,7 @@ def test_a_failed_webhook_shows_its_retry_state_and_an_admin_retries_it(page: An
             page.goto(console.url + "/console/deliveries")
             return "retrying" in page.inner_text("#deliveries")
 
-        wait_until(retrying, timeout=20, what="the failed delivery listed as retrying")
+        wait_for(retrying, timeout=20, what="the failed delivery listed as retrying")
         row = page.inner_text("#deliveries tbody tr")
         assert "503" in row, row
         assert re.search(r"\b[1-8] / 8\b", row), row
@@ -218,7 +219,7 @@ def test_a_failed_webhook_shows_its_retry_state_and_an_admin_retries_it(page: An
             page.goto(console.url + "/console/deliveries?state=delivered")
             return page.query_selector("#deliveries tr.delivery-delivered") is not None
 
-        wait_until(delivered, timeout=10, what="the message shown as delivered")
+        wait_for(delivered, timeout=10, what="the message shown as delivered")
         page.goto(console.url + "/console/audit")
         assert "delivery.retry" in page.inner_text("table")
 

@@ -11,7 +11,8 @@ from agent_app.core.runtime import AgentRuntime
 from policy_client.schema import Event, EventBatch, EventDraft, EventKind, IngestResult
 from policy_client.secrets import SecretStore
 from policy_client.transport import Transport
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

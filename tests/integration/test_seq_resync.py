@@ -35,7 +35,8 @@ from agent_app.core.uploader import Uploader
 from policy_client.schema import SEQ_RESYNC_HEADER, Action, EventDraft, EventKind, Severity
 from policy_client.secrets import OutboxKeys, key_id_for
 from policy_client.transport import Transport
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

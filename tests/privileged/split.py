@@ -17,7 +17,8 @@ import requests
 
 from central.commands import publish_policy
 from tests.support.desk_user import DeskUser, run_as, spawn_as
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 SERVICE_START_TIMEOUT = 60.0
 CARD = "4111 1111 1111 1111"

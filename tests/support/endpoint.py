@@ -11,9 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import requests
 
 from central.commands import create_api_token, issue_enroll_token
 from central.settings import ServerSettings
+from tests.support.waiting import wait_for
 
 
 def free_port() -> int:
@@ -29,22 +28,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-_TICK = threading.Event()  # never set: its wait() is the poll interval of wait_for's deadline loop
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout: float, what: str, poll: float = 0.05) -> None:
-    """Poll `predicate` until true; fail with `what` after `timeout` seconds. Never a fixed sleep."""
-    deadline = time.monotonic() + timeout
-    ready = False
-    while not ready:
-        ready = predicate()
-        if ready:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        _TICK.wait(poll)
 
 
 class EndpointProcess:

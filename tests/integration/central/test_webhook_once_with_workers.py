@@ -26,7 +26,8 @@ from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from central.store.console_tables import alert_outbox, alert_workflow
 from policy_client.schema import EventKind, Severity, utc_now
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 

@@ -20,8 +20,9 @@ from agent_app.core import paths
 from agent_app.core.enrol import enrol_here
 from agent_app.core.outbox import read_depth
 from tests.support.agent_process import TEST_KIND, AgentProcess, payload
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
 from tests.support.proxy import CALM, STORMY, FaultProxy
+from tests.support.waiting import wait_for
 
 LONG = os.environ.get("DESKWARDEN_LONG", "") not in ("", "0")
 FAST_RETRY = {"backoff_base": 0.02, "backoff_cap": 0.3}
