@@ -59,7 +59,7 @@ def test_a_thousand_events_raised_offline_arrive_exactly_once(tmp_path: Path, ag
         assert sorted(seqs) == list(range(1, max(seqs) + 1)), "seqs are not gap-free"
         names = sorted(e["data"]["name"] for e in stored if e["kind"] == "download.detected")
         assert names == sorted(f"file-{index}.pdf" for index in range(1000))
-        assert not [a for a in _alerts(endpoint, api) if a["kind"].startswith("tamper.chain")], "chain broke"
+        assert not [a for a in endpoint.alerts(api) if a["kind"].startswith("tamper.chain")], "chain broke"
 
         # A replayed batch is counted as duplicates and stored nowhere.
         replay = [Event.model_validate({k: e[k] for k in Event.model_fields}) for e in stored[:200]]
@@ -78,12 +78,3 @@ def test_a_thousand_events_raised_offline_arrive_exactly_once(tmp_path: Path, ag
         if runtime is not None:
             runtime.stop(reason="test")
         endpoint.stop()
-
-
-def _alerts(endpoint: EndpointProcess, token: str) -> list[dict[str, object]]:
-    import requests
-
-    response = requests.get(endpoint.url + "/v1/alerts", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    response.raise_for_status()
-    alerts: list[dict[str, object]] = response.json()
-    return alerts

@@ -121,12 +121,19 @@ class EndpointProcess:
 
     def events(self, token: str, **params: Any) -> list[dict[str, Any]]:
         """Every stored event matching `params`, following the read API's paging cursor."""
+        return self._every("/v1/events", "after_pk", "pk", token, params)
+
+    def alerts(self, token: str, **params: Any) -> list[dict[str, Any]]:
+        """Every alert matching `params` (`device_id`, `kind`, ...), following the read API's paging cursor."""
+        return self._every("/v1/alerts", "after_id", "id", token, params)
+
+    def _every(self, path: str, cursor_param: str, cursor_field: str, token: str, params: dict[str, Any]) -> list[Any]:
         result: list[dict[str, Any]] = []
         cursor = 0
         while True:
             response = requests.get(
-                self.url + "/v1/events",
-                params={"limit": 1000, "after_pk": cursor, **params},
+                self.url + path,
+                params={"limit": 1000, cursor_param: cursor, **params},
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=10,
             )
@@ -135,4 +142,4 @@ class EndpointProcess:
             result += page
             if len(page) < 1000:
                 return result
-            cursor = page[-1]["pk"]
+            cursor = int(page[-1][cursor_field])
