@@ -93,7 +93,7 @@ class EndpointProcess:
             raise AssertionError(f"endpoint exited with {self._proc.returncode}: {self._log.read_text()[-2000:]}")
         try:
             return requests.get(self.url + "/healthz", timeout=1).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or listening but still starting
             return False
 
     def kill(self) -> None:
