@@ -189,7 +189,8 @@ def _cmd_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_install(args: argparse.Namespace) -> int:
-    from agent_app.run import UNPROTECTED_WARNING, privileged
+    from agent_app.core.privilege import privileged
+    from agent_app.run import UNPROTECTED_WARNING
 
     if privileged():
         from agent_app.core.machine_install import install_machine
@@ -204,7 +205,7 @@ def _cmd_install(args: argparse.Namespace) -> int:
 
 def _cmd_uninstall(args: argparse.Namespace) -> int:
     from agent_app.core.autostart import uninstall
-    from agent_app.run import privileged
+    from agent_app.core.privilege import privileged
 
     if privileged():
         from agent_app.core.machine_install import uninstall_machine

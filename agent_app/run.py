@@ -21,6 +21,7 @@ from typing import IO, TYPE_CHECKING
 
 from agent_app.core import paths
 from agent_app.core.memory import limit_malloc_arenas, release_startup_memory
+from agent_app.core.privilege import privileged
 from agent_app.core.status import TICK_SECONDS
 from collectors.idle import IdleClock
 
@@ -42,20 +43,6 @@ def display_available() -> bool:
     if platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def privileged() -> bool:
-    """Root on Unix; an elevated administrator or SYSTEM on Windows."""
-    platform: str = sys.platform
-    if platform == "win32":
-        import ctypes
-
-        try:
-            return bool(getattr(ctypes, "windll").shell32.IsUserAnAdmin())  # noqa: B009 - absent off Windows
-        except (AttributeError, OSError):
-            return False
-    geteuid = getattr(os, "geteuid", None)
-    return geteuid is not None and geteuid() == 0
 
 
 @contextlib.contextmanager

@@ -86,11 +86,11 @@ def main() -> int:
             seeded += len(events)
         seed_s = time.perf_counter() - began
         rows = []
-        for label, team in (("whole fleet", None), ("one team", "team-3")):
+        for label, scope in (("whole fleet", None), ("one team", "team-3")):
             timings = []
             for _ in range(3):
                 t0 = time.perf_counter()
-                figures.compute(runtime.db, start=start, end=end, team=team)
+                figures.compute(runtime.db, start=start, end=end, team=scope)
                 timings.append((time.perf_counter() - t0) * 1000)
             rows.append((label, min(timings), max(timings)))
         backend = "PostgreSQL" if args.db else "SQLite"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent_app.core import paths
+from agent_app.core.privilege import privileged
 from policy_client.enrollment import enroll
 from policy_client.secrets import SecretStore, load_or_create_keys
 
@@ -15,9 +16,9 @@ def enrol_here(
     """Enrol the service whose state lives in `home` (default: the machine-wide state directory when run as
     root, else DESKWARDEN_HOME or the user data dir). `machine`: secrets in the machine scope (the service)."""
     if home is None:
-        home = paths.service_state_dir() if machine and _privileged() else paths.state_dir()
+        home = paths.service_state_dir() if machine and privileged() else paths.state_dir()
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SecretStore(home, machine=machine, backend=_machine_backend() if machine and _privileged() else None)
+    store = SecretStore(home, machine=machine, backend=_machine_backend() if machine and privileged() else None)
     keys = load_or_create_keys(store)
     config = enroll(
         server_url,
@@ -29,12 +30,6 @@ def enrol_here(
         config_file=paths.config_path(home),
     )
     return config.device_id
-
-
-def _privileged() -> bool:
-    from agent_app.run import privileged
-
-    return privileged()
 
 
 def _machine_backend() -> object | None:

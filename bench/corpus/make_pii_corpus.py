@@ -17,6 +17,7 @@ import re
 import string
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 from stdnum import iban as _iban
 from stdnum import luhn, verhoeff
@@ -451,9 +452,18 @@ def _fill(template: str, rnd: random.Random) -> tuple[str, list[dict[str, object
     return "".join(parts), spans
 
 
-def build(split: str, templates: list[str], seed: int) -> list[dict[str, object]]:
+class CorpusRecord(TypedDict):
+    """One line of a pii_*.jsonl file: a text and the labelled values in it."""
+
+    id: str
+    split: str
+    text: str
+    spans: list[dict[str, object]]
+
+
+def build(split: str, templates: list[str], seed: int) -> list[CorpusRecord]:
     rnd = random.Random(seed)
-    out: list[dict[str, object]] = []
+    out: list[CorpusRecord] = []
     for t_index, template in enumerate(templates):
         for n in range(PER_TEMPLATE):
             text, spans = _fill(template, rnd)
@@ -468,7 +478,7 @@ def main() -> None:
         with path.open("w", encoding="utf-8") as fh:
             for record in records:
                 fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        labelled = sum(len(r["spans"]) for r in records)  # type: ignore[arg-type]
+        labelled = sum(len(r["spans"]) for r in records)
         print(f"{path.relative_to(HERE.parent.parent)}: {len(records)} records, {labelled} labelled values")
 
 

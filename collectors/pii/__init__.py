@@ -7,7 +7,8 @@ on a worker for large text; downloads on its collector thread). Nothing here log
 from __future__ import annotations
 
 from collectors.pii.confidence import CONFIDENCE_LEVELS, DEFAULT_MIN_CONFIDENCE, confidence_at_least
-from collectors.pii.detectors import ALL, DEFAULT_LIMIT_CHARS, Finding, ScanResult, mask_text, scan, scan_text
+from collectors.pii.detectors import ALL, DEFAULT_LIMIT_CHARS, ScanResult, mask_text, scan, scan_text
+from collectors.pii.findings import Finding
 from collectors.pii.masking import keyed_hash, mask, normalise, summarize
 
 __all__ = [

@@ -18,8 +18,9 @@ from stdnum.in_ import pan as _pan
 from stdnum.us import ssn as _ssn
 
 from collectors.pii.confidence import LOW, MEDIUM, confidence, confidence_at_least, has_keyword
+from collectors.pii.findings import Finding
 from collectors.pii.masking import MASK_CHAR, SEPARATORS, apply_masks, mask
-from policy_client.schema import ALL_DETECTORS, Confidence
+from policy_client.schema import ALL_DETECTORS
 
 ALL: tuple[str, ...] = tuple(ALL_DETECTORS)
 DEFAULT_LIMIT_CHARS = 5 * 1024 * 1024
@@ -27,17 +28,6 @@ DEFAULT_LIMIT_CHARS = 5 * 1024 * 1024
 
 _PRIORITY = {name: rank for rank, name in enumerate(("card", "aadhaar", "iban", "ssn", "pan", "phone", "email"))}
 """When two findings overlap, the longer wins; on a tie, the earlier name here wins."""
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """One detected value: its detector, its span in the scanned text, its masked form and how sure it is."""
-
-    type: str
-    start: int
-    end: int
-    masked: str
-    confidence: Confidence = "medium"
 
 
 @dataclass(frozen=True, slots=True)

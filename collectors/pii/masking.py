@@ -9,10 +9,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from collectors.pii.detectors import Finding
+from collectors.pii.confidence import CONFIDENCE_LEVELS
+from collectors.pii.findings import Finding
 
 MASK_CHAR = "X"
 REVEAL_LAST = 4
@@ -21,9 +21,8 @@ MIN_CHARS_TO_REVEAL = 8
 SEPARATORS = frozenset(" -.()+@/")
 """Characters kept as they are: they show the shape of a value, not its content."""
 HASH_HEX_CHARS = 16
-_LEVEL_RANK = {"low": 0, "medium": 1, "high": 2}
-"""Confidence levels lowest first, as `collectors.pii.confidence.CONFIDENCE_LEVELS` (no import: that module imports
-the policy schema, and masking stays dependency-free)."""
+_LEVEL_RANK = {level: rank for rank, level in enumerate(CONFIDENCE_LEVELS)}
+"""Confidence levels lowest first."""
 
 
 def mask(value: str, detector: str) -> str:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from collectors.pii.containers import is_container, walk
-from collectors.pii.detectors import ALL, DEFAULT_LIMIT_CHARS, Finding, scan
+from collectors.pii.detectors import ALL, DEFAULT_LIMIT_CHARS, scan
 from collectors.pii.extract import read_text_stream
+from collectors.pii.findings import Finding
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1

@@ -12,17 +12,10 @@ import pytest
 
 from central.store.console_config import ConsoleConfig, save_config
 from policy_client.schema import PolicyDocument
-from tests.integration.central.console.live import PASSWORD, Console
+from tests.e2e.console_browser import log_in
+from tests.integration.central.console.live import Console
 
 pytestmark = pytest.mark.e2e
-
-
-def _login(page: Any, console: Console, name: str) -> None:
-    page.goto(f"{console.url}/console/login")
-    page.fill("#username", name)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/console/alerts*")
 
 
 def _rows(table: Any) -> list[list[str]]:
@@ -38,7 +31,7 @@ def test_the_second_admin_reads_each_changed_field_before_approving(page: Any, b
     console.user("kim", "admin")
     _agent, headers = console.enroll(team="team-a")
 
-    _login(page, console, "sam")
+    log_in(page, console, "sam")
     page.goto(f"{console.url}/console/policy")
     document = json.loads(page.input_value("#document"))
     document["controls"]["usb"]["mode"] = "block"
@@ -58,7 +51,7 @@ def test_the_second_admin_reads_each_changed_field_before_approving(page: Any, b
     try:
         second = context.new_page()
         second.set_default_timeout(10_000)
-        _login(second, console, "kim")
+        log_in(second, console, "kim")
         second.goto(f"{console.url}/console/policy")
         draft = second.wait_for_selector("div.draft[id^=draft-]")
         assert "routine tidy-up" in draft.inner_text()

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,43 +12,28 @@ import pytest
 
 from policy_client.schema import PolicyDocument, utc_now
 from policy_client.unlock_token import verify_unlock_token
-from tests.integration.central.console.live import PASSWORD, Console
+from tests.e2e.console_browser import log_in, screenshot
+from tests.integration.central.console.live import Console
 
 pytestmark = pytest.mark.e2e
-
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-
-def _login(page: Any, console: Console, name: str) -> None:
-    page.goto(f"{console.url}/console/login")
-    page.fill("#username", name)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/console/alerts*")
-
-
-def _shot(page: Any, name: str) -> None:
-    if os.environ.get("DESKWARDEN_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
 
 
 def test_live_alert_then_acknowledge_and_close_with_a_note(page: Any, console: Console) -> None:
     console.user("sup", "supervisor", ["team-a"])
     agent, headers = console.enroll(team="team-a", hostname="desk-7")
     page.goto(f"{console.url}/console/login")
-    _shot(page, "login")
-    _login(page, console, "sup")
+    screenshot(page, "login")
+    log_in(page, console, "sup")
     page.wait_for_selector("#live.on")
     console.raise_tamper(agent, headers)
     row = page.wait_for_selector("#alerts tbody tr[id^=alert-]")
     assert "tamper.agent_reported" in row.inner_text()
     assert "desk-7" in row.inner_text()
-    _shot(page, "alerts")
+    screenshot(page, "alerts")
     row.query_selector("a").click()
     page.click("#ack")
     page.wait_for_selector("text=Acknowledged.")
-    _shot(page, "alert-detail")
+    screenshot(page, "alert-detail")
     page.fill("#close-note", "Agent restarted by IT; no data left the desk")
     page.click("#close")
     page.wait_for_selector("#note")
@@ -63,7 +46,7 @@ def test_supervisor_is_refused_another_teams_alert_and_forged_forms(page: Any, c
     agent, headers = console.enroll(team="team-a")
     console.raise_tamper(agent, headers)
     console.state.alerting.tick()
-    _login(page, console, "sup-b")
+    log_in(page, console, "sup-b")
     answer = page.goto(f"{console.url}/console/alerts/1")
     assert answer is not None
     assert answer.status == 404
@@ -79,14 +62,14 @@ def test_policy_publish_round_trip_and_every_page(page: Any, console: Console) -
     console.user("admin", "admin", ["team-a"])
     agent, headers = console.enroll(team="team-a", hostname="desk-3")
     console.raise_tamper(agent, headers)
-    _login(page, console, "admin")
+    log_in(page, console, "admin")
     page.goto(f"{console.url}/console/policy")
     document = json.loads(page.input_value("#document"))
     document["controls"]["usb"]["mode"] = "block"
     page.fill("#document", json.dumps(document, indent=2))
     page.click("#preview")
     page.wait_for_selector("#diff")
-    _shot(page, "policy")
+    screenshot(page, "policy")
     page.click("#publish")
     page.wait_for_selector("text=Published policy version")
     served = httpx.get(f"{console.url}/v1/policy", headers=headers).json()
@@ -97,7 +80,7 @@ def test_policy_publish_round_trip_and_every_page(page: Any, console: Console) -
         answer = page.goto(f"{console.url}/console/{name}")
         assert answer is not None
         assert answer.status == 200, name
-        _shot(page, name)
+        screenshot(page, name)
 
 
 def test_admin_issues_an_unlock_token_from_the_devices_page(page: Any, console: Console) -> None:
@@ -105,7 +88,7 @@ def test_admin_issues_an_unlock_token_from_the_devices_page(page: Any, console: 
     agent, headers = console.enroll(team="team-a", hostname="desk-5")
     assert httpx.post(f"{console.url}/v1/heartbeat", json={"mode": "protected"}, headers=headers).status_code == 200
     console.enroll(team="team-a", hostname="desk-6")  # no heartbeat yet: shown as unprotected
-    _login(page, console, "admin")
+    log_in(page, console, "admin")
     page.goto(f"{console.url}/console/devices")
     row = f"#device-{agent.device_id}"
     assert page.inner_text(f"{row} .badge") == "protected"
@@ -122,4 +105,4 @@ def test_admin_issues_an_unlock_token_from_the_devices_page(page: Any, console: 
         text, device_id=agent.device_id, public_key=console.runtime.signer.public_raw, now=utc_now()
     )
     assert (token.scope, token.minutes) == ("quit", 20)
-    _shot(page, "devices-unlock-token")
+    screenshot(page, "devices-unlock-token")

@@ -4,19 +4,17 @@ password, and an open live page stops streaming when its session is logged out e
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from central.alerting.rules import Playbook, RuleSpec, save_rule
+from tests.e2e.console_browser import log_in, screenshot
 from tests.integration.central.console.live import PASSWORD, Console
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 PAGES = (
     "alerts",
     "devices",
@@ -31,20 +29,6 @@ PAGES = (
     "account",
     "deliveries",
 )
-
-
-def _login(page: Any, console: Console, name: str, password: str = PASSWORD) -> None:
-    page.goto(f"{console.url}/console/login")
-    page.fill("#username", name)
-    page.fill("#password", password)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/console/alerts*")
-
-
-def _shot(page: Any, name: str) -> None:
-    if os.environ.get("DESKWARDEN_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
 
 
 def _csp_violations(page: Any) -> list[str]:
@@ -63,7 +47,7 @@ def test_every_page_runs_under_the_csp_and_revoking_still_asks_first(page: Any, 
     agent, headers = console.enroll(team="team-a", hostname="desk-3")
     console.raise_tamper(agent, headers)
     violations = _csp_violations(page)
-    _login(page, console, "admin")
+    log_in(page, console, "admin")
     page.wait_for_selector("#live.on")  # live.js (a script file) runs under script-src 'self'
 
     for name in PAGES:
@@ -93,7 +77,7 @@ def test_a_stored_javascript_playbook_link_never_runs(page: Any, console: Consol
     agent, headers = console.enroll(team="team-a")
     console.raise_tamper(agent, headers)
     console.state.alerting.tick()
-    _login(page, console, "sup")
+    log_in(page, console, "sup")
 
     page.goto(f"{console.url}/console/alerts/1")
 
@@ -105,25 +89,25 @@ def test_a_stored_javascript_playbook_link_never_runs(page: Any, console: Consol
 
 def test_a_user_changes_their_password_in_the_browser(page: Any, console: Console) -> None:
     console.user("sup", "supervisor", ["team-a"])
-    _login(page, console, "sup")
+    log_in(page, console, "sup")
     page.goto(f"{console.url}/console/account")
     page.fill("#current", PASSWORD)
     page.fill("#new", "a-new-long-passphrase")
     page.fill("#confirm", "a-new-long-passphrase")
     page.click("#change-password")
     page.wait_for_selector("text=Password changed")
-    _shot(page, "account")
+    screenshot(page, "account")
 
     page.click("header .who button")  # sign out
     page.wait_for_url("**/console/login*")
-    _login(page, console, "sup", "a-new-long-passphrase")
+    log_in(page, console, "sup", "a-new-long-passphrase")
 
 
 def test_an_open_live_page_stops_streaming_after_logout_elsewhere(page: Any, console: Console) -> None:
     assert console.app is not None
     console.app.state.console = replace(console.app.state.console, stream_recheck_s=0.2)
     console.user("sup", "supervisor", ["team-a"])
-    _login(page, console, "sup")
+    log_in(page, console, "sup")
     page.wait_for_selector("#live.on")
     other = page.context.new_page()  # same browser, same session cookie
     other.goto(f"{console.url}/console/alerts")

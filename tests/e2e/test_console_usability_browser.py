@@ -23,17 +23,11 @@ from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from central.store import tables
 from policy_client.schema import EventKind, Severity
-from tests.integration.central.console.live import PASSWORD, Console, serve_console, wait_until
+from tests.e2e.console_browser import log_in
+from tests.integration.central.console.live import Console, serve_console
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _login(page: Any, console: Console, name: str) -> None:
-    page.goto(f"{console.url}/console/login")
-    page.fill("#username", name)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/console/alerts*")
 
 
 def _send(console: Console, agent: SimulatedAgent, headers: dict[str, str], events: list[Any]) -> None:
@@ -58,7 +52,7 @@ def test_times_show_in_the_viewers_own_zone_with_utc_kept_in_the_markup(browser:
     try:
         page = context.new_page()
         page.set_default_timeout(10_000)
-        _login(page, console, "ada")
+        log_in(page, console, "ada")
         page.wait_for_selector("#alerts time[data-local='1']")
         stamp = page.get_attribute("#alerts time", "datetime")
         shown = page.inner_text("#alerts time")
@@ -79,7 +73,7 @@ def test_long_unbroken_text_wraps_instead_of_widening_the_page(page: Any, consol
     endless = "x" * 240
     agent, headers = console.enroll(team="floor-1", hostname="desk-" + endless, user="u" + "y" * 200)
     _send(console, agent, headers, [_tamper(agent, detail="z" * 3000)])
-    _login(page, console, "ada")
+    log_in(page, console, "ada")
     assert "desk-xxx" in page.inner_text("#alerts")
     for path in ("/console/alerts", "/console/devices", f"/console/devices/{agent.device_id}"):
         page.goto(console.url + path)
@@ -90,7 +84,7 @@ def test_long_unbroken_text_wraps_instead_of_widening_the_page(page: Any, consol
 
 def test_a_supervisor_sees_no_admin_menu_items(page: Any, console: Console) -> None:
     console.user("sam", "supervisor", ["floor-1"])
-    _login(page, console, "sam")
+    log_in(page, console, "sam")
     menu = page.inner_text("header.top nav")
     for hidden in ("Policy", "Routing", "Teams & users", "Settings"):
         assert hidden not in menu, f"{hidden} is in a supervisor's menu: {menu!r}"
@@ -101,7 +95,7 @@ def test_a_supervisor_sees_no_admin_menu_items(page: Any, console: Console) -> N
 
 def test_an_admin_sees_the_whole_menu(page: Any, console: Console) -> None:
     console.user("ada", "admin")
-    _login(page, console, "ada")
+    log_in(page, console, "ada")
     menu = page.inner_text("header.top nav")
     for item in ("Policy", "Routing", "Teams & users", "Settings", "Deliveries"):
         assert item in menu
@@ -113,7 +107,7 @@ def test_alert_search_and_keyset_paging(page: Any, console: Console) -> None:
     two, two_headers = console.enroll(team="floor-2", hostname="desk-beta", user="ravi")
     _send(console, one, one_headers, [_tamper(one, n=i) for i in range(130)])
     _send(console, two, two_headers, [_tamper(two, needle="blue-marker-77")])
-    _login(page, console, "ada")
+    log_in(page, console, "ada")
 
     page.goto(console.url + "/console/alerts?status=")
     first = page.eval_on_selector_all("#alerts tbody tr", "rows => rows.map(r => r.id)")
@@ -196,13 +190,13 @@ def test_a_failed_webhook_shows_its_retry_state_and_an_admin_retries_it(page: An
             save_rule(conn, spec, now=console.runtime.clock())
         agent, headers = console.enroll(team="floor-1")
         _send(console, agent, headers, [_tamper(agent)])
-        _login(page, console, "ada")
+        log_in(page, console, "ada")
 
         def retrying() -> bool:
             page.goto(console.url + "/console/deliveries")
             return "retrying" in page.inner_text("#deliveries")
 
-        wait_until(retrying, timeout=20, what="the failed delivery listed as retrying")
+        wait_for(retrying, timeout=20, what="the failed delivery listed as retrying")
         row = page.inner_text("#deliveries tbody tr")
         assert "503" in row, row
         assert re.search(r"\b[1-8] / 8\b", row), row
@@ -218,7 +212,7 @@ def test_a_failed_webhook_shows_its_retry_state_and_an_admin_retries_it(page: An
             page.goto(console.url + "/console/deliveries?state=delivered")
             return page.query_selector("#deliveries tr.delivery-delivered") is not None
 
-        wait_until(delivered, timeout=10, what="the message shown as delivered")
+        wait_for(delivered, timeout=10, what="the message shown as delivered")
         page.goto(console.url + "/console/audit")
         assert "delivery.retry" in page.inner_text("table")
 
@@ -253,7 +247,7 @@ def test_a_device_page_shows_its_events_policy_alerts_and_is_team_scoped(page: A
         "collectors": {"clipboard": "running"},
     }
     assert httpx.post(f"{console.url}/v1/heartbeat", json=beat, headers=headers).status_code == 200
-    _login(page, console, "ada")
+    log_in(page, console, "ada")
     page.goto(console.url + "/console/devices")
     page.click("a.device-link")
     page.wait_for_url(f"**/console/devices/{agent.device_id}")

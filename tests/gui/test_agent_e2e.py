@@ -21,7 +21,8 @@ from central.commands import publish_policy
 from policy_client.secrets import SecretStore, load_or_create_keys
 from tests.gui.helpers import FakeClock
 from tests.support.collectors import all_collectors
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.gui, pytest.mark.integration]
 

@@ -10,7 +10,8 @@ import requests
 
 from agent_app.core.enrol import enrol_here
 from agent_app.core.runtime import AgentRuntime
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,8 @@ from agent_app.core.runtime import AgentRuntime
 from central.commands import publish_policy
 from policy_client.secrets import SecretStore, load_or_create_keys
 from tests.support.collectors import all_collectors
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,

@@ -17,7 +17,8 @@ from agent_app.core import paths
 from agent_app.core.enrol import enrol_here
 from agent_app.core.outbox import read_depth
 from tests.support.agent_process import TEST_KIND, AgentProcess, payload
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

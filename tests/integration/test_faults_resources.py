@@ -22,7 +22,8 @@ from agent_app.core.enrol import enrol_here
 from agent_app.core.outbox import read_depth
 from agent_app.core.runtime import AgentRuntime
 from policy_client.schema import EventDraft, EventKind, Severity
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

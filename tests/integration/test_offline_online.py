@@ -11,7 +11,8 @@ from agent_app.core.runtime import AgentRuntime
 from policy_client.schema import Event, EventBatch, EventDraft, EventKind, IngestResult
 from policy_client.secrets import SecretStore
 from policy_client.transport import Transport
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +59,7 @@ def test_a_thousand_events_raised_offline_arrive_exactly_once(tmp_path: Path, ag
         assert sorted(seqs) == list(range(1, max(seqs) + 1)), "seqs are not gap-free"
         names = sorted(e["data"]["name"] for e in stored if e["kind"] == "download.detected")
         assert names == sorted(f"file-{index}.pdf" for index in range(1000))
-        assert not [a for a in _alerts(endpoint, api) if a["kind"].startswith("tamper.chain")], "chain broke"
+        assert not [a for a in endpoint.alerts(api) if a["kind"].startswith("tamper.chain")], "chain broke"
 
         # A replayed batch is counted as duplicates and stored nowhere.
         replay = [Event.model_validate({k: e[k] for k in Event.model_fields}) for e in stored[:200]]
@@ -77,12 +78,3 @@ def test_a_thousand_events_raised_offline_arrive_exactly_once(tmp_path: Path, ag
         if runtime is not None:
             runtime.stop(reason="test")
         endpoint.stop()
-
-
-def _alerts(endpoint: EndpointProcess, token: str) -> list[dict[str, object]]:
-    import requests
-
-    response = requests.get(endpoint.url + "/v1/alerts", headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    response.raise_for_status()
-    alerts: list[dict[str, object]] = response.json()
-    return alerts

@@ -16,7 +16,8 @@ import pytest
 import requests
 
 from agent_app.core.enrol import enrol_here
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -28,7 +28,8 @@ from policy_client.schema import EventDraft, utc_now
 from policy_client.secrets import SecretStore, load_or_create_keys
 from policy_client.transport import Transport
 from tests.support.collectors import all_collectors
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,

@@ -35,7 +35,8 @@ from agent_app.core.uploader import Uploader
 from policy_client.schema import SEQ_RESYNC_HEADER, Action, EventDraft, EventKind, Severity
 from policy_client.secrets import OutboxKeys, key_id_for
 from policy_client.transport import Transport
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -166,18 +167,6 @@ def _delete_outbox(home: Path) -> list[str]:
     return gone
 
 
-def _alerts(endpoint: EndpointProcess, api: str, kind: str) -> list[dict[str, Any]]:
-    answer = requests.get(
-        endpoint.url + "/v1/alerts",
-        params={"kind": kind, "limit": 1000},
-        headers={"Authorization": f"Bearer {api}"},
-        timeout=10,
-    )
-    answer.raise_for_status()
-    rows: list[dict[str, Any]] = answer.json()
-    return rows
-
-
 def test_an_agent_whose_outbox_was_deleted_gets_its_next_quarantine_through(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,13 +200,13 @@ def test_an_agent_whose_outbox_was_deleted_gets_its_next_quarantine_through(
         wait_for(lambda: bool(arrived()), timeout=60, what="the first quarantine after the outbox was lost")
         [event] = arrived()
         wait_for(
-            lambda: any(a["data"].get("event_id") == event["id"] for a in _alerts(endpoint, api, event["kind"])),
+            lambda: any(a["data"].get("event_id") == event["id"] for a in endpoint.alerts(api, kind=event["kind"])),
             timeout=30,
             what="its download.quarantined alert",
         )
         stored = endpoint.events(api, device_id=device_id)
-        chain_broken = _alerts(endpoint, api, "tamper.chain_broken")
-        seq_gaps = _alerts(endpoint, api, "tamper.seq_gap")
+        chain_broken = endpoint.alerts(api, kind="tamper.chain_broken")
+        seq_gaps = endpoint.alerts(api, kind="tamper.seq_gap")
     finally:
         agent.stop()
         endpoint.stop()
@@ -375,8 +364,8 @@ def test_a_batch_refused_with_409_is_sent_again_under_new_seqs(endpoint: Endpoin
     assert transport.statuses[0] == 409
     stored = endpoint.events(api, device_id=agent.device_id)
     assert sorted(e["seq"] for e in stored) == list(range(1, 15))  # 10, the loss record, the 3 sent again
-    assert [a["event_seq"] for a in _alerts(endpoint, api, "tamper.seq_reuse")] == [1]
-    assert _alerts(endpoint, api, "tamper.chain_broken") == []
+    assert [a["event_seq"] for a in endpoint.alerts(api, kind="tamper.seq_reuse")] == [1]
+    assert endpoint.alerts(api, kind="tamper.chain_broken") == []
 
 
 def test_409s_without_a_way_to_resync_end_in_reported_dead_letters_not_a_loop(

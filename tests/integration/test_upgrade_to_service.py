@@ -21,7 +21,8 @@ from central.commands import issue_unlock_token
 from collectors.base import UserHome
 from policy_client.agent_config import load_config
 from policy_client.schema import EventDraft, EventKind
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.integration,

@@ -17,7 +17,8 @@ import requests
 
 from central.commands import publish_policy
 from tests.support.desk_user import DeskUser, run_as, spawn_as
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 SERVICE_START_TIMEOUT = 60.0
 CARD = "4111 1111 1111 1111"
@@ -132,15 +133,7 @@ class SplitDesk:
         return dict(device)
 
     def alerts(self) -> list[dict[str, Any]]:
-        response = requests.get(
-            self.endpoint.url + "/v1/alerts",
-            params={"device_id": self.device_id},
-            headers={"Authorization": f"Bearer {self.api_token}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        body = response.json()
-        return list(body if isinstance(body, list) else body.get("alerts", body.get("items", [])))
+        return self.endpoint.alerts(self.api_token, device_id=self.device_id)
 
     # --- teardown -----------------------------------------------------------------------------------------
 

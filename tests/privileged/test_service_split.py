@@ -16,7 +16,7 @@ import pytest
 
 from tests.privileged.split import CARD, SplitDesk, as_user_python, make_split_desk
 from tests.support.desk_user import DeskUser, run_as, spawn_as
-from tests.support.endpoint import wait_for
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.privileged, pytest.mark.integration]
 

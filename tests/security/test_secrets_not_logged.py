@@ -15,7 +15,8 @@ from agent_app.core.enrol import enrol_here
 from agent_app.core.runtime import AgentRuntime
 from collectors.downloads.collector import DownloadsCollector
 from policy_client.secrets import FILE_NAME, SecretStore, load_or_create_keys
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

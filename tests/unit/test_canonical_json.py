@@ -11,24 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy_client.schema import Action, EventKind, Severity, canonical_json, event_digest
+from tests.support import event_strategies
 
 
 def stdlib(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=20)
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _text
-)
-json_values = st.recursive(
-    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4), max_leaves=25
-)
+json_values = event_strategies.json_values(max_leaves=25)
 
 
 @settings(max_examples=400, deadline=None)
@@ -38,7 +28,7 @@ def test_any_json_value_matches_the_stdlib(value: Any) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(_text, json_values, max_size=6), st.integers(min_value=1, max_value=2**63 - 1))
+@given(event_strategies.event_data(max_leaves=25), st.integers(min_value=1, max_value=2**63 - 1))
 def test_event_bodies_with_enum_members_match(data: dict[str, Any], seq: int) -> None:
     body = {
         "id": "018f0000-0000-7000-8000-000000000000",
@@ -82,7 +72,7 @@ def test_event_digest_unchanged() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.dictionaries(_text, json_values, max_size=6))
+@given(event_strategies.event_data(max_leaves=25))
 def test_the_data_size_shortcut_never_passes_oversized_data(data: dict[str, Any]) -> None:
     from policy_client.schema import _data_length_at_most
 

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 import os
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, tzinfo
 from typing import Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -17,18 +17,8 @@ from hypothesis import strategies as st
 from agent_app.core.outbox_crypto import RowCipher, chain_mac, draft_body, utc
 from policy_client.schema import MAX_DATA_BYTES, Action, EventDraft, EventKind, RuleRef, Severity
 from policy_client.secrets import OutboxKeys, key_id_for
+from tests.support.event_strategies import event_data, json_text, rule_refs, timezones
 
-_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=20)
-_scalars = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | _text
-)
-_json = st.recursive(
-    _scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4), max_leaves=20
-)
 _DATA_KEY = bytes(range(32))
 _KEYS = OutboxKeys(key_id=key_id_for(_DATA_KEY), data_key=_DATA_KEY, chain_key=b"k" * 32)
 
@@ -39,25 +29,23 @@ def _stdlib(value: Any) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    data=st.dictionaries(_text, _json, max_size=6),
+    data=event_data(),
     seq=st.integers(min_value=1, max_value=2**63 - 1),
-    policy_version=st.integers(min_value=0, max_value=2**70) | st.none(),
-    offset_minutes=st.sampled_from([0, 0, 90, -300]),
-    user=_text,
+    rule=rule_refs(),
+    tz=timezones(),
+    user=json_text(),
 )
 def test_seal_draft_matches_the_step_by_step_form(
-    data: dict[str, Any], seq: int, policy_version: int | None, offset_minutes: int, user: str
+    data: dict[str, Any], seq: int, rule: RuleRef | None, tz: tzinfo, user: str
 ) -> None:
-    ts = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=timezone(timedelta(minutes=offset_minutes)))
-    if offset_minutes == 0:
-        ts = ts.replace(tzinfo=UTC)
+    ts = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=tz)
     draft = EventDraft(
         kind=EventKind.clipboard_sensitive,
         ts=ts,
         severity=Severity.high,
         user=user,
         action=Action.masked,
-        rule=None if policy_version is None else RuleRef(id="r", policy_version=policy_version),
+        rule=rule,
         data=data,
     )
     prev = os.urandom(32)

@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from central.commands import publish_policy
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 from tests.windows.harness import WineDesk, windows_path
 from tests.windows.wine_drives import define_removable_drive, send_arrival_to_the_service
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from central.commands import issue_unlock_token
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 from tests.windows.harness import WineDesk
 
 pytestmark = [pytest.mark.wine, pytest.mark.integration]

@@ -5,8 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
@@ -21,20 +20,11 @@ from central.runtime import Runtime
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from tests.pg import db_url, pg_url
+from tests.support.waiting import wait_for
 
 __all__ = ["db_url", "pg_url"]
 
 START_TIMEOUT_S = 20.0
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    """Poll `predicate` until true or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.01)
 
 
 @dataclass
@@ -72,7 +62,9 @@ def serve(settings: ServerSettings) -> Iterator[LiveEndpoint]:
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started or not thread.is_alive(), timeout=START_TIMEOUT_S, what="uvicorn start")
+        wait_for(
+            lambda: server.started or not thread.is_alive(), timeout=START_TIMEOUT_S, what="uvicorn start", poll=0.01
+        )
         assert server.started, "uvicorn did not start"
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=30.0) as client:

@@ -13,7 +13,8 @@ from sqlalchemy import select
 from central.simulate import batch_json
 from central.store import tables
 from policy_client.schema import MAX_BATCH_EVENTS
-from tests.integration.central.conftest import LiveEndpoint, wait_until
+from tests.integration.central.conftest import LiveEndpoint
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -147,7 +148,7 @@ def test_overload_is_429_with_retry_after(busy_endpoint: LiveEndpoint) -> None:
     with busy_endpoint.runtime.db.write() as conn:
         conn.execute(select(d.c.device_id).where(d.c.device_id == agent.device_id).with_for_update())
         sender.start()
-        wait_until(lambda: busy_endpoint.runtime.limiter.busy == 1, timeout=10, what="the first batch to hold the slot")
+        wait_for(lambda: busy_endpoint.runtime.limiter.busy == 1, timeout=10, what="the first batch to hold the slot")
         refused = busy_endpoint.client.post(
             "/v1/events", content=batch_json(other.batch(other.events(1))), headers=other_auth
         )
@@ -156,6 +157,6 @@ def test_overload_is_429_with_retry_after(busy_endpoint: LiveEndpoint) -> None:
     _assert_clear_4xx(refused, 429, "busy")
     assert refused.headers["Retry-After"] == "7"
     assert results[0].json() == {"accepted": 5, "duplicates": 0}
-    wait_until(lambda: busy_endpoint.runtime.limiter.busy == 0, timeout=10, what="the slot to be released")
+    wait_for(lambda: busy_endpoint.runtime.limiter.busy == 0, timeout=10, what="the slot to be released")
     again = busy_endpoint.client.post("/v1/events", content=batch_json(agent.batch(agent.events(1))), headers=auth)
     assert again.json() == {"accepted": 1, "duplicates": 0}

@@ -28,7 +28,8 @@ from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from tests.integration.central.conftest import serve
 from tests.support.agent_process import TEST_KIND, AgentProcess
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

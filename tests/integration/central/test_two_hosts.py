@@ -11,14 +11,9 @@ with the key A announced at enrolment, and an alert ingested through B reaches a
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,55 +29,21 @@ from central.store import tables
 from central.store.alerts import CHAIN_BROKEN, SEQ_GAP, SEQ_REUSE
 from central.store.sealing import KEY_FILE
 from policy_client.schema import EventKind, Severity
-from tests.support.endpoint import free_port, wait_for
+from tests.support.endpoint import EndpointProcess
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-@contextmanager
-def _host(settings: ServerSettings, workers: int, log: Path) -> Iterator[str]:
-    args = [sys.executable, "-m", "agent_app", "server", "--data-dir", str(settings.data_dir)]
-    args += ["--db", str(settings.db_url), "--port", str(settings.port), "--workers", str(workers)]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}
-        )
-    url = f"http://127.0.0.1:{settings.port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, timeout=60, what=f"deskwarden server on port {settings.port}")
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 @pytest.fixture
 def hosts(tmp_path: Path, pg_url: str) -> Iterator[tuple[ServerSettings, list[str]]]:
-    a = ServerSettings(data_dir=tmp_path / "host-a", db_url=pg_url, port=free_port())
-    prepare(a).db.dispose()  # first start: schema, policy signing key, sealing key, first policy
-    b = ServerSettings(data_dir=tmp_path / "host-b", db_url=pg_url, port=free_port())
-    b.data_dir.mkdir(mode=0o700)
-    for key in (a.signing_key_path, a.data_dir / KEY_FILE):
-        shutil.copy2(key, b.data_dir / key.name)
-    with ExitStack() as stack:
-        url_a = stack.enter_context(_host(a, 2, tmp_path / "a.log"))
-        url_b = stack.enter_context(_host(b, 1, tmp_path / "b.log"))
-        yield a, [url_a, url_b]
+    a = EndpointProcess(tmp_path / "host-a", db_url=pg_url, workers=2)
+    prepare(a.settings).db.dispose()  # first start: schema, policy signing key, sealing key, first policy
+    (tmp_path / "host-b").mkdir(mode=0o700)
+    b = EndpointProcess(tmp_path / "host-b", db_url=pg_url)
+    for key in (a.settings.signing_key_path, a.settings.data_dir / KEY_FILE):
+        shutil.copy2(key, b.settings.data_dir / key.name)
+    with a, b:
+        yield a.settings, [a.url, b.url]
 
 
 def test_one_agent_across_two_hosts(hosts: tuple[ServerSettings, list[str]]) -> None:

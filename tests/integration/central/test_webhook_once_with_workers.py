@@ -7,10 +7,6 @@ the routers race for the same alerts. The claim used to trust `rowcount` (-1 thr
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -30,11 +26,11 @@ from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from central.store.console_tables import alert_outbox, alert_workflow
 from policy_client.schema import EventKind, Severity, utc_now
-from tests.support.endpoint import free_port, wait_for
+from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
-ROOT = Path(__file__).resolve().parents[3]
 DEVICES = 4
 ALERTS_PER_DEVICE = 40  # in one batch each: 160 alerts routed while the other workers poll
 
@@ -85,38 +81,9 @@ def receiver() -> Iterator[WebhookReceiver]:
 @pytest.fixture
 def workers(tmp_path: Path, pg_url: str) -> Iterator[tuple[ServerSettings, str]]:
     """Three worker processes of one `deskwarden server` on the test's PostgreSQL database."""
-    settings = ServerSettings(data_dir=tmp_path / "server", db_url=pg_url, port=free_port())
-    log = tmp_path / "server.log"
-    args = [sys.executable, "-m", "agent_app", "server", "--data-dir", str(settings.data_dir), "--db", pg_url]
-    args += ["--port", str(settings.port), "--workers", "3"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=ROOT,
-            env=os.environ | {"PYTHONPATH": str(ROOT), "DESKWARDEN_ALLOW_INTERNAL_WEBHOOKS": "1"},
-        )
-    url = f"http://127.0.0.1:{settings.port}"
-
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        wait_for(up, timeout=60, what="deskwarden server --workers 3")
-        yield settings, url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    env = {"DESKWARDEN_ALLOW_INTERNAL_WEBHOOKS": "1"}
+    with EndpointProcess(tmp_path / "server", db_url=pg_url, workers=3, env=env) as endpoint:
+        yield endpoint.settings, endpoint.url
 
 
 def _enrol(url: str, settings: ServerSettings, hostname: str) -> tuple[SimulatedAgent, dict[str, str]]:

@@ -12,16 +12,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
-
-import requests
 
 from agent_app.core import paths
 from agent_app.core.enrol import enrol_here
 from agent_app.core.outbox import read_depth
 from tests.support.agent_process import TEST_KIND, AgentProcess, payload
-from tests.support.endpoint import EndpointProcess, wait_for
+from tests.support.endpoint import EndpointProcess
 from tests.support.proxy import CALM, STORMY, FaultProxy
+from tests.support.waiting import wait_for
 
 LONG = os.environ.get("DESKWARDEN_LONG", "") not in ("", "0")
 FAST_RETRY = {"backoff_base": 0.02, "backoff_cap": 0.3}
@@ -160,7 +158,7 @@ class Harness:
     def judge(self) -> list[str]:
         """Every problem found (empty when conservation held)."""
         problems: list[str] = []
-        alerts = self._alerts()
+        alerts = self.endpoint.alerts(self.api)
         for agent in self.agents:
             device = agent.device_id
             assert device is not None
@@ -197,20 +195,3 @@ class Harness:
             if broken:
                 problems.append(f"{device}: chain alerts {[(a['kind'], a.get('data')) for a in broken[:5]]}")
         return problems
-
-    def _alerts(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            response = requests.get(
-                self.endpoint.url + "/v1/alerts",
-                params={"after_id": after, "limit": 1000},
-                headers={"Authorization": f"Bearer {self.api}"},
-                timeout=10,
-            )
-            response.raise_for_status()
-            page: list[dict[str, Any]] = response.json()
-            result += page
-            if len(page) < 1000:
-                return result
-            after = int(page[-1]["id"])

@@ -9,8 +9,7 @@ import contextlib
 import re
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -25,18 +24,10 @@ from central.runtime import Runtime
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from policy_client.schema import EventKind, Severity
+from tests.support.waiting import wait_for
 
 PASSWORD = "correct-horse-battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        pause.wait(0.02)
 
 
 @dataclass
@@ -106,7 +97,7 @@ def serve_console(settings: ServerSettings, *, poll_s: float = 0.1) -> Iterator[
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-console", daemon=True)
     thread.start()
     try:
-        wait_until(lambda: server.started or not thread.is_alive(), timeout=20, what="uvicorn start")
+        wait_for(lambda: server.started or not thread.is_alive(), timeout=20, what="uvicorn start", poll=0.01)
         assert server.started, "uvicorn did not start"
         live = Console(
             url=f"http://127.0.0.1:{port}",

@@ -12,7 +12,8 @@ from sqlalchemy import select
 from central.settings import ServerSettings
 from central.store.console_tables import alert_workflow
 from policy_client.schema import EventKind, Severity
-from tests.integration.central.console.live import serve_console, wait_until
+from tests.integration.central.console.live import serve_console
+from tests.support.waiting import wait_for
 
 POLL_S = 60.0
 
@@ -35,5 +36,5 @@ def test_an_ingested_alert_is_routed_at_once_not_at_the_next_poll(tmp_path: Path
             with console.runtime.db.read() as conn:
                 return conn.execute(select(alert_workflow.c.alert_id)).first() is not None
 
-        wait_until(routed, timeout=POLL_S / 4, what="the alert routed after the ingest commit")
+        wait_for(routed, timeout=POLL_S / 4, what="the alert routed after the ingest commit")
         assert time.monotonic() - sent < POLL_S / 4

@@ -15,7 +15,8 @@ from central.store import policies, unlock_tokens
 from central.store.console_config import ConsoleConfig, save_config
 from policy_client.schema import EventKind, PolicyDocument, Severity, utc_now
 from policy_client.unlock_token import verify_unlock_token
-from tests.integration.central.console.live import Console, csrf_of, wait_until
+from tests.integration.central.console.live import Console, csrf_of
+from tests.support.waiting import wait_for
 
 
 def _routed_alerts(console: Console, client: httpx.Client) -> list[str]:
@@ -60,9 +61,9 @@ def test_supervisor_sees_only_their_team_and_can_close_with_a_note(console: Cons
     console.raise_tamper(agent_a, headers_a)
     console.raise_tamper(agent_b, headers_b)
     a = console.login("sup-a")
-    wait_until(lambda: len(_routed_alerts(console, a)) == 1, timeout=10, what="team-a alert routed")
+    wait_for(lambda: len(_routed_alerts(console, a)) == 1, timeout=10, what="team-a alert routed")
     b = console.login("sup-b")
-    wait_until(lambda: len(_routed_alerts(console, b)) == 1, timeout=10, what="team-b alert routed")
+    wait_for(lambda: len(_routed_alerts(console, b)) == 1, timeout=10, what="team-b alert routed")
     alert_a = int(_routed_alerts(console, a)[0].split('id="alert-')[1].split('"')[0])
 
     # The other team's alert by hand-typed URL: not found, and no action possible.
@@ -90,7 +91,7 @@ def test_auditor_reads_but_cannot_act(console: Console) -> None:
     agent, headers = console.enroll(team="team-a")
     console.raise_tamper(agent, headers)
     client = console.login("ada")
-    wait_until(lambda: len(_routed_alerts(console, client)) == 1, timeout=10, what="alert routed")
+    wait_for(lambda: len(_routed_alerts(console, client)) == 1, timeout=10, what="alert routed")
     alert_id = int(_routed_alerts(console, client)[0].split('id="alert-')[1].split('"')[0])
     token = csrf_of(client.get("/console/alerts").text)
     assert client.post(f"/console/alerts/{alert_id}/ack", data={"csrf_token": token}).status_code == 403

@@ -15,7 +15,8 @@ import pytest
 
 from central.settings import ServerSettings
 from policy_client.schema import EventKind
-from tests.integration.central.console.live import Console, csrf_of, serve_console, wait_until
+from tests.integration.central.console.live import Console, csrf_of, serve_console
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[4]
@@ -45,7 +46,7 @@ def two(tmp_path: Path, pg_url: str) -> Iterator[tuple[Console, str]]:
                 return child.poll() is not None
 
         try:
-            wait_until(up, timeout=30, what="second endpoint process")
+            wait_for(up, timeout=30, what="second endpoint process")
             assert child.poll() is None, "second endpoint process exited"
             yield first, url
         finally:
@@ -67,7 +68,7 @@ def test_alert_raised_through_one_process_arrives_on_the_others_stream(two: tupl
     ) as stream:
         lines = stream.iter_lines()
         assert next(lines).startswith("retry:")
-        wait_until(first.state.bus.listening.is_set, timeout=10, what="LISTEN")
+        wait_for(first.state.bus.listening.is_set, timeout=10, what="LISTEN")
         event = agent.next_event(kind=EventKind.agent_tamper)
         sent = httpx.post(
             f"{second_url}/v1/events",
