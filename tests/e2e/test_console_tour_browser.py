@@ -4,7 +4,6 @@ px), and with their data in the tables. With `DESKWARDEN_SCREENSHOTS=1` it saves
 
 from __future__ import annotations
 
-import os
 import socket
 from collections.abc import Iterator
 from dataclasses import replace
@@ -19,11 +18,12 @@ from central.alerting.rules import Channel, RuleSpec, save_rule
 from central.settings import ServerSettings
 from central.simulate import SimulatedAgent
 from policy_client.schema import Event, EventKind, Severity
-from tests.integration.central.console.live import PASSWORD, Console, serve_console, wait_until
+from tests.e2e.console_browser import log_in, screenshot
+from tests.integration.central.console.live import Console, serve_console
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 ADMIN_PAGES = (
     "alerts",
     "devices",
@@ -53,20 +53,6 @@ def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _shot(page: Any, name: str) -> None:
-    if os.environ.get("DESKWARDEN_SCREENSHOTS"):
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(SHOTS / f"console-{name}.png"), full_page=True)
-
-
-def _login(page: Any, console: Console, name: str) -> None:
-    page.goto(f"{console.url}/console/login")
-    page.fill("#username", name)
-    page.fill("#password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/console/alerts*")
 
 
 def _post(console: Console, agent: SimulatedAgent, headers: dict[str, str], events: list[Event]) -> None:
@@ -184,7 +170,7 @@ def _wait_for_failed_deliveries(page: Any, console: Console) -> None:
         page.goto(f"{console.url}/console/deliveries")
         return "retrying" in page.inner_text("#deliveries")
 
-    wait_until(listed, timeout=20, what="the chat webhook's failed deliveries listed")
+    wait_for(listed, timeout=20, what="the chat webhook's failed deliveries listed")
 
 
 def _page_is_whole(page: Any, errors: list[str], path: str) -> None:
@@ -208,24 +194,24 @@ def test_an_admin_tours_a_busy_floor_at_laptop_and_narrow_widths(browser: Any, c
             page.set_default_timeout(10_000)
             errors: list[str] = []
             page.on("pageerror", lambda exc, seen=errors: seen.append(str(exc)))
-            _login(page, console, "ada")
+            log_in(page, console, "ada")
             page.wait_for_selector("#alerts tbody tr[id^=alert-]")
             _wait_for_failed_deliveries(page, console)
             for name in ADMIN_PAGES:
                 _page_is_whole(page, errors, f"{console.url}/console/{name}")
                 if width == 1366:
-                    _shot(page, name)
+                    screenshot(page, name)
             _page_is_whole(page, errors, f"{console.url}/console/devices/{desk.device_id}")
             assert "statement_march.csv" in page.inner_text("#quarantine"), "the quarantined download is listed"
             assert "XXXX XXXX XXXX 4242" in page.inner_text("#device-events")
             if width == 1366:
-                _shot(page, "device")
+                screenshot(page, "device")
             _page_is_whole(page, errors, f"{console.url}/console/alerts?status=&device=cx-ldn-015")
             rows = page.inner_text("#alerts tbody")
             assert "cx-ldn-015" in rows
             assert "cx-ldn-014" not in rows
             if width == 1366:
-                _shot(page, "alert-search")
+                screenshot(page, "alert-search")
         finally:
             context.close()
 
@@ -234,7 +220,7 @@ def test_a_supervisor_tours_only_their_own_team(page: Any, console: Console) -> 
     _a_busy_floor(console)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    _login(page, console, "sam")
+    log_in(page, console, "sam")
     for name in SUPERVISOR_PAGES:
         _page_is_whole(page, errors, f"{console.url}/console/{name}")
         assert "hd-mnl-201" not in page.inner_text("body"), f"another team's desk on {name}"
