@@ -107,13 +107,13 @@ def agent_side_breakdown(outbox: Outbox, device_id: str, batches: int = 10) -> d
     totals = {"pending": 0.0, "encode": 0.0, "gzip": 0.0, "mark_sent": 0.0}
     for _ in range(batches):
         t0 = time.perf_counter()
-        part = outbox.pending(limit=500, max_bytes=952_000)
+        part = outbox.pending_wire(limit=500, max_bytes=952_000)
         t1 = time.perf_counter()
         body = encoder._encode(part)
         t2 = time.perf_counter()
         gzip_bytes(body)
         t3 = time.perf_counter()
-        outbox.mark_sent([e["seq"] for e in part])
+        outbox.mark_sent([row.seq for row in part])
         t4 = time.perf_counter()
         for key, value in zip(totals, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
             totals[key] += value * 1000 / batches

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ import psutil
 from pydantic import ValidationError
 
 from agent_app.core.backoff import DEFAULT_BASE_S, DEFAULT_CAP_S, Backoff, parse_retry_after
+from agent_app.core.outbox_crypto import WireRow
 from policy_client.schema import (
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,
@@ -49,7 +49,6 @@ _SPLIT_STATUSES = frozenset({400, 409, 422})
 MAX_RESYNCS_PER_CONFLICT = 3
 """409s answered by resynchronising before an accepted batch; past this (an endpoint that keeps refusing, or two
 agents sharing one credential) the refused events are dead-lettered and reported instead of looping."""
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _GROW_AFTER = 50
 """Consecutive accepted posts before a batch size lowered by a 413 is doubled again."""
 
@@ -64,7 +63,7 @@ class UploaderState(StrEnum):
 class OutboxLike(Protocol):
     """The part of agent_app.core.outbox.Outbox the uploader uses (one instance on the uploader thread)."""
 
-    def pending(self, *, limit: int = ..., max_bytes: int = ...) -> list[dict[str, Any]]: ...
+    def pending_wire(self, *, limit: int = ..., max_bytes: int = ..., after: int = ...) -> list[WireRow]: ...
 
     def mark_sent(self, seqs: Sequence[int]) -> Any: ...
 
@@ -462,12 +461,12 @@ class Uploader:
 
     def _drain_once(self, outbox: OutboxLike) -> bool:
         """Send one batch (splitting it as needed). True when there was anything to send."""
-        batch = outbox.pending(limit=self._limit, max_bytes=self._max_bytes)
+        batch = outbox.pending_wire(limit=self._limit, max_bytes=self._max_bytes)
         if not batch:
             with self._lock:
                 self._queue_depth = 0
             return False
-        dead: list[tuple[list[dict[str, Any]], int, str]] = []
+        dead: list[tuple[list[WireRow], int, str]] = []
         try:
             self._send_split(outbox, [batch], dead)
         finally:
@@ -477,13 +476,18 @@ class Uploader:
         return True
 
     def _send_split(
-        self, outbox: OutboxLike, stack: list[list[dict[str, Any]]], dead: list[tuple[list[dict[str, Any]], int, str]]
+        self,
+        outbox: OutboxLike,
+        stack: list[list[WireRow]],
+        dead: list[tuple[list[WireRow], int, str]],
     ) -> None:
+        """Post each part on the stack, halving parts the endpoint refuses as too large or for some of their
+        events."""
         while stack:
             part = stack.pop()
             status, content = self._post("/v1/events", self._encode(part))
             if 200 <= status < 300:
-                seqs = [e["seq"] for e in part]
+                seqs = [row.seq for row in part]
                 outbox.mark_sent(seqs)
                 self._after_success(len(seqs))
                 continue
@@ -501,27 +505,17 @@ class Uploader:
                 stack.append(part[:half])
                 continue
             detail = _detail(content)
-            seqs = [e["seq"] for e in part]
+            seqs = [row.seq for row in part]
             outbox.dead_letter(seqs, f"HTTP {status}: {detail}"[:500])
             dead.append((part, status, detail))
             log.warning("endpoint refused %s events with HTTP %s; moved to dead letter", len(seqs), status)
 
-    def _encode(self, part: list[dict[str, Any]]) -> bytes:
-        """The EventBatch body. Rows that carry their canonical `plaintext` (see outbox_crypto.RowBody)
-        are spliced in as bytes with device_id and mac added; plain dicts are serialised."""
-        device_id = self._device_id
-        device_json = json.dumps(device_id, ensure_ascii=False).encode()
-        head = b'"device_id":' + device_json + b',"mac":'
-        items: list[bytes] = []
-        for event in part:
-            raw = getattr(event, "plaintext", None)
-            mac = event.get("mac")
-            if isinstance(raw, bytes) and raw[:2] == b'{"' and isinstance(mac, str) and _HEX64.fullmatch(mac):
-                items.append(b"{" + head + b'"' + mac.encode() + b'",' + raw[1:])
-            else:
-                items.append(
-                    json.dumps({**event, "device_id": device_id}, separators=(",", ":"), ensure_ascii=False).encode()
-                )
+    def _encode(self, part: Sequence[WireRow]) -> bytes:
+        """The EventBatch body: each row's canonical plaintext spliced in as bytes, with device_id and mac added,
+        so the wire carries exactly the bytes that were chained."""
+        device_json = json.dumps(self._device_id, ensure_ascii=False).encode()
+        head = b'{"device_id":' + device_json + b',"mac":"'
+        items = [b'%s%s",%s' % (head, row.mac.encode(), row.plaintext[1:]) for row in part]
         return b'{"device_id":' + device_json + b',"events":[' + b",".join(items) + b"]}"
 
     def _after_success(self, count: int) -> None:
@@ -541,32 +535,30 @@ class Uploader:
             self._limit = max(1, size)
         self._successes = 0
 
-    def _report_dead(self, dead: list[tuple[list[dict[str, Any]], int, str]]) -> None:
+    def _report_dead(self, dead: list[tuple[list[WireRow], int, str]]) -> None:
         """One agent.dead_letter event per send cycle and status, unless it would only report itself."""
-        by_status: dict[int, list[tuple[list[dict[str, Any]], str]]] = {}
+        by_status: dict[int, list[tuple[list[WireRow], str]]] = {}
         for part, status, detail in dead:
             by_status.setdefault(status, []).append((part, detail))
         for status, parts in by_status.items():
             events = [e for part, _ in parts for e in part]
-            seqs = sorted(e["seq"] for e in events)
+            seqs = sorted(row.seq for row in events)
             with self._lock:
                 self._dead_total += len(seqs)
-            if all(e.get("kind") == EventKind.agent_dead_letter.value for e in events):
+            if all(row.kind == EventKind.agent_dead_letter.value for row in events):
                 # Reporting a refused dead-letter report with another one would loop forever.
                 log.error("endpoint refused %s agent.dead_letter events (seqs %s..%s)", len(seqs), seqs[0], seqs[-1])
                 continue
+            data: dict[str, Any] = {
+                "count": len(seqs),
+                "first_seq": seqs[0],
+                "last_seq": seqs[-1],
+                "seqs": seqs[:100],
+                "status": status,
+                "detail": parts[0][1],
+            }
             draft = EventDraft(
-                kind=EventKind.agent_dead_letter,
-                severity=Severity.high,
-                action=Action.failed,
-                data={
-                    "count": len(seqs),
-                    "first_seq": seqs[0],
-                    "last_seq": seqs[-1],
-                    "seqs": seqs[:100],
-                    "status": status,
-                    "detail": parts[0][1],
-                },
+                kind=EventKind.agent_dead_letter, severity=Severity.high, action=Action.failed, data=data
             )
             try:
                 self._record(draft)
@@ -574,8 +566,8 @@ class Uploader:
                 log.exception("could not record agent.dead_letter for %s events", len(seqs))
 
 
-def _ends(part: list[dict[str, Any]]) -> tuple[int, int]:
-    return part[0]["seq"], part[-1]["seq"]
+def _ends(part: list[WireRow]) -> tuple[int, int]:
+    return part[0].seq, part[-1].seq
 
 
 def _detail(content: bytes) -> str:
