@@ -14,6 +14,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -171,6 +172,8 @@ class Uploader:
         """409s answered by a resync since the last accepted batch."""
         self._resync_forced = False
         self._resyncs = 0
+        self._poster: ThreadPoolExecutor | None = None
+        """Posts event batches so the next one is read and compressed meanwhile (`_send_pipelined`)."""
 
     # --- public API (any thread) -----------------------------------------------------------------
 
@@ -264,6 +267,8 @@ class Uploader:
             finally:
                 outbox.close()
         finally:
+            if self._poster is not None:
+                self._poster.shutdown(wait=True)
             if self._transport is not None:
                 self._transport.close()
 
@@ -460,7 +465,7 @@ class Uploader:
     # --- events ----------------------------------------------------------------------------------
 
     def _drain_once(self, outbox: OutboxLike) -> bool:
-        """Send one batch (splitting it as needed). True when there was anything to send."""
+        """Send the queued events, batch after batch while the backlog lasts. True when there was anything to send."""
         batch = outbox.pending_wire(limit=self._limit, max_bytes=self._max_bytes)
         if not batch:
             with self._lock:
@@ -468,24 +473,101 @@ class Uploader:
             return False
         dead: list[tuple[list[WireRow], int, str]] = []
         try:
-            self._send_split(outbox, [batch], dead)
+            self._send_pipelined(outbox, batch, dead)
         finally:
             # Report what was dead-lettered even when a later half hit a retryable error.
             if dead:
                 self._report_dead(dead)
         return True
 
+    def _send_pipelined(
+        self, outbox: OutboxLike, batch: list[WireRow], dead: list[tuple[list[WireRow], int, str]]
+    ) -> None:
+        """Post `batch`, and while it is in flight read and compress the next one; once the endpoint accepts a
+        batch, post the next at once and mark the accepted one sent while that is in flight.
+
+        Batches still go out one at a time and in seq order: the next is posted only after the previous was
+        accepted whole. Any other answer drops the batch read ahead and goes through `_send_split`. An accepted
+        batch is marked sent after the next one left; if the agent stops in between, the endpoint takes the
+        resend as a duplicate of seqs it holds (as after any stop between its answer and `mark_sent`).
+        """
+        body = self._compress(self._encode(batch))
+        future = self._post_async(body)
+        inflight: Future[Any] | None = future  # the post not yet answered, for the `finally` to wait on
+        try:
+            while True:
+                ahead: list[WireRow] = []
+                ahead_body = b""
+                if self._keep_streaming():
+                    ahead = outbox.pending_wire(limit=self._limit, max_bytes=self._max_bytes, after=batch[-1].seq)
+                    if ahead:
+                        ahead_body = self._compress(self._encode(ahead))
+                inflight = None
+                status, content = self._answer(future)
+                if not 200 <= status < 300:
+                    self._send_split(outbox, [batch], dead, first=(status, content))
+                    return
+                if ahead and self._keep_streaming():
+                    future = inflight = self._post_async(ahead_body)
+                else:
+                    ahead = []
+                outbox.mark_sent([row.seq for row in batch])
+                self._after_success(len(batch))
+                if not ahead:
+                    return
+                batch = ahead
+        finally:
+            if inflight is not None:
+                # Something failed while a batch was in flight: let it finish before the transport is used
+                # again. Its events stay queued and go out again (the endpoint drops the duplicates).
+                try:
+                    inflight.result()
+                except Exception:
+                    log.debug("a batch in flight failed after an earlier error", exc_info=True)
+
+    def _keep_streaming(self) -> bool:
+        """Read the next batch ahead only while nothing else is due on this thread."""
+        return not (
+            self._stopping.is_set()
+            or self._pending_resume is not None
+            or self._policy_due
+            or self._clock() >= self._next_heartbeat
+        )
+
+    def _compress(self, body: bytes) -> bytes:
+        assert self._transport is not None  # noqa: S101 - guarded by the state check in _loop
+        return self._transport.compress(body)
+
+    def _post_async(self, gzipped: bytes) -> Future[Any]:
+        """Start posting a compressed batch on the poster thread; `_answer` waits for it."""
+        assert self._transport is not None  # noqa: S101 - guarded by the state check in _loop
+        if self._poster is None:
+            self._poster = ThreadPoolExecutor(max_workers=1, thread_name_prefix="uploader-post")
+        return self._poster.submit(self._transport.post_gzipped, "/v1/events", gzipped)
+
+    def _answer(self, inflight: Future[Any]) -> tuple[int, bytes]:
+        try:
+            response = inflight.result()
+        except TransportError as exc:
+            raise _Retry(str(exc)) from None
+        return self._classify(response.status_code, response.headers.get("Retry-After"), response.content)
+
     def _send_split(
         self,
         outbox: OutboxLike,
         stack: list[list[WireRow]],
         dead: list[tuple[list[WireRow], int, str]],
+        *,
+        first: tuple[int, bytes] | None = None,
     ) -> None:
         """Post each part on the stack, halving parts the endpoint refuses as too large or for some of their
-        events."""
+        events. `first` is the endpoint's answer to the top part when that was posted already."""
         while stack:
             part = stack.pop()
-            status, content = self._post("/v1/events", self._encode(part))
+            if first is not None:
+                (status, content), first = first, None
+            else:
+                status, content = self._post("/v1/events", self._encode(part))
             if 200 <= status < 300:
                 seqs = [row.seq for row in part]
                 outbox.mark_sent(seqs)
