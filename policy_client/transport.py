@@ -1,7 +1,7 @@
 """HTTPS transport to the central endpoint: one requests.Session, TLS always verified, gzip bodies.
 
 A `Transport` belongs to one thread at a time (the uploader thread, or the CLI during enrolment). The uploader
-hands event posts to its one poster thread and waits for each before it uses the transport again; `compress`
+hands each event post to an `uploader-post` thread and waits for each before it uses the transport again; `compress`
 holds no state and may run on the uploader thread meanwhile.
 """
 
