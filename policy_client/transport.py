@@ -1,6 +1,8 @@
 """HTTPS transport to the central endpoint: one requests.Session, TLS always verified, gzip bodies.
 
-A `Transport` belongs to one thread at a time (the uploader thread, or the CLI during enrolment).
+A `Transport` belongs to one thread at a time (the uploader thread, or the CLI during enrolment). The uploader
+hands each event post to an `uploader-post` thread and waits for each before it uses the transport again; `compress`
+holds no state and may run on the uploader thread meanwhile.
 """
 
 from __future__ import annotations
@@ -138,13 +140,23 @@ class Transport:
         self, path: str, body: bytes, *, compress: bool = True, headers: dict[str, str] | None = None
     ) -> requests.Response:
         """POST already-serialised JSON, gzip-compressed unless `compress` is False."""
-        send_headers = {"Content-Type": "application/json"}
         if compress:
-            body = gzip_bytes(body, level=self._gzip_level)
-            send_headers["Content-Encoding"] = "gzip"
+            return self.post_gzipped(path, self.compress(body), headers=headers)
+        send_headers = {"Content-Type": "application/json"}
         if headers:
             send_headers.update(headers)
         return self._request("POST", path, data=body, headers=send_headers)
+
+    def compress(self, body: bytes) -> bytes:
+        """`body` gzip-compressed at this transport's level, for `post_gzipped` (any thread: no state)."""
+        return gzip_bytes(body, level=self._gzip_level)
+
+    def post_gzipped(self, path: str, gzipped: bytes, *, headers: dict[str, str] | None = None) -> requests.Response:
+        """POST JSON that `compress` already gzipped (the uploader compresses the next batch while one is in flight)."""
+        send_headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+        if headers:
+            send_headers.update(headers)
+        return self._request("POST", path, data=gzipped, headers=send_headers)
 
     def get(self, path: str, *, headers: dict[str, str] | None = None) -> requests.Response:
         return self._request("GET", path, headers=dict(headers or {}))

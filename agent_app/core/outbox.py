@@ -25,10 +25,12 @@ from agent_app.core.outbox_crypto import (
     NONCE_BYTES,
     RowCipher,
     RowUnreadable,
+    WireRow,
     canonical,
     chain_mac,
     event_ids,
     utc,
+    wire_plaintext,
 )
 from agent_app.core.outbox_recovery import RecoveryReport, is_corruption, open_checked, recover
 from agent_app.core.outbox_schema import STATE_SENT, OutboxTooNew
@@ -713,6 +715,44 @@ class Outbox:
                     bad.append((seq, str(kind)))
                     continue
                 out.append(body)
+                total += cost
+            if bad:
+                self._set_aside_unreadable(bad)
+            if out or not bad:
+                return out
+
+    def pending_wire(self, *, limit: int = 500, max_bytes: int = 1_000_000, after: int = 0) -> list[WireRow]:
+        """What `pending` returns, as the uploader sends it: each row's chained plaintext, not parsed into a dict.
+
+        Only rows above seq `after` (the uploader reads the next batch while the previous one is in flight).
+        """
+        return self._guarded(lambda: self._pending_wire(limit, max_bytes, after))
+
+    def _pending_wire(self, limit: int, max_bytes: int, after: int) -> list[WireRow]:
+        while True:
+            out: list[WireRow] = []
+            bad: list[tuple[int, str]] = []
+            total = 0
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT seq, kind, key_id, nonce, mac, ct, size FROM events"
+                    " WHERE state = 0 AND seq > ? ORDER BY seq LIMIT ?",
+                    (after, max(1, limit)),
+                )
+                .fetchall()
+            )
+            open_row = self._cipher.open
+            for seq, kind, key_id, nonce, mac, ct, size in rows:
+                cost = size + WIRE_OVERHEAD
+                if out and total + cost > max_bytes:
+                    break
+                try:
+                    plaintext = open_row(key_id=key_id, seq=seq, kind=kind, mac=mac, nonce=nonce, ct=ct)
+                    out.append(WireRow(seq, kind, mac.hex(), wire_plaintext(plaintext, seq)))
+                except RowUnreadable:
+                    bad.append((seq, str(kind)))
+                    continue
                 total += cost
             if bad:
                 self._set_aside_unreadable(bad)

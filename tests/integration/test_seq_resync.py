@@ -288,7 +288,11 @@ class FirstHeartbeatRefused(Transport):
                 refused.status_code = 400
                 refused._content = b'{"detail": "refused by the test"}'
                 return refused
-        response = super().post_json(path, body, compress=compress, headers=headers)
+        return super().post_json(path, body, compress=compress, headers=headers)
+
+    def post_gzipped(self, path: str, gzipped: bytes, *, headers: dict[str, str] | None = None) -> requests.Response:
+        # Every compressed post ends here: event batches (the uploader compresses them itself) and post_json's.
+        response = super().post_gzipped(path, gzipped, headers=headers)
         if path == "/v1/events":
             self.statuses.append(response.status_code)
         return response

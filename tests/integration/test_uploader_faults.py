@@ -172,6 +172,36 @@ def test_413_splits_batches_until_they_fit(make_agent: Callable[..., Agent]) -> 
     assert sum(1 for r in agent.server.requests("/v1/events") if r.status == 413) == before
 
 
+def _assert_never_ahead_of_an_unaccepted_batch(records: list[Any]) -> None:
+    """Each posted batch starts at or below the first seq the endpoint has not accepted yet."""
+    next_seq = 1
+    for record in records:
+        if not record.seqs:
+            continue  # refused before the body was read, or dropped mid-request
+        assert record.seqs[0] <= next_seq, f"seqs {record.seqs[0]}.. posted before {next_seq} was accepted"
+        assert list(record.seqs) == list(range(record.seqs[0], record.seqs[-1] + 1))
+        if record.status == 200 or record.status is None:  # None here: stored, then the connection dropped
+            next_seq = max(next_seq, record.seqs[-1] + 1)
+
+
+def test_a_backlog_streams_in_seq_order_and_a_failed_batch_is_sent_again_before_the_next(
+    make_agent: Callable[..., Agent],
+) -> None:
+    # The uploader reads the next batch while one is in flight; it must post it only after the endpoint accepted
+    # the one before: here the first batch is stored but its answer lost, the third gets a 503.
+    agent = make_agent({"script": [CommitThenDrop(), None, None, Reply(503, headers=(("Retry-After", "0"),))]})
+    seqs = agent.append(2300)
+    agent.uploader.start()
+    assert wait_for(lambda: agent.delivered(seqs))
+    assert wait_for(agent.drained)
+    records = agent.server.requests("/v1/events")
+    _assert_never_ahead_of_an_unaccepted_batch(records)
+    assert records[0].seqs == records[1].seqs == tuple(range(1, 501))  # the lost answer: the same batch again
+    assert agent.server.duplicates == 500
+    assert sorted(agent.server.accepted_seqs()) == seqs
+    assert agent.recorded.empty()
+
+
 def test_single_event_still_too_large_goes_to_dead_letter_and_is_reported(make_agent: Callable[..., Agent]) -> None:
     agent = make_agent({"max_events": 0})
     seqs = agent.append(3)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import tempfile
@@ -56,6 +57,13 @@ class OutboxMachine(RuleBasedStateMachine):
         expected = self.pending_model()[:limit]
         assert [e["seq"] for e in got] == expected
         assert [e["data"] for e in got] == [self.model[s][0] for s in expected]
+
+    @rule(limit=st.integers(1, 20), after=st.integers(0, 40))
+    def pending_wire(self, limit: int, after: int) -> None:
+        got = self.box.pending_wire(limit=limit, after=after)
+        expected = [seq for seq in self.pending_model() if seq > after][:limit]
+        assert [row.seq for row in got] == expected
+        assert [json.loads(row.plaintext)["data"] for row in got] == [self.model[s][0] for s in expected]
 
     @precondition(lambda self: bool(self.pending_model()))
     @rule(data=st.data())

@@ -113,6 +113,22 @@ def test_posts_gzip_with_the_bearer_credential() -> None:
         assert server.heartbeats()[0].queue_depth == 3
 
 
+def test_a_body_compressed_ahead_is_posted_as_gzip_with_the_bearer_credential() -> None:
+    with FaultyServer() as server:
+        transport = Transport(server.url, credential="cred-0123456789abcdef", gzip_level=6)
+        try:
+            packed = transport.compress(b'{"queue_depth": 4}')
+            response = transport.post_gzipped("/v1/heartbeat", packed)
+        finally:
+            transport.close()
+        assert gzip.decompress(packed) == b'{"queue_depth": 4}'
+        assert response.status_code == 200
+        (record,) = server.requests("/v1/heartbeat")
+        assert record.gzip
+        assert record.credential == "cred-0123456789abcdef"
+        assert server.heartbeats()[0].queue_depth == 4
+
+
 def test_connection_refused_becomes_transport_error() -> None:
     with FaultyServer() as server:
         url = server.url

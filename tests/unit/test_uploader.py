@@ -12,8 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent_app.core.backoff import MAX_RETRY_AFTER_S, Backoff, parse_retry_after
+from agent_app.core.outbox_crypto import WireRow
 from agent_app.core.uploader import Uploader, _detail
-from policy_client.schema import EventBatch
+from policy_client.schema import EventBatch, canonical_json
 
 NOW = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -105,8 +106,8 @@ def test_without_enrolment_the_state_is_not_enrolled() -> None:
     assert _uploader().state == "not_enrolled"
 
 
-def test_batch_body_is_a_valid_event_batch_built_from_pending_dicts() -> None:
-    pending = [
+def test_batch_body_is_a_valid_event_batch_built_from_wire_rows() -> None:
+    bodies = [
         {
             "id": "01890a5d-ac96-774b-bcce-b302099a8057",
             "seq": seq,
@@ -117,16 +118,17 @@ def test_batch_body_is_a_valid_event_batch_built_from_pending_dicts() -> None:
             "action": "observed",
             "rule": None,
             "data": {"label": "ÜSB"},
-            "mac": "ab" * 32,
         }
         for seq in (1, 2)
     ]
-    body = _uploader()._encode(pending)
+    rows = [WireRow(b["seq"], "usb.mounted", "ab" * 32, canonical_json(b)) for b in bodies]  # type: ignore[arg-type]
+    body = _uploader()._encode(rows)
     batch = EventBatch.model_validate_json(body)
     assert batch.device_id == "dev-9"
     assert [e.seq for e in batch.events] == [1, 2]
     assert {e.device_id for e in batch.events} == {"dev-9"}
-    assert "device_id" not in pending[0]  # the outbox's dicts are not mutated
+    assert {e.mac for e in batch.events} == {"ab" * 32}
+    assert [e.model_dump(mode="json", exclude={"device_id", "mac"}) for e in batch.events] == bodies
     assert "ÜSB".encode() in body
 
 

@@ -39,8 +39,9 @@ def test_spliced_rows_parse_as_the_same_events_and_their_chain_verifies(tmp_path
     with Outbox(tmp_path / "outbox.db", keys=keys) as box:
         box.append(drafts)
         pending = box.pending()
-    assert all(getattr(event, "plaintext", b"") for event in pending)  # the splice path is taken
-    body = _uploader('dev "7"')._encode(pending)
+        rows = box.pending_wire()
+    assert [row.seq for row in rows] == [event["seq"] for event in pending]
+    body = _uploader('dev "7"')._encode(rows)
     batch = EventBatch.model_validate_json(body)
     assert batch.device_id == 'dev "7"'
     prev = GENESIS_MAC
