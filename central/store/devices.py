@@ -96,7 +96,7 @@ def enroll_device(db: Database, request: EnrollRequest, *, now: datetime) -> Enr
 
 def find_device(db: Database, credential: str) -> DeviceAuth | None:
     d = tables.devices
-    with db.read() as conn:
+    with db.read(single_statement=True) as conn:
         row = conn.execute(
             select(d.c.device_id, d.c.team).where(
                 d.c.credential_hash == token_hash(credential), d.c.revoked_at.is_(None)
