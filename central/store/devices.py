@@ -6,6 +6,7 @@ raises `tamper.policy_unknown` (once per change of the advertised version).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -95,23 +96,49 @@ def enroll_device(db: Database, request: EnrollRequest, *, now: datetime) -> Enr
 
 
 def find_device(db: Database, credential: str) -> DeviceAuth | None:
+    return find_device_by_hash(db, token_hash(credential))
+
+
+def find_device_by_hash(db: Database, credential_hash: str) -> DeviceAuth | None:
+    """The device holding this credential, unless revoked. A credential's hash is written once, when its device
+    is enrolled (a new row), and only revocation takes it back: what `revocation_marker` lets a cache notice."""
     d = tables.devices
     with db.read(single_statement=True) as conn:
         row = conn.execute(
-            select(d.c.device_id, d.c.team).where(
-                d.c.credential_hash == token_hash(credential), d.c.revoked_at.is_(None)
-            )
+            select(d.c.device_id, d.c.team).where(d.c.credential_hash == credential_hash, d.c.revoked_at.is_(None))
         ).first()
     return None if row is None else DeviceAuth(device_id=str(row.device_id), team=str(row.team))
 
 
+_revocations_here = 0
+_revocations_lock = threading.Lock()
+
+
+def revocations_in_this_process() -> int:
+    """How many devices `revoke_device` has revoked in this process: changes at once after each revocation."""
+    return _revocations_here
+
+
+def revocation_marker(db: Database) -> int:
+    """How many devices are revoked, whoever revoked them (any process or host): grows with every revocation, as
+    devices are never un-revoked or deleted. One cheap statement; a credential cache compares it now and then."""
+    d = tables.devices
+    with db.read(single_statement=True) as conn:
+        return int(conn.execute(select(func.count(d.c.revoked_at))).scalar_one())
+
+
 def revoke_device(db: Database, device_id: str, *, now: datetime) -> bool:
+    global _revocations_here  # the process-wide count the credential caches watch
     d = tables.devices
     with db.write() as conn:
         result = conn.execute(
             update(d).where(d.c.device_id == device_id, d.c.revoked_at.is_(None)).values(revoked_at=now)
         )
-        return result.rowcount > 0
+        revoked = result.rowcount > 0
+    if revoked:
+        with _revocations_lock:
+            _revocations_here += 1
+    return revoked
 
 
 def _beat_device_statement() -> Any:
