@@ -2,7 +2,8 @@
 client, and exactly-once storage. Prints a markdown table.
 
 Run: .venv/bin/python bench/fleet.py [--agents 10000] [--seconds 60] [--store sqlite|postgres] [--workers 1]
-PostgreSQL uses $DESKWARDEN_TEST_PG (or --pg URL) and a fresh database per run.
+PostgreSQL uses $DESKWARDEN_TEST_PG (or --pg URL) and a fresh database per run. `--profile FILE` records where the
+endpoint's CPU goes (py-spy, the thread holding the GIL, collapsed stacks; docs/bench/fleet.md).
 
 The endpoint runs as `deskwarden server` would, in a process of its own (`run_server`, uvicorn with uvloop and
 httptools); the load generator is this process, so the two do not share an interpreter lock (an earlier version
