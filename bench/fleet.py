@@ -2,7 +2,8 @@
 client, and exactly-once storage. Prints a markdown table.
 
 Run: .venv/bin/python bench/fleet.py [--agents 10000] [--seconds 60] [--store sqlite|postgres] [--workers 1]
-PostgreSQL uses $DESKWARDEN_TEST_PG (or --pg URL) and a fresh database per run.
+PostgreSQL uses $DESKWARDEN_TEST_PG (or --pg URL) and a fresh database per run. `--profile FILE` records where the
+endpoint's CPU goes (py-spy, the thread holding the GIL, collapsed stacks; docs/bench/fleet.md).
 
 The endpoint runs as `deskwarden server` would, in a process of its own (`run_server`, uvicorn with uvloop and
 httptools); the load generator is this process, so the two do not share an interpreter lock (an earlier version
@@ -26,6 +27,7 @@ import platform
 import queue
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -213,6 +215,13 @@ def _cpu_seconds(server: psutil.Process) -> float:
     return total
 
 
+def _profiler(pid: int, out: Path, seconds: float) -> subprocess.Popen[bytes]:
+    """py-spy sampling the endpoint process for the run: only the thread holding the GIL, i.e. where its CPU goes."""
+    spy = Path(sys.executable).with_name("py-spy")
+    command = [str(spy), "record", "-p", str(pid), "-o", str(out), "-f", "raw", "-r", "100", "--gil"]
+    return subprocess.Popen([*command, "-d", str(max(1, int(seconds) - 1)), "--nonblocking"])
+
+
 def stored_events(settings: ServerSettings) -> int:
     runtime = prepare(settings)
     try:
@@ -230,6 +239,11 @@ def main() -> None:
     parser.add_argument("--store", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="endpoint worker processes (PostgreSQL only)")
     parser.add_argument("--pg", default=os.environ.get(PG_ENV), help=f"PostgreSQL URL (default ${PG_ENV})")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="write a py-spy profile of the endpoint process (collapsed stacks, py-spy raw format) to this file",
+    )
     args = parser.parse_args()
     if args.store == "postgres" and not args.pg:
         parser.error(f"set {PG_ENV} or --pg for --store postgres")
@@ -261,7 +275,10 @@ def main() -> None:
                 target=alert_thread, args=(url, alerter, alert_credential, api_token, stop, delays), daemon=True
             )
             alerts.start()
+            spy = _profiler(process.pid, args.profile, args.seconds) if args.profile else None
             drive(settings, fleet, args.seconds, args.threads, tally)
+            if spy is not None:
+                spy.wait(60)
             cpu_s = _cpu_seconds(server) - cpu_before
             stop.set()
             alerts.join(timeout=30)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from central.alerting.channels import Sender
@@ -20,6 +21,11 @@ from policy_client.schema import SCHEMA_VERSION, utc_now
 
 log = logging.getLogger(__name__)
 
+REQUEST_THREADS = 12
+"""Worker threads for blocking request work (anyio's default is 40). The work holds the GIL most of the time or
+waits on the one SQLite writer, so 40 threads mostly convoy on the GIL; see docs/bench/fleet.md for the measurement.
+"""
+
 
 def create_app(
     settings: ServerSettings,
@@ -28,17 +34,20 @@ def create_app(
     console: bool = True,
     alert_poll_s: float = 0.5,
     alert_sender: Sender | None = None,
+    request_threads: int = REQUEST_THREADS,
 ) -> FastAPI:
     """Migrate the store, make sure a signing key and a policy exist, and wire the routers.
 
     `console` adds the supervisor console, the alert stream and the alerting thread (routing,
-    deliveries, escalation, derived alerts, retention), started and stopped with the app.
+    deliveries, escalation, derived alerts, retention), started and stopped with the app. `request_threads` caps
+    the worker threads that run blocking request work (the event loop's default thread limiter).
     """
     runtime = prepare(settings, clock=clock)
     console_state: ConsoleState | None = None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads
         if console_state is not None:
             console_state.alerting.start()
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from central.auth.device_credentials import DeviceCredentials
 from central.settings import ServerSettings
 from central.signing import PolicySigner, load_or_create_signer
 from central.store import console_config, policies
@@ -61,6 +62,8 @@ class Runtime:
     signer: PolicySigner
     limiter: IngestLimiter
     clock: Clock = field(default=utc_now)
+    credentials: DeviceCredentials = field(default_factory=DeviceCredentials, compare=False)
+    """Verified device credentials of this process, dropped when a device is revoked (`authenticate_device`)."""
     alert_wake: threading.Event = field(default_factory=threading.Event, compare=False)
     """Set after an ingest commit wrote alerts; this process's alerting thread waits on it (`AlertingService`)."""
 

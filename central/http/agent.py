@@ -166,10 +166,13 @@ def _heartbeat(runtime: Runtime, raw: bytes, encoding: str | None, authorization
     device = authenticate_device(runtime, authorization)
     beat = parse(decode(raw, encoding, max_bytes=SMALL_BODY_BYTES), Heartbeat)
     check_int_range(policy_version=beat.policy_version, queue_depth=beat.queue_depth, rss_bytes=beat.rss_bytes)
-    outcome = devices.record_heartbeat(runtime.db, device, beat, now=runtime.clock())
+    try:
+        outcome = devices.record_heartbeat(runtime.db, device, beat, now=runtime.clock())
+    except DeviceGone:
+        raise ApiError(401, "device credential was revoked", headers={"WWW-Authenticate": "Bearer"}) from None
     if outcome.alerts:
         alerts_committed(runtime)
-    answer = HeartbeatResponse(policy_version=policies.latest_version(runtime.db))
+    answer = HeartbeatResponse(policy_version=outcome.policy_version)
     if resync:
         answer = answer.model_copy(update={"last_seq": outcome.last_seq, "last_mac": outcome.last_mac})
     return _json(answer.model_dump_json(exclude_none=True))

@@ -9,7 +9,7 @@ from fastapi import Request
 
 from central.http.errors import unauthorized
 from central.runtime import Runtime
-from central.store.devices import DeviceAuth, find_device
+from central.store.devices import DeviceAuth
 from central.store.tokens import ApiPrincipal, find_api_token
 
 
@@ -29,7 +29,7 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def authenticate_device(runtime: Runtime, authorization: str | None) -> DeviceAuth:
-    device = find_device(runtime.db, bearer_token(authorization))
+    device = runtime.credentials.find(runtime.db, bearer_token(authorization))
     if device is None:
         raise unauthorized("unknown or revoked device credential; enrol the device again")
     return device

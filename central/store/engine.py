@@ -64,9 +64,19 @@ class Database:
             yield
 
     @contextlib.contextmanager
-    def read(self) -> Iterator[Connection]:
+    def read(self, *, single_statement: bool = False) -> Iterator[Connection]:
+        """A read-only connection; its statements share one transaction (one snapshot).
+
+        `single_statement`: the block runs one statement, which is consistent by itself and needs no transaction
+        around it. SQLite then sends no BEGIN, PostgreSQL runs in autocommit (no BEGIN and ROLLBACK round trips):
+        the hot path's lookups cost a statement and nothing more."""
         with self.engine.connect() as conn:
-            conn.execution_options(readonly=True)
+            if single_statement:
+                conn.execution_options(readonly=True, single_statement=True)
+                if not self.is_sqlite:
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
+            else:
+                conn.execution_options(readonly=True)
             yield conn
 
     def dispose(self) -> None:
@@ -147,6 +157,9 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        if options.get("single_statement"):
+            return  # the statement runs in SQLite's own autocommit (`Database.read(single_statement=True)`)
         # IMMEDIATE takes the write lock up front, so a reader never has to upgrade to a writer
         # mid-transaction (which fails with SQLITE_BUSY instead of waiting).
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if not conn.get_execution_options().get("readonly") else "BEGIN")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if not options.get("readonly") else "BEGIN")

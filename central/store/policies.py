@@ -76,7 +76,7 @@ def parse_policy(document_bytes: bytes) -> PolicyDocument:
 
 def latest_version(db: Database, *, scope: str = GLOBAL_SCOPE) -> int:
     p = tables.policies
-    with db.read() as conn:
+    with db.read(single_statement=True) as conn:
         return int(conn.execute(select(func.coalesce(func.max(p.c.version), 0)).where(p.c.scope == scope)).scalar_one())
 
 
@@ -171,7 +171,7 @@ def policy_at(db: Database, version: int | None, *, scope: str = GLOBAL_SCOPE) -
     p = tables.policies
     query = select(p.c.version, p.c.payload, p.c.signature, p.c.key_id).where(p.c.scope == scope)
     query = query.order_by(p.c.version.desc()) if version is None else query.where(p.c.version == version)
-    with db.read() as conn:
+    with db.read(single_statement=True) as conn:
         row = conn.execute(query.limit(1)).first()
     if row is None:
         return None

@@ -122,3 +122,40 @@ def test_one_agent_across_two_hosts(hosts: tuple[ServerSettings, list[str]]) -> 
     assert CHAIN_BROKEN not in kinds
     assert SEQ_GAP not in kinds
     assert kinds.count(SEQ_REUSE) == 2
+
+
+def test_a_device_revoked_from_the_cli_is_refused_by_every_worker_of_both_hosts(
+    hosts: tuple[ServerSettings, list[str]],
+) -> None:
+    """Each worker caches verified device credentials; a revocation made elsewhere (here the CLI, a process of its own)
+    must reach them all: writes are refused at once by their own transaction, reads within the cache's recheck."""
+    settings, urls = hosts
+    token = commands.issue_enroll_token(settings, "team-a", timedelta(hours=1))
+    agent = SimulatedAgent()
+    enrolled = httpx.post(
+        f"{urls[0]}/v1/enroll",
+        json={"token": token, "hostname": "desk-2", "os": "linux", "user": "u", "chain_key": agent.chain_key_b64},
+        timeout=10,
+    )
+    assert enrolled.status_code == 200, enrolled.text
+    headers = {"Authorization": f"Bearer {enrolled.json()['credential']}"}
+    probes = 8  # enough requests per host that each of host A's two workers serves some
+    for url in urls:
+        for _ in range(probes):
+            assert httpx.get(f"{url}/v1/policy", headers=headers, timeout=10).status_code == 200
+
+    assert commands.revoke_device(settings, enrolled.json()["device_id"])
+
+    for url in urls:
+        for _ in range(probes):
+            beat = httpx.post(f"{url}/v1/heartbeat", json={"policy_version": 1}, headers=headers, timeout=10)
+            assert beat.status_code == 401, beat.text
+
+    def refused_everywhere() -> bool:
+        return all(
+            httpx.get(f"{url}/v1/policy", headers=headers, timeout=10).status_code == 401
+            for url in urls
+            for _ in range(probes)
+        )
+
+    wait_for(refused_everywhere, timeout=5, what="every worker to refuse the revoked credential")
