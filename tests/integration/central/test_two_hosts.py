@@ -30,6 +30,7 @@ from central.store.alerts import CHAIN_BROKEN, SEQ_GAP, SEQ_REUSE
 from central.store.sealing import KEY_FILE
 from policy_client.schema import EventKind, Severity
 from tests.support.endpoint import EndpointProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.integration]
 
