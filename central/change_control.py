@@ -1,7 +1,8 @@
 """Change control over change control: under the two-person rule, turning the rule off and granting the admin role
 (creating an admin, promoting a user, re-enabling a disabled admin) wait for a second admin. Each such change, held
 or (with the rule off) applied at once, raises a `governance.*` alert and is audited. Releasing a quarantined
-download to its desk (customer data leaving containment) waits for a second admin too; deleting one does not.
+download to its desk (customer data leaving containment) waits for a second admin too, with a
+`governance.release_held` alert; deleting one does not, and supersedes a release held for the same file.
 
 Called from console request worker threads.
 """
@@ -12,15 +13,14 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from central.auth import users
 from central.auth.principal import Principal, parse_role
 from central.signing import PolicySigner
-from central.store import admin_changes, audit, quarantine, tables
+from central.store import admin_changes, audit, quarantine
 from central.store.admin_changes import (
     ADMIN_GRANT,
     ALERT_ADMIN_GRANTED,
+    ALERT_RELEASE_HELD,
     ALERT_RULE_OFF,
     QUARANTINE_RELEASE,
     RULE_OFF,
@@ -178,32 +178,33 @@ def release_quarantined(
         return quarantine.issue(
             db, signer, device_id, quarantine_id, action="release", actor=actor, teams=teams, now=now
         )
-    files = {f["quarantine_id"]: f for f in quarantine.quarantined_files(db, device_id)}
     target = f"{device_id}:{quarantine_id}"
     with db.write() as conn:
-        team = quarantine.decidable(conn, device_id, quarantine_id, teams=teams)
+        held = quarantine.decidable(conn, device_id, quarantine_id, teams=teams)
         waiting = [c for c in admin_changes.pending_in(conn, kind=QUARANTINE_RELEASE) if c.target == target]
         if waiting:
             return Held(waiting[0].id)
-        listed = files.get(quarantine_id, {})
-        hostname = conn.execute(
-            select(tables.devices.c.hostname).where(tables.devices.c.device_id == device_id)
-        ).scalar_one_or_none()
         payload: dict[str, Any] = {
             "device_id": device_id,
             "quarantine_id": quarantine_id,
-            "hostname": str(hostname or device_id),
-            "team": team,
-            "name": str(listed.get("name", "")),
-            "findings": [f"{f['count']} x {f['type']}" for f in listed.get("findings", [])],
+            "hostname": held.hostname,
+            "team": held.team,
+            "name": held.name,
+            "findings": list(held.findings),
         }
         change_id = admin_changes.file(conn, QUARANTINE_RELEASE, target=target, payload=payload, actor=actor, now=now)
+        admin_changes.raise_alert(
+            conn,
+            ALERT_RELEASE_HELD,
+            data={"by": actor, "change": change_id, "status": "pending", "hostname": held.hostname},
+            now=now,
+        )
         audit.record(
             conn,
             actor=actor,
             action="governance.request",
             target=f"change:{change_id}",
-            team=team,
+            team=held.team,
             now=now,
             after={"kind": QUARANTINE_RELEASE} | payload,
         )
@@ -282,7 +283,7 @@ def _approve_release(
                 actor=actor,
                 action="governance.approve",
                 target=f"change:{change.id}",
-                team=str(change.payload.get("team", "")) or None,
+                team=change.team,
                 now=now,
                 after={"kind": change.kind, "requested_by": change.requested_by} | change.payload,
             )
@@ -291,6 +292,15 @@ def _approve_release(
     except quarantine.DecisionRefused as exc:
         with db.write() as conn:
             admin_changes.decide(conn, change.id, status="failed", actor=actor, now=now)
+            audit.record(
+                conn,
+                actor=actor,
+                action="governance.approve.failed",
+                target=f"change:{change.id}",
+                team=change.team,
+                now=now,
+                after={"kind": change.kind, "requested_by": change.requested_by, "error": str(exc)},
+            )
         raise ChangeStateError(f"change #{change.id} no longer applies: {exc}") from None
     return change
 

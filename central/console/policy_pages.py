@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from starlette.responses import Response
 
 from central import change_control, retention
+from central.auth.principal import Principal
 from central.console.deps import AdminActing, PathId, Viewer, back, page
 from central.console.state import console_of
 from central.runtime import Runtime
@@ -23,8 +24,9 @@ from policy_client.schema import PolicyDocument
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 
-def _context(runtime: Runtime) -> dict[str, Any]:
-    """What every rendering of the policy page shows besides the editor."""
+def _context(runtime: Runtime, who: Principal) -> dict[str, Any]:
+    """What every rendering of the policy page shows besides the editor; a held change about one desk (a
+    quarantined file's release) only to viewers who see that desk's team."""
     now = runtime.clock()
     drafts = [
         d | {"outcome": policy_changes.draft_outcome(runtime.db, d, now=now)}
@@ -34,7 +36,7 @@ def _context(runtime: Runtime) -> dict[str, Any]:
     return {
         "version": policies.latest_version(runtime.db),
         "drafts": drafts,
-        "changes": change_control.pending(runtime.db),
+        "changes": [c for c in change_control.pending(runtime.db) if who.sees(c.team)],
         "history": policy_changes.history(runtime.db),
         "config": load_config(runtime.db),
         "server_event_days": retention.fleet_event_days(runtime.db),
@@ -45,7 +47,7 @@ def _context(runtime: Runtime) -> dict[str, Any]:
 @router.get("/policy")
 def policy_page(request: Request, who: Viewer) -> Response:
     runtime = console_of(request).runtime
-    context = _context(runtime)
+    context = _context(runtime, who)
     return page(
         request,
         "policy.html",
@@ -70,7 +72,7 @@ def policy_submit(
 ) -> Response:
     who = session.principal
     runtime = console_of(request).runtime
-    context = _context(runtime)
+    context = _context(runtime, who)
     base = base_version if base_version is not None else context["version"]
     common: dict[str, Any] = {"document": document, "summary": summary, "base_version": base} | context
     try:

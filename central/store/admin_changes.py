@@ -27,6 +27,7 @@ QUARANTINE_RELEASE: ChangeKind = "quarantine.release"
 
 ALERT_RULE_OFF = "governance.two_person_rule_off"
 ALERT_ADMIN_GRANTED = "governance.admin_granted"
+ALERT_RELEASE_HELD = "governance.release_held"
 ALERT_TEAM = "(endpoint)"
 """Governance alerts concern the whole endpoint, not a team: only viewers who see every team see them."""
 
@@ -58,6 +59,11 @@ class AdminChange:
     decided_at: datetime | None
 
     @property
+    def team(self) -> str:
+        """The team a change concerns: a desk's team for a quarantined file's release, else the whole endpoint."""
+        return str(self.payload.get("team") or ALERT_TEAM)
+
+    @property
     def description(self) -> str:
         if self.kind == RULE_OFF:
             return "Turn the two-person rule off"
@@ -65,7 +71,7 @@ class AdminChange:
             teams = ", ".join(self.payload.get("teams") or []) or "no team"
             return f"Grant the admin role to {self.payload.get('name', self.target)} ({teams})"
         if self.kind == QUARANTINE_RELEASE:
-            found = ", ".join(str(f) for f in self.payload.get("findings") or []) or "no findings"
+            found = ", ".join(str(f) for f in self.payload.get("findings") or []) or "no personal data found"
             return (
                 f"Release the quarantined download {self.payload.get('name', '?')} ({found}) to the user of "
                 f"{self.payload.get('hostname', self.target)}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
 
@@ -118,26 +119,42 @@ def _decision(row: Any) -> dict[str, Any]:
     }
 
 
-def decidable(conn: Connection, device_id: str, quarantine_id: str, *, teams: frozenset[str] | None) -> str:
-    """The device's team when `quarantine_id` is one of its quarantined files, visible to `teams`, with no decision
-    waiting or carried out. Raises QuarantineNotFound or DecisionRefused."""
+@dataclass(frozen=True)
+class DecidableFile:
+    """A quarantined file an admin may decide about, as its `download.quarantined` event described it."""
+
+    team: str
+    hostname: str
+    name: str
+    findings: tuple[str, ...]
+    """"count x type" per finding."""
+
+
+def decidable(conn: Connection, device_id: str, quarantine_id: str, *, teams: frozenset[str] | None) -> DecidableFile:
+    """The file when `quarantine_id` is one of the device's quarantined files, visible to `teams`, with no decision
+    waiting or carried out. Locks the device's row (PostgreSQL) so two decisions about its files, from any worker
+    or host, are taken one after the other. Raises QuarantineNotFound or DecisionRefused."""
     if not QUARANTINE_ID_RE.match(quarantine_id):
         raise QuarantineNotFound(quarantine_id)
     d, e, c = tables.devices, tables.events, quarantine_commands
-    team = conn.execute(select(d.c.team).where(d.c.device_id == device_id)).scalar_one_or_none()
-    if team is None or (teams is not None and team not in teams):
+    device = conn.execute(select(d.c.team, d.c.hostname).where(d.c.device_id == device_id).with_for_update()).first()
+    if device is None or (teams is not None and device.team not in teams):
         raise QuarantineNotFound(device_id)
-    known = {
-        (r.data or {}).get("quarantine_id")
-        for r in conn.execute(
-            select(e.c.data).where(
-                e.c.device_id == device_id,
-                e.c.kind == EventKind.download_quarantined.value,
-                e.c.action == "quarantined",
+    data = next(
+        (
+            r.data
+            for r in conn.execute(
+                select(e.c.data).where(
+                    e.c.device_id == device_id,
+                    e.c.kind == EventKind.download_quarantined.value,
+                    e.c.action == "quarantined",
+                )
             )
-        )
-    }
-    if quarantine_id not in known:
+            if isinstance(r.data, dict) and r.data.get("quarantine_id") == quarantine_id
+        ),
+        None,
+    )
+    if data is None:
         raise QuarantineNotFound(quarantine_id)
     earlier = conn.execute(
         select(c.c.action, c.c.status).where(
@@ -149,7 +166,18 @@ def decidable(conn: Connection, device_id: str, quarantine_id: str, *, teams: fr
         raise DecisionRefused(
             f"this file is already being {verb}" if earlier.status == "pending" else f"this file was {verb}"
         )
-    return str(team)
+    listed = data.get("findings")
+    findings = tuple(
+        f"{f.get('count', 1)} x {str(f.get('type', '?'))[:32]}"
+        for f in (listed if isinstance(listed, list) else [])
+        if isinstance(f, dict)
+    )
+    return DecidableFile(
+        team=str(device.team),
+        hostname=str(device.hostname or device_id),
+        name=str(data.get("name", ""))[:256],
+        findings=findings,
+    )
 
 
 def issue(
@@ -182,7 +210,21 @@ def issue_in(
 ) -> dict[str, Any]:
     """`issue` inside the caller's write transaction."""
     c = quarantine_commands
-    team = decidable(conn, device_id, quarantine_id, teams=teams)
+    team = decidable(conn, device_id, quarantine_id, teams=teams).team
+    superseded = (
+        conn.execute(
+            update(admin_changes)
+            .where(
+                admin_changes.c.kind == QUARANTINE_RELEASE,
+                admin_changes.c.target == f"{device_id}:{quarantine_id}",
+                admin_changes.c.status == "pending",
+            )
+            .values(status="superseded", decided_by=actor[:128], decided_at=now)
+            .returning(admin_changes.c.id)
+        )
+        .scalars()
+        .all()
+    )
     command = QuarantineCommand(
         command_id=secrets.token_hex(8),
         device_id=device_id,
@@ -214,7 +256,8 @@ def issue_in(
         action=f"quarantine.{action}",
         target=f"{device_id}:{quarantine_id}",
         team=team,
-        after={"command_id": command.command_id, "expires_at": command.expires_at.isoformat()},
+        after={"command_id": command.command_id, "expires_at": command.expires_at.isoformat()}
+        | ({"superseded_changes": [int(i) for i in superseded]} if superseded else {}),
         now=now,
     )
     return {"command_id": command.command_id, "team": team}

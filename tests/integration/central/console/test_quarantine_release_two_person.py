@@ -18,6 +18,7 @@ from central.simulate import SimulatedAgent
 from central.store import admin_changes
 from central.store.console_config import load_config, save_config
 from central.store.console_tables import audit_log
+from central.store.tables import alerts
 from policy_client.schema import EventKind, Severity
 from tests.integration.central.console.live import Console, csrf_of
 
@@ -106,3 +107,29 @@ def test_deleting_stays_one_admins_decision_and_without_the_rule_a_release_is_is
     served = {c["quarantine_id"]: c["action"] for c in _served_commands(console, headers)}
     assert served == {released: "release", deleted: "delete"}
     assert admin_changes.pending(console.runtime.db, kind=admin_changes.QUARANTINE_RELEASE) == []
+
+
+def test_a_held_release_is_alerted_shown_only_to_its_team_and_a_delete_supersedes_it(console: Console) -> None:
+    console.user("ada", "admin")
+    console.user("bob", "admin")
+    console.user("sue", "supervisor", ["team-b"])
+    console.user("sam", "supervisor", ["team-a"])
+    save_config(
+        console.runtime.db, replace(load_config(console.runtime.db), two_person_rule=True), now=datetime.now(UTC)
+    )
+    agent, headers = console.enroll(team="team-a", hostname="desk-secret-a")
+    qid = _quarantine(console, agent, headers, 7)
+    ada, bob = console.login("ada"), console.login("bob")
+    assert "waits for a second admin" in _decide(ada, agent.device_id, qid, "release")
+
+    policy_for_bob = bob.get("/console/policy").text
+    assert "Release the quarantined download cards-7.csv (2 x card) to the user of desk-secret-a" in policy_for_bob
+    assert "desk-secret-a" not in console.login("sue").get("/console/policy").text, "another team's desk leaked"
+    assert "desk-secret-a" in console.login("sam").get("/console/policy").text
+    with console.runtime.db.read() as conn:
+        alerted = conn.execute(select(alerts.c.kind, alerts.c.data).where(alerts.c.kind == "governance.release_held"))
+        assert [row.data["by"] for row in alerted] == ["ada"]
+
+    assert "deleted when the device next asks" in _decide(bob, agent.device_id, qid, "delete")
+    assert admin_changes.pending(console.runtime.db, kind=admin_changes.QUARANTINE_RELEASE) == []
+    assert [c["action"] for c in _served_commands(console, headers)] == ["delete"], "the held release can no longer go"
