@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,13 @@ class SplitDesk:
     state: Path
     socket: Path
     display: str
+    media_root: Path = Path("/media")
+    """This desk's own removable-media root under /media: tests run in parallel, and another desk's service in
+    block mode would unmount (and report to its own endpoint) a stick mounted under a shared root."""
+    downloads: str = "Downloads"
+    """The folder under each home this desk's policy watches: its own, for the same reason as `media_root`."""
+    capture_tool: str = "flameshot"
+    """The screen-capture tool name this desk's policy blocks: its own, for the same reason as `media_root`."""
     api_token: str = ""
     device_id: str = ""
     service: subprocess.Popen[bytes] | None = None
@@ -168,8 +176,16 @@ def make_split_desk(
     desk = SplitDesk(
         python=python, endpoint=endpoint, state=base / "state", socket=run_dir / "service.sock", display=display
     )
+    Path("/media").mkdir(exist_ok=True)
+    desk.media_root = Path(tempfile.mkdtemp(prefix="dw-test-", dir="/media"))
+    chosen = json.loads(json.dumps(policy or POLICY))
+    chosen["controls"].setdefault("usb", {})["media_roots"] = [str(desk.media_root)]
+    desk.capture_tool = f"shot{uuid.uuid4().hex[:8]}"  # under Linux's 15-character process name
+    chosen["controls"].setdefault("screen_capture", {})["process_names"] = [desk.capture_tool]
+    desk.downloads = f"Downloads-{uuid.uuid4().hex[:8]}"
+    chosen["controls"].setdefault("downloads", {})["paths"] = [f"~/{desk.downloads}"]
     try:
-        publish_policy(endpoint.settings, json.dumps(policy or POLICY).encode())
+        publish_policy(endpoint.settings, json.dumps(chosen).encode())
         desk.api_token = endpoint.api_token()
         desk.device_id = desk.cli(
             "enroll", endpoint.url, "--token", endpoint.enroll_token(), "--state-dir", str(desk.state)
@@ -182,6 +198,7 @@ def make_split_desk(
             print(f"--- {log.name}\n{log.read_text(encoding='utf-8', errors='replace')[-3000:]}")
         shutil.rmtree(base, ignore_errors=True)
         shutil.rmtree(run_dir, ignore_errors=True)
+        shutil.rmtree(desk.media_root, ignore_errors=True)
 
 
 def as_user_python(desk: SplitDesk, user: DeskUser, code: str) -> subprocess.CompletedProcess[str]:

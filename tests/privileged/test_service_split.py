@@ -204,7 +204,7 @@ def test_downloads_of_two_users_are_quarantined_out_of_reach_and_attributed(
     desk: SplitDesk, desk_users: tuple[DeskUser, DeskUser]
 ) -> None:
     for user in desk_users:
-        downloads = user.home / "Downloads"
+        downloads = user.home / desk.downloads
         assert run_as(user, ["mkdir", "-p", str(downloads)]).returncode == 0
     # The service re-reads the desk users periodically; wait until it watches both new homes.
     wait_for(
@@ -225,7 +225,7 @@ def test_downloads_of_two_users_are_quarantined_out_of_reach_and_attributed(
         assert event["data"]["name"] in offered[event["user"]]  # attributed to the owner of the folder it was in
     for user in desk_users:
         wait_for(
-            lambda user=user: not list((user.home / "Downloads").glob("customers-*.csv")),
+            lambda user=user: not list((user.home / desk.downloads).glob("customers-*.csv")),
             timeout=60,
             what=f"every offered file of {user.name} to be quarantined",
         )
@@ -235,7 +235,7 @@ def test_downloads_of_two_users_are_quarantined_out_of_reach_and_attributed(
 def _offer_a_download(desk: SplitDesk, user: DeskUser, offered: set[str]) -> bool:
     if [e for e in desk.events(kind="download.quarantined") if e["user"] == user.name]:
         return True
-    sheet = user.home / "Downloads" / f"customers-{uuid.uuid4().hex[:8]}.csv"
+    sheet = user.home / desk.downloads / f"customers-{uuid.uuid4().hex[:8]}.csv"
     offered.add(sheet.name)
     run_as(user, ["sh", "-c", f"printf 'name,card\\nA,{CARD}\\nB,5500 0000 0000 0004\\n' > {sheet}.part"])
     run_as(user, ["mv", f"{sheet}.part", str(sheet)])
@@ -243,7 +243,7 @@ def _offer_a_download(desk: SplitDesk, user: DeskUser, offered: set[str]) -> boo
 
 
 def test_a_capture_tool_started_by_the_user_is_terminated_by_the_service(desk: SplitDesk, desk_user: DeskUser) -> None:
-    tool = desk_user.home / "flameshot"
+    tool = desk_user.home / desk.capture_tool
     shutil.copy("/bin/sleep", tool)
     os.chown(tool, desk_user.uid, desk_user.gid)
     proc = spawn_as(desk_user, [str(tool), "300"])
@@ -263,7 +263,7 @@ def test_a_usb_stick_under_the_users_media_folder_is_unmounted(
     with image.open("wb") as handle:
         handle.truncate(8 * 1024 * 1024)
     subprocess.run(["mkfs.ext4", "-q", "-L", "STICK", str(image)], check=True)
-    mount_point = Path("/media") / desk_user.name / f"STICK-{uuid.uuid4().hex[:6]}"
+    mount_point = desk.media_root / desk_user.name / f"STICK-{uuid.uuid4().hex[:6]}"
     mount_point.mkdir(parents=True)
     try:
         subprocess.run(["mount", "-o", "loop", str(image), str(mount_point)], check=True)
