@@ -106,6 +106,47 @@ def _insert_sql(db: Database) -> str:
     return f"INSERT INTO events ({_EVENT_COLUMNS}) VALUES ({marks}) ON CONFLICT (device_id, seq) DO NOTHING"  # noqa: S608
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """The hot path's statements as driver SQL, written once per dialect: building and compiling (or looking up)
+    a SQLAlchemy statement per request cost more CPU than SQLite spends running it."""
+
+    insert_events: str
+    read_device: str
+    """The device's team, key and chain head; on PostgreSQL locked until the transaction ends (SQLite's one
+    writer needs no row lock)."""
+    stored_range: str
+    advance_device: str
+    """Chain head, missing count and last_seen; the user only when the batch names one."""
+    touch_device: str
+
+
+_STATEMENTS: dict[bool, _Statements] = {}
+
+
+def _statements(db: Database) -> _Statements:
+    sqlite_db = db.is_sqlite
+    statements = _STATEMENTS.get(sqlite_db)
+    if statements is None:
+        m = "?" if sqlite_db else "%s"
+        lock = "" if sqlite_db else " FOR UPDATE"
+        statements = _Statements(
+            insert_events=_insert_sql(db),
+            read_device=(
+                "SELECT team, chain_key, last_seq, last_mac, missing, revoked_at FROM devices"  # noqa: S608
+                f" WHERE device_id = {m}{lock}"
+            ),
+            stored_range=f"SELECT seq, id, mac FROM events WHERE device_id = {m} AND seq >= {m} AND seq <= {m}",  # noqa: S608
+            advance_device=(
+                f"UPDATE devices SET last_seen = {m}, missing = {m}, last_seq = {m}, last_mac = {m},"  # noqa: S608
+                f' "user" = COALESCE(NULLIF({m}, \'\'), "user") WHERE device_id = {m}'
+            ),
+            touch_device=f"UPDATE devices SET last_seen = {m} WHERE device_id = {m}",  # noqa: S608
+        )
+        _STATEMENTS[sqlite_db] = statements
+    return statements
+
+
 _json_data = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -213,42 +254,34 @@ def ingest_batch(
     of the new events raise alerts, stored with the integrity alerts in the same transaction. Raises `SeqReuse`,
     after committing its alert and storing nothing, when an event differs from the one stored under its seq (or
     from its twin in the batch)."""
-    d, e = tables.devices, tables.events
     unique, clashes = _prepare(db, device_id, batch, now)
     if not unique:
         return IngestOutcome(accepted=0, duplicates=0, alerts=())
     seqs = sorted(unique)
-    insert_sql = _insert_sql(db)
+    sql = _statements(db)
+    db_now: Any = _sqlite_time(now) if db.is_sqlite else now
     reuse: SeqReuse | None = None
 
     with db.write() as conn:
-        dev = conn.execute(
-            select(d.c.team, d.c.chain_key, d.c.last_seq, d.c.last_mac, d.c.missing, d.c.revoked_at)
-            .where(d.c.device_id == device_id)
-            .with_for_update()
-        ).first()
-        if dev is None or dev.revoked_at is not None:
+        dev = conn.exec_driver_sql(sql.read_device, (device_id,)).first()
+        if dev is None or dev[5] is not None:
             raise DeviceGone(device_id)
-        last_seq, last_mac, missing = int(dev.last_seq), str(dev.last_mac), int(dev.missing)
-        team = str(dev.team)
+        team, chain_key = str(dev[0]), str(dev[1])
+        last_seq, last_mac, missing = int(dev[2]), str(dev[3]), int(dev[4])
 
         # Seqs above last_seq cannot be stored yet, so the common case needs no lookup.
         stored: dict[int, tuple[str, str]] = {}
         if seqs[0] <= last_seq:
             stored = {
-                int(row.seq): (str(row.id), str(row.mac))
-                for row in conn.execute(
-                    select(e.c.seq, e.c.id, e.c.mac).where(
-                        e.c.device_id == device_id, e.c.seq >= seqs[0], e.c.seq <= seqs[-1]
-                    )
-                )
+                int(seq): (str(event_id), str(mac))
+                for seq, event_id, mac in conn.exec_driver_sql(sql.stored_range, (device_id, seqs[0], seqs[-1]))
             }
         conflicts = sorted(
             clashes | {seq for seq, held in stored.items() if seq in unique and held != _identity(unique[seq].event)}
         )
         if conflicts:
             reuse = _seq_reuse(conflicts, unique, stored, last_seq=last_seq)
-            conn.execute(update(d).where(d.c.device_id == device_id).values(last_seen=now))
+            conn.exec_driver_sql(sql.touch_device, (db_now, device_id))
             insert_alerts(conn, [reuse.alert], device_id=device_id, team=team, now=now)
             new_seqs: list[int] = []
         else:
@@ -259,15 +292,16 @@ def ingest_batch(
         else:
             alerts = _store(
                 conn,
-                insert_sql,
+                sql,
                 device_id=device_id,
                 team=team,
-                key=decode_chain_key(dev.chain_key),
+                key=decode_chain_key(chain_key),
                 fresh=[unique[seq] for seq in new_seqs],
                 last_seq=last_seq,
                 last_mac=last_mac,
                 missing=missing,
                 now=now,
+                db_now=db_now,
                 classify=classify,
             )
 
@@ -308,7 +342,7 @@ def _seq_reuse(
 
 def _store(
     conn: Any,
-    insert_sql: str,
+    sql: _Statements,
     *,
     device_id: str,
     team: str,
@@ -318,11 +352,11 @@ def _store(
     last_mac: str,
     missing: int,
     now: datetime,
+    db_now: Any,
     classify: EventClassifier,
 ) -> list[NewAlert]:
     """Insert new events, check their links, advance the device's chain state, and insert their alerts."""
-    d = tables.devices
-    conn.exec_driver_sql(insert_sql, [(*p.row, team) for p in fresh])
+    conn.exec_driver_sql(sql.insert_events, [(*p.row, team) for p in fresh])
     alerts = _check_chain(
         conn, device_id=device_id, key=key, fresh=fresh, last_seq=last_seq, last_mac=last_mac, had_gaps=missing > 0
     )
@@ -333,14 +367,12 @@ def _store(
     alerts.extend(classify(new_events))
     alerts.extend(_unlock_alerts(conn, device_id=device_id, new_events=new_events))
 
-    values: dict[str, Any] = {"last_seen": now, "missing": new_missing}
+    new_last_mac = last_mac
     if new_last_seq != last_seq:
-        values["last_seq"] = new_last_seq
-        values["last_mac"] = next(p.event.mac for p in fresh if p.event.seq == new_last_seq)
-    newest_user = new_events[-1].user
-    if newest_user:
-        values["user"] = newest_user
-    conn.execute(update(d).where(d.c.device_id == device_id).values(values))
+        new_last_mac = next(p.event.mac for p in fresh if p.event.seq == new_last_seq)
+    conn.exec_driver_sql(
+        sql.advance_device, (db_now, new_missing, new_last_seq, new_last_mac, new_events[-1].user, device_id)
+    )
     insert_alerts(conn, alerts, device_id=device_id, team=team, now=now)
     return alerts
 
