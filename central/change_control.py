@@ -13,6 +13,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Connection
+
 from central.auth import users
 from central.auth.principal import Principal, parse_role
 from central.signing import PolicySigner
@@ -25,6 +27,7 @@ from central.store.admin_changes import (
     QUARANTINE_RELEASE,
     RULE_OFF,
     AdminChange,
+    ChangeKind,
 )
 from central.store.console_config import ConsoleConfig, load_config, save_config
 from central.store.engine import Database
@@ -45,6 +48,35 @@ class Held:
     change_id: int
 
 
+def _hold(
+    conn: Connection,
+    kind: ChangeKind,
+    *,
+    target: str,
+    payload: dict[str, Any],
+    alert: str,
+    alert_data: dict[str, Any],
+    actor: str,
+    now: datetime,
+    team: str | None = None,
+) -> Held:
+    """File a change for a second admin, raise its `governance.*` alert and audit the request, in `conn`'s
+    transaction."""
+    change_id = admin_changes.file(conn, kind, target=target, payload=payload, actor=actor, now=now)
+    data: dict[str, Any] = {"by": actor, "change": change_id, "status": "pending"} | alert_data
+    admin_changes.raise_alert(conn, alert, data=data, now=now)
+    audit.record(
+        conn,
+        actor=actor,
+        action="governance.request",
+        target=f"change:{change_id}",
+        team=team,
+        now=now,
+        after={"kind": kind} | payload,
+    )
+    return Held(change_id)
+
+
 def save_settings(db: Database, old: ConsoleConfig, new: ConsoleConfig, *, actor: str, now: datetime) -> Held | None:
     """Save console settings; while the two-person rule is on, switching it off is held for a second admin (the
     rest is saved) and alerted."""
@@ -56,19 +88,16 @@ def save_settings(db: Database, old: ConsoleConfig, new: ConsoleConfig, *, actor
         waiting = admin_changes.pending_in(conn, kind=RULE_OFF)
         if waiting:
             return Held(waiting[0].id)
-        change_id = admin_changes.file(conn, RULE_OFF, target="two-person-rule", payload={}, actor=actor, now=now)
-        admin_changes.raise_alert(
-            conn, ALERT_RULE_OFF, data={"by": actor, "change": change_id, "status": "pending"}, now=now
-        )
-        audit.record(
+        return _hold(
             conn,
+            RULE_OFF,
+            target="two-person-rule",
+            payload={},
+            alert=ALERT_RULE_OFF,
+            alert_data={},
             actor=actor,
-            action="governance.request",
-            target=f"change:{change_id}",
             now=now,
-            after={"kind": RULE_OFF},
         )
-    return Held(change_id)
 
 
 def _grants_admin(before: dict[str, Any] | None, *, role: str, disabled: bool) -> bool:
@@ -142,22 +171,16 @@ def update_user(
 def _hold_grant(db: Database, user_id: int, name: str, *, teams: list[str], actor: str, now: datetime) -> Held:
     payload: dict[str, Any] = {"user_id": user_id, "name": name, "teams": sorted(set(teams))}
     with db.write() as conn:
-        change_id = admin_changes.file(conn, ADMIN_GRANT, target=f"user:{name}", payload=payload, actor=actor, now=now)
-        admin_changes.raise_alert(
+        return _hold(
             conn,
-            ALERT_ADMIN_GRANTED,
-            data={"user": name, "by": actor, "change": change_id, "status": "pending"},
-            now=now,
-        )
-        audit.record(
-            conn,
+            ADMIN_GRANT,
+            target=f"user:{name}",
+            payload=payload,
+            alert=ALERT_ADMIN_GRANTED,
+            alert_data={"user": name},
             actor=actor,
-            action="governance.request",
-            target=f"change:{change_id}",
             now=now,
-            after={"kind": ADMIN_GRANT} | payload,
         )
-    return Held(change_id)
 
 
 def release_quarantined(
@@ -192,23 +215,17 @@ def release_quarantined(
             "name": held.name,
             "findings": list(held.findings),
         }
-        change_id = admin_changes.file(conn, QUARANTINE_RELEASE, target=target, payload=payload, actor=actor, now=now)
-        admin_changes.raise_alert(
+        return _hold(
             conn,
-            ALERT_RELEASE_HELD,
-            data={"by": actor, "change": change_id, "status": "pending", "hostname": held.hostname},
-            now=now,
-        )
-        audit.record(
-            conn,
+            QUARANTINE_RELEASE,
+            target=target,
+            payload=payload,
+            alert=ALERT_RELEASE_HELD,
+            alert_data={"hostname": held.hostname},
             actor=actor,
-            action="governance.request",
-            target=f"change:{change_id}",
-            team=held.team,
             now=now,
-            after={"kind": QUARANTINE_RELEASE} | payload,
+            team=held.team,
         )
-    return Held(change_id)
 
 
 def pending(db: Database) -> list[AdminChange]:
