@@ -48,22 +48,33 @@ class DecisionRefused(ValueError):
     """The file already has a decision waiting or carried out."""
 
 
+def _quarantined_events(device_id: str) -> Any:
+    """The device's `download.quarantined` events that did quarantine a file: seq, time, user, data."""
+    e = tables.events
+    return select(e.c.seq, e.c.ts, e.c.user, e.c.data).where(
+        e.c.device_id == device_id,
+        e.c.kind == EventKind.download_quarantined.value,
+        e.c.action == "quarantined",
+    )
+
+
+def _findings(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """An event's findings as type (capped) and count, skipping malformed entries."""
+    listed = data.get("findings")
+    return [
+        {"type": str(f.get("type", "?"))[:32], "count": f.get("count", 1)}
+        for f in (listed if isinstance(listed, list) else [])
+        if isinstance(f, dict)
+    ]
+
+
 def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
     """The device's quarantined downloads, newest first: masked name, size, findings, when, user, and the latest
     decision about each (None, or its action, status and outcome), and a release held for a second admin (`held`:
     the change id and who asked, or None)."""
     e, c, a = tables.events, quarantine_commands, admin_changes
     with db.read() as conn:
-        rows = conn.execute(
-            select(e.c.seq, e.c.ts, e.c.user, e.c.data)
-            .where(
-                e.c.device_id == device_id,
-                e.c.kind == EventKind.download_quarantined.value,
-                e.c.action == "quarantined",
-            )
-            .order_by(e.c.seq.desc())
-            .limit(LIST_LIMIT)
-        ).all()
+        rows = conn.execute(_quarantined_events(device_id).order_by(e.c.seq.desc()).limit(LIST_LIMIT)).all()
         decisions: dict[str, Any] = {}
         for d in conn.execute(select(c).where(c.c.device_id == device_id).order_by(c.c.issued_at)).all():
             decisions[str(d.quarantine_id)] = d
@@ -84,8 +95,6 @@ def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
         if not isinstance(qid, str) or not QUARANTINE_ID_RE.match(qid):
             continue
         decision = decisions.get(qid)
-        listed = data.get("findings")
-        findings: list[Any] = listed if isinstance(listed, list) else []
         out.append(
             {
                 "quarantine_id": qid,
@@ -94,11 +103,7 @@ def quarantined_files(db: Database, device_id: str) -> list[dict[str, Any]]:
                 "user": row.user,
                 "name": str(data.get("name", ""))[:256],
                 "size_bytes": data.get("size_bytes") if isinstance(data.get("size_bytes"), int) else None,
-                "findings": [
-                    {"type": str(f.get("type", "?"))[:32], "count": f.get("count", 1)}
-                    for f in findings
-                    if isinstance(f, dict)
-                ],
+                "findings": _findings(data),
                 "decision": None if decision is None else _decision(decision),
                 "held": held.get(qid),
             }
@@ -136,20 +141,14 @@ def decidable(conn: Connection, device_id: str, quarantine_id: str, *, teams: fr
     or host, are taken one after the other. Raises QuarantineNotFound or DecisionRefused."""
     if not QUARANTINE_ID_RE.match(quarantine_id):
         raise QuarantineNotFound(quarantine_id)
-    d, e, c = tables.devices, tables.events, quarantine_commands
+    d, c = tables.devices, quarantine_commands
     device = conn.execute(select(d.c.team, d.c.hostname).where(d.c.device_id == device_id).with_for_update()).first()
     if device is None or (teams is not None and device.team not in teams):
         raise QuarantineNotFound(device_id)
     data = next(
         (
             r.data
-            for r in conn.execute(
-                select(e.c.data).where(
-                    e.c.device_id == device_id,
-                    e.c.kind == EventKind.download_quarantined.value,
-                    e.c.action == "quarantined",
-                )
-            )
+            for r in conn.execute(_quarantined_events(device_id))
             if isinstance(r.data, dict) and r.data.get("quarantine_id") == quarantine_id
         ),
         None,
@@ -166,17 +165,11 @@ def decidable(conn: Connection, device_id: str, quarantine_id: str, *, teams: fr
         raise DecisionRefused(
             f"this file is already being {verb}" if earlier.status == "pending" else f"this file was {verb}"
         )
-    listed = data.get("findings")
-    findings = tuple(
-        f"{f.get('count', 1)} x {str(f.get('type', '?'))[:32]}"
-        for f in (listed if isinstance(listed, list) else [])
-        if isinstance(f, dict)
-    )
     return DecidableFile(
         team=str(device.team),
         hostname=str(device.hostname or device_id),
         name=str(data.get("name", ""))[:256],
-        findings=findings,
+        findings=tuple(f"{f['count']} x {f['type']}" for f in _findings(data)),
     )
 
 
